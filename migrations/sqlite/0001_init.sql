@@ -1,0 +1,53 @@
+-- hop schema version 1 (SQLite). Released migrations are never edited; add a new file.
+-- Times are Unix milliseconds unless the column name says otherwise.
+
+-- Values hop generates once per database, such as the key of the short-code
+-- permutation. Losing this table would make future codes collide with old ones.
+CREATE TABLE settings (
+    name  TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+) WITHOUT ROWID;
+
+-- Counters that processes lease in blocks (one write per block, not per link).
+CREATE TABLE counters (
+    name TEXT PRIMARY KEY,
+    next INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- API keys, stored as SHA-256 of the secret; `prefix` is the visible start of the key.
+CREATE TABLE api_keys (
+    id         INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    prefix     TEXT NOT NULL,
+    hash       BLOB NOT NULL UNIQUE,
+    is_admin   INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+
+-- Links. `domain` is '' for the deployment's own base URL. Deletes are soft
+-- (`deleted_at`) so that a code is never handed to a new target.
+CREATE TABLE links (
+    id              INTEGER PRIMARY KEY,
+    domain          TEXT NOT NULL DEFAULT '',
+    code            TEXT NOT NULL,
+    url             TEXT NOT NULL,
+    title           TEXT,
+    created_at      INTEGER NOT NULL,
+    expires_at      INTEGER,
+    max_clicks      INTEGER,
+    redirect_status INTEGER NOT NULL,
+    owner_key_id    INTEGER REFERENCES api_keys (id),
+    -- Total clicks flushed so far; the click pipeline adds to it in batches.
+    clicks          INTEGER NOT NULL DEFAULT 0,
+    deleted_at      INTEGER,
+    UNIQUE (domain, code)
+);
+
+-- Clicks per link per UTC hour; the base that analytics rollups build on.
+CREATE TABLE link_clicks_hourly (
+    link_id    INTEGER NOT NULL REFERENCES links (id),
+    hour_start INTEGER NOT NULL, -- Unix seconds at the start of the hour
+    clicks     INTEGER NOT NULL,
+    PRIMARY KEY (link_id, hour_start)
+) WITHOUT ROWID;

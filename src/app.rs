@@ -1,0 +1,186 @@
+//! Assembling and running the server: build the state from the configuration, serve
+//! HTTP until a shutdown signal, then stop in order (stop accepting, finish in-flight
+//! requests, flush counted clicks, close the database).
+
+use crate::cache::LinkCache;
+use crate::clicks::{Clicks, run_click_writer};
+use crate::codes::CodeAllocator;
+use crate::config::Config;
+use crate::domain::key;
+use crate::domain::url::UrlPolicy;
+use crate::http::{self, AppState, Settings, Shared};
+use crate::store::{self, NewApiKey, Stores};
+use anyhow::Context;
+use axum::http::HeaderValue;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Background work that must be stopped in order when the server stops.
+pub struct Background {
+    stop: watch::Sender<bool>,
+    click_writer: JoinHandle<()>,
+    clicks: Arc<Clicks>,
+}
+
+impl Background {
+    /// Drains and flushes the click queue, then returns.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        if let Err(e) = self.click_writer.await {
+            tracing::error!(error = %e, "click writer ended abnormally");
+        }
+        let dropped = self.clicks.dropped();
+        if dropped > 0 {
+            tracing::warn!(clicks.dropped = dropped, "clicks were dropped because the queue was full");
+        }
+    }
+}
+
+/// Opens the database named by the configuration.
+pub fn open_stores(config: &Config) -> anyhow::Result<Stores> {
+    let url = config.database_url();
+    store::connect(&url).with_context(|| format!("opening database {url}"))
+}
+
+/// Builds the application state and starts its background tasks.
+pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
+    let stores = open_stores(config)?;
+    let base = config.public_base().map_err(anyhow::Error::msg)?;
+    let own_origins = base
+        .host_str()
+        .zip(base.port_or_known_default())
+        .map(|(host, port)| vec![(host.to_ascii_lowercase(), port)])
+        .unwrap_or_default();
+    let settings = Settings {
+        base_url: base.as_str().trim_end_matches('/').to_owned(),
+        url_policy: UrlPolicy {
+            allowed_schemes: config.allowed_schemes.clone(),
+            max_len: config.max_url_length,
+            own_origins,
+        },
+        redirect_cache_control: HeaderValue::from_str(&format!(
+            "private, max-age={}",
+            config.redirect_max_age_s
+        ))?,
+        max_body_bytes: config.max_body_bytes,
+    };
+    let codes = CodeAllocator::new(stores.meta.clone(), config.code_length)
+        .await
+        .context("loading the short-code key")?;
+    let (clicks, queue) = Clicks::new(config.click_queue_capacity);
+    let (stop, stopped) = watch::channel(false);
+    let click_writer = tokio::spawn(run_click_writer(
+        queue,
+        stores.clicks.clone(),
+        Duration::from_millis(config.click_flush_interval_ms),
+        stopped,
+    ));
+    let cache = LinkCache::new(
+        config.cache_max_bytes,
+        Duration::from_secs(config.cache_ttl_s),
+        Duration::from_millis(config.negative_cache_ttl_ms),
+    );
+    let state = AppState::new(Shared {
+        stores,
+        cache,
+        clicks: clicks.clone(),
+        codes: Arc::new(codes),
+        settings,
+    });
+    Ok((
+        state,
+        Background {
+            stop,
+            click_writer,
+            clicks,
+        },
+    ))
+}
+
+/// Creates an admin key if no active key exists, so a fresh install is usable.
+/// Returns the secret to show once.
+pub async fn bootstrap_admin_key(stores: &Stores) -> anyhow::Result<Option<String>> {
+    if stores.keys.count_active_keys().await? > 0 {
+        return Ok(None);
+    }
+    let generated = key::generate();
+    stores
+        .keys
+        .insert_key(NewApiKey {
+            name: "admin".into(),
+            prefix: generated.prefix.clone(),
+            hash: generated.hash,
+            admin: true,
+        })
+        .await?;
+    Ok(Some(generated.secret))
+}
+
+/// Serves hop on `listener` until `shutdown` completes, then stops gracefully: no new
+/// connections, in-flight requests finish (up to `shutdown_timeout_s`), counted clicks
+/// are flushed.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (state, background) = build(&config).await?;
+    if let Some(secret) = bootstrap_admin_key(&state.stores).await? {
+        eprintln!(
+            "hop: no API key existed, so an admin key was created. Store it now: it will not be shown again.\n{secret}"
+        );
+    }
+    let address = listener.local_addr()?;
+    tracing::info!(listen = %address, base_url = %state.settings.base_url, "hop is serving");
+    let app = http::router(state);
+    let (begin_shutdown, shutdown_begun) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = shutdown_begun.await;
+        })
+        .into_future();
+    let mut server = tokio::spawn(server);
+    tokio::select! {
+        result = &mut server => {
+            background.stop().await;
+            return result.context("server task failed")?.context("server failed");
+        }
+        () = shutdown => {}
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+    let _ = begin_shutdown.send(());
+    let timeout = Duration::from_secs(config.shutdown_timeout_s);
+    match tokio::time::timeout(timeout, &mut server).await {
+        Ok(result) => result.context("server task failed")?.context("server failed")?,
+        Err(_) => {
+            tracing::warn!(timeout_s = config.shutdown_timeout_s, "in-flight requests did not finish in time");
+            server.abort();
+        }
+    }
+    background.stop().await;
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

@@ -1,0 +1,461 @@
+//! Configuration: defaults, then a TOML file (`--config`), then `HOP_*` environment
+//! variables, then command-line flags; later sources win.
+//!
+//! Every source is merged into one TOML table before a single strict deserialisation,
+//! so an unknown key is an error that names it wherever it came from. Environment
+//! values are text; numeric and boolean settings accept text too, so `HOP_CODE_LENGTH=8`
+//! works like `code_length = 8` in the file.
+
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+use std::fmt;
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use crate::domain::code::{MAX_GENERATED_LEN, MIN_GENERATED_LEN};
+
+/// Prefix of the environment variables read as configuration.
+pub const ENV_PREFIX: &str = "HOP_";
+
+/// Every setting. Field names are the keys of the file and, upper-cased with the
+/// `HOP_` prefix, of the environment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address and port the HTTP server listens on.
+    pub listen: String,
+    /// Directory of the embedded database.
+    pub data_dir: PathBuf,
+    /// Database URL; empty means `sqlite://<data_dir>/hop.db`.
+    pub database_url: String,
+    /// Public URL that short links start with; empty means `http://<listen>`.
+    pub base_url: String,
+    /// `text` or `json`.
+    pub log_format: LogFormat,
+    /// A tracing filter such as `info` or `hop=debug,info`.
+    pub log_level: String,
+    /// Characters in a generated code.
+    #[serde(deserialize_with = "lenient")]
+    pub code_length: u32,
+    /// `max-age` of the `Cache-Control` header on redirects, in seconds.
+    #[serde(deserialize_with = "lenient")]
+    pub redirect_max_age_s: u64,
+    /// Longest target URL accepted, in bytes.
+    #[serde(deserialize_with = "lenient")]
+    pub max_url_length: usize,
+    /// URL schemes a link may point to.
+    #[serde(deserialize_with = "string_list")]
+    pub allowed_schemes: Vec<String>,
+    /// Largest request body accepted, in bytes.
+    #[serde(deserialize_with = "lenient")]
+    pub max_body_bytes: usize,
+    /// Memory the redirect cache may use, in bytes (estimated per entry).
+    #[serde(deserialize_with = "lenient")]
+    pub cache_max_bytes: u64,
+    /// How long a link stays cached, in seconds (never past the link's expiry).
+    #[serde(deserialize_with = "lenient")]
+    pub cache_ttl_s: u64,
+    /// How long an unknown code is remembered as unknown, in milliseconds.
+    #[serde(deserialize_with = "lenient")]
+    pub negative_cache_ttl_ms: u64,
+    /// Click events that may wait for the click writer before new ones are dropped.
+    #[serde(deserialize_with = "lenient")]
+    pub click_queue_capacity: usize,
+    /// How often counted clicks are written to the database, in milliseconds.
+    #[serde(deserialize_with = "lenient")]
+    pub click_flush_interval_ms: u64,
+    /// How long a graceful shutdown waits for in-flight requests, in seconds.
+    #[serde(deserialize_with = "lenient")]
+    pub shutdown_timeout_s: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./hop-data"),
+            database_url: String::new(),
+            base_url: String::new(),
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+            code_length: 7,
+            redirect_max_age_s: 90,
+            max_url_length: 4096,
+            allowed_schemes: vec!["http".into(), "https".into()],
+            max_body_bytes: 64 * 1024,
+            cache_max_bytes: 64 * 1024 * 1024,
+            cache_ttl_s: 300,
+            negative_cache_ttl_ms: 2000,
+            click_queue_capacity: 1 << 18,
+            click_flush_interval_ms: 500,
+            shutdown_timeout_s: 30,
+        }
+    }
+}
+
+/// The commented default configuration printed by `hop config default`.
+pub const DEFAULT_TOML: &str = r#"# hop configuration. Every key is optional; shown here with its default.
+# Environment variables override this file (HOP_LISTEN, HOP_DATA_DIR, ...), and
+# command-line flags override both.
+
+# Address and port the HTTP server listens on.
+listen = "127.0.0.1:8080"
+
+# Directory of the embedded SQLite database.
+data_dir = "./hop-data"
+
+# Database URL. Empty means sqlite://<data_dir>/hop.db.
+database_url = ""
+
+# Public URL that short links start with, e.g. "https://sho.rt". Empty means
+# http://<listen>. Links to this host are refused (they would loop).
+base_url = ""
+
+# Log format: "text" or "json". One line per request at info level.
+log_format = "text"
+
+# Log filter, e.g. "info", "warn", "hop=debug,info".
+log_level = "info"
+
+# Characters in a generated short code (4 to 10). 7 gives 62^7 = 3.5 trillion codes.
+code_length = 7
+
+# max-age of the Cache-Control header on redirects, in seconds.
+redirect_max_age_s = 90
+
+# Longest target URL accepted, in bytes.
+max_url_length = 4096
+
+# URL schemes a link may point to.
+allowed_schemes = ["http", "https"]
+
+# Largest request body accepted, in bytes.
+max_body_bytes = 65536
+
+# Memory the in-process redirect cache may use, in bytes.
+cache_max_bytes = 67108864
+
+# How long a link stays cached, in seconds (never past the link's own expiry).
+cache_ttl_s = 300
+
+# How long an unknown code is remembered as unknown, in milliseconds.
+negative_cache_ttl_ms = 2000
+
+# Click events that may wait for the click writer; beyond this, clicks are dropped
+# (and counted as dropped) rather than slowing redirects down.
+click_queue_capacity = 262144
+
+# How often counted clicks are written to the database, in milliseconds.
+click_flush_interval_ms = 500
+
+# How long a graceful shutdown waits for in-flight requests, in seconds.
+shutdown_timeout_s = 30
+"#;
+
+/// Why configuration could not be loaded; each message names the file, variable or key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {var}: unknown setting `{key}`")]
+    UnknownEnv { var: String, key: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Settings given as command-line flags (each overrides file and environment).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub base_url: Option<String>,
+    pub log_format: Option<String>,
+    pub log_level: Option<String>,
+}
+
+impl Config {
+    /// Loads configuration from `file` (if any), the given environment, and `flags`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: &Overrides,
+    ) -> Result<Self, ConfigError> {
+        let mut table = toml::Table::new();
+        let source = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                table = text.parse::<toml::Table>().map_err(|e| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                })?;
+                // Check the file alone first so that its errors point into the file.
+                Self::from_table(table.clone()).map_err(|message| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message,
+                })?;
+                Some(path)
+            }
+            None => None,
+        };
+        let known = Self::keys();
+        for (var, value) in env {
+            let Some(key) = var.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let key = key.to_ascii_lowercase();
+            if !known.contains(&key.as_str()) {
+                return Err(ConfigError::UnknownEnv { var, key });
+            }
+            table.insert(key, toml::Value::String(value));
+        }
+        let flag_values = [
+            ("listen", flags.listen.clone()),
+            (
+                "data_dir",
+                flags.data_dir.as_ref().map(|p| p.display().to_string()),
+            ),
+            ("base_url", flags.base_url.clone()),
+            ("log_format", flags.log_format.clone()),
+            ("log_level", flags.log_level.clone()),
+        ];
+        for (key, value) in flag_values {
+            if let Some(value) = value {
+                table.insert(key.into(), toml::Value::String(value));
+            }
+        }
+        let config = Self::from_table(table).map_err(|message| match source {
+            Some(path) => ConfigError::Invalid(format!(
+                "{message} (after applying {} and HOP_* variables)",
+                path.display()
+            )),
+            None => ConfigError::Invalid(message),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn from_table(table: toml::Table) -> Result<Self, String> {
+        Config::deserialize(toml::Value::Table(table)).map_err(|e| e.message().to_owned())
+    }
+
+    /// Every configuration key, taken from the default file so the two cannot drift.
+    fn keys() -> Vec<&'static str> {
+        DEFAULT_TOML
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| line.split_once(" = ").map(|(key, _)| key))
+            .collect()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |msg: String| Err(ConfigError::Invalid(msg));
+        if self.listen.parse::<SocketAddr>().is_err() {
+            return invalid(format!(
+                "listen `{}` is not an address:port such as 127.0.0.1:8080",
+                self.listen
+            ));
+        }
+        if !(MIN_GENERATED_LEN..=MAX_GENERATED_LEN).contains(&self.code_length) {
+            return invalid(format!(
+                "code_length {} is outside {MIN_GENERATED_LEN}..={MAX_GENERATED_LEN}",
+                self.code_length
+            ));
+        }
+        if let Err(e) = self.public_base() {
+            return invalid(e);
+        }
+        if self.allowed_schemes.is_empty() {
+            return invalid("allowed_schemes must name at least one scheme".into());
+        }
+        if let Some(bad) = self
+            .allowed_schemes
+            .iter()
+            .find(|s| s.is_empty() || !s.bytes().all(|b| b.is_ascii_lowercase() || b == b'+' || b == b'-' || b == b'.' || b.is_ascii_digit()))
+        {
+            return invalid(format!("allowed_schemes entry `{bad}` is not a lower-case URL scheme"));
+        }
+        for (name, value) in [
+            ("max_url_length", self.max_url_length as u64),
+            ("max_body_bytes", self.max_body_bytes as u64),
+            ("click_queue_capacity", self.click_queue_capacity as u64),
+            ("click_flush_interval_ms", self.click_flush_interval_ms),
+            ("cache_max_bytes", self.cache_max_bytes),
+        ] {
+            if value == 0 {
+                return invalid(format!("{name} must be greater than 0"));
+            }
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log_level)
+            .map_err(|e| ConfigError::Invalid(format!("log_level `{}`: {e}", self.log_level)))?;
+        Ok(())
+    }
+
+    /// The public base URL without a trailing slash, checked to be absolute http(s).
+    pub fn public_base(&self) -> Result<url::Url, String> {
+        let text = if self.base_url.is_empty() {
+            format!("http://{}", self.listen)
+        } else {
+            self.base_url.trim_end_matches('/').to_owned()
+        };
+        let parsed = url::Url::parse(&text)
+            .map_err(|e| format!("base_url `{text}` is not an absolute URL: {e}"))?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+            return Err(format!("base_url `{text}` must be an http:// or https:// URL with a host"));
+        }
+        if parsed.query().is_some() || parsed.fragment().is_some() {
+            return Err(format!("base_url `{text}` must not have a query or fragment"));
+        }
+        Ok(parsed)
+    }
+
+    /// The database URL, defaulting to the SQLite file in the data directory.
+    pub fn database_url(&self) -> String {
+        if self.database_url.is_empty() {
+            format!("sqlite://{}", self.data_dir.join("hop.db").display())
+        } else {
+            self.database_url.clone()
+        }
+    }
+}
+
+/// Deserialises a number or boolean from its native TOML form or from text.
+fn lenient<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr + TryFrom<i64> + TryFrom<u64>,
+    <T as FromStr>::Err: fmt::Display,
+{
+    struct Lenient<T>(PhantomData<T>);
+    impl<T> de::Visitor<'_> for Lenient<T>
+    where
+        T: FromStr + TryFrom<i64> + TryFrom<u64>,
+        <T as FromStr>::Err: fmt::Display,
+    {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a non-negative integer")
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+            T::try_from(v).map_err(|_| E::custom(format!("{v} is out of range")))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+            T::try_from(v).map_err(|_| E::custom(format!("{v} is out of range")))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+            v.trim()
+                .parse()
+                .map_err(|e| E::custom(format!("`{v}` is not a valid number: {e}")))
+        }
+    }
+    deserializer.deserialize_any(Lenient(PhantomData))
+}
+
+/// Deserialises a list of strings from a TOML array or comma-separated text.
+fn string_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrText {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(
+        match ListOrText::deserialize(deserializer).map_err(|_| {
+            de::Error::custom("expected a list of strings such as [\"http\", \"https\"]")
+        })? {
+            ListOrText::List(items) => items,
+            ListOrText::Text(text) => text
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn default_file_is_the_defaults() {
+        let from_file = Config::from_table(DEFAULT_TOML.parse().unwrap()).unwrap();
+        let defaults = Config::default();
+        assert_eq!(format!("{from_file:?}"), format!("{defaults:?}"));
+        assert_eq!(Config::keys().len(), 17);
+    }
+
+    #[test]
+    fn later_sources_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hop.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:1\"\ncode_length = 8\nbase_url = \"https://a.example\"\n").unwrap();
+        let flags = Overrides {
+            listen: Some("127.0.0.1:3".into()),
+            ..Overrides::default()
+        };
+        let config = Config::load(
+            Some(&path),
+            env(&[("HOP_LISTEN", "127.0.0.1:2"), ("HOP_CODE_LENGTH", "9"), ("PATH", "/bin")]),
+            &flags,
+        )
+        .unwrap();
+        assert_eq!(config.listen, "127.0.0.1:3");
+        assert_eq!(config.code_length, 9);
+        assert_eq!(config.base_url, "https://a.example");
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hop.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:1\"\ncache_size = 5\n").unwrap();
+        let err = Config::load(Some(&path), env(&[]), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("cache_size"), "{err}");
+        let err = Config::load(None, env(&[("HOP_LISTNE", "x")]), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("HOP_LISTNE"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        for (pairs, needle) in [
+            (vec![("HOP_CODE_LENGTH", "seven")], "seven"),
+            (vec![("HOP_CODE_LENGTH", "12")], "code_length"),
+            (vec![("HOP_LISTEN", "nowhere")], "listen"),
+            (vec![("HOP_BASE_URL", "ftp://x")], "base_url"),
+            (vec![("HOP_LOG_FORMAT", "xml")], "xml"),
+        ] {
+            let err = Config::load(None, env(&pairs), &Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains(needle), "{err}");
+        }
+    }
+
+    #[test]
+    fn schemes_from_env_text() {
+        let config = Config::load(None, env(&[("HOP_ALLOWED_SCHEMES", "https, ftp")]), &Overrides::default()).unwrap();
+        assert_eq!(config.allowed_schemes, vec!["https", "ftp"]);
+    }
+}

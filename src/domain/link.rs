@@ -1,0 +1,285 @@
+//! Links: what is stored, the redirect kinds, and the validation of everything a
+//! create request may carry besides the URL.
+
+use super::code::{AliasError, validate_alias};
+use super::url::{TargetUrl, UrlError, UrlPolicy};
+use http::StatusCode;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// Database id of a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LinkId(pub i64);
+
+/// Database id of an API key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyId(pub i64);
+
+/// Milliseconds since the Unix epoch: the one time representation in storage and in
+/// the hot path (cheap to compare, no time zone).
+pub type UnixMillis = i64;
+
+/// Now, in Unix milliseconds.
+pub fn now_ms() -> UnixMillis {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// RFC 3339 text for a Unix-milliseconds time, in UTC.
+pub fn format_ms(ms: UnixMillis) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// The HTTP status a link redirects with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RedirectType {
+    /// 301: permanent; browsers cache it, so later clicks may not reach hop.
+    Permanent,
+    /// 302: the default, every click comes back to hop and is counted.
+    #[default]
+    Found,
+    /// 307: temporary, method and body preserved.
+    Temporary,
+    /// 308: permanent, method and body preserved.
+    PermanentRedirect,
+}
+
+impl RedirectType {
+    pub fn from_code(code: u16) -> Option<Self> {
+        Some(match code {
+            301 => Self::Permanent,
+            302 => Self::Found,
+            307 => Self::Temporary,
+            308 => Self::PermanentRedirect,
+            _ => return None,
+        })
+    }
+
+    pub fn code(self) -> u16 {
+        match self {
+            Self::Permanent => 301,
+            Self::Found => 302,
+            Self::Temporary => 307,
+            Self::PermanentRedirect => 308,
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::Permanent => StatusCode::MOVED_PERMANENTLY,
+            Self::Found => StatusCode::FOUND,
+            Self::Temporary => StatusCode::TEMPORARY_REDIRECT,
+            Self::PermanentRedirect => StatusCode::PERMANENT_REDIRECT,
+        }
+    }
+}
+
+/// A stored link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub id: LinkId,
+    pub code: String,
+    pub url: String,
+    pub title: Option<String>,
+    pub created_at: UnixMillis,
+    pub expires_at: Option<UnixMillis>,
+    pub max_clicks: Option<u64>,
+    pub redirect: RedirectType,
+    /// Clicks flushed to the database so far.
+    pub clicks: u64,
+    pub owner: Option<KeyId>,
+}
+
+/// Why a link cannot be followed right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gone {
+    Expired,
+    ClickLimitReached,
+}
+
+impl Link {
+    /// Whether the link has expired at `now`.
+    pub fn is_expired(&self, now: UnixMillis) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+}
+
+/// What a create request asks for, before validation (fields as the JSON carried them).
+#[derive(Debug, Clone, Default)]
+pub struct LinkRequest {
+    pub url: String,
+    pub alias: Option<String>,
+    pub title: Option<String>,
+    pub expires_at: Option<String>,
+    pub max_clicks: Option<i64>,
+    pub redirect_type: Option<u16>,
+}
+
+/// A create request that passed validation; `alias` is `None` for a generated code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkDraft {
+    pub url: TargetUrl,
+    pub alias: Option<String>,
+    pub title: Option<String>,
+    pub expires_at: Option<UnixMillis>,
+    pub max_clicks: Option<u64>,
+    pub redirect: RedirectType,
+}
+
+/// Longest title accepted, in characters.
+pub const MAX_TITLE_CHARS: usize = 512;
+
+/// A field of a create request and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DraftError {
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    #[error(transparent)]
+    Alias(#[from] AliasError),
+    #[error("title must be at most {MAX_TITLE_CHARS} characters without control characters")]
+    Title,
+    #[error("expiresAt `{0}` is not an RFC 3339 time such as 2030-01-31T12:00:00Z")]
+    ExpiryFormat(String),
+    #[error("expiresAt `{0}` is not in the future")]
+    ExpiryPast(String),
+    #[error("maxClicks must be at least 1 (got {0})")]
+    MaxClicks(i64),
+    #[error("redirectType must be one of 301, 302, 307, 308 (got {0})")]
+    RedirectType(u16),
+}
+
+impl DraftError {
+    /// The JSON field the error is about.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::Url(_) => "url",
+            Self::Alias(_) => "alias",
+            Self::Title => "title",
+            Self::ExpiryFormat(_) | Self::ExpiryPast(_) => "expiresAt",
+            Self::MaxClicks(_) => "maxClicks",
+            Self::RedirectType(_) => "redirectType",
+        }
+    }
+}
+
+impl LinkRequest {
+    /// Validates every field; the first problem found is returned.
+    pub fn validate(self, policy: &UrlPolicy, now: UnixMillis) -> Result<LinkDraft, DraftError> {
+        let url = TargetUrl::parse(&self.url, policy)?;
+        if let Some(alias) = &self.alias {
+            validate_alias(alias)?;
+        }
+        let title = match self.title {
+            Some(title)
+                if title.chars().count() > MAX_TITLE_CHARS || title.chars().any(char::is_control) =>
+            {
+                return Err(DraftError::Title);
+            }
+            Some(title) if title.trim().is_empty() => None,
+            other => other,
+        };
+        let expires_at = match self.expires_at {
+            None => None,
+            Some(text) => {
+                let at = OffsetDateTime::parse(&text, &Rfc3339)
+                    .map_err(|_| DraftError::ExpiryFormat(text.clone()))?;
+                let ms = (at.unix_timestamp_nanos() / 1_000_000) as i64;
+                if ms <= now {
+                    return Err(DraftError::ExpiryPast(text));
+                }
+                Some(ms)
+            }
+        };
+        let max_clicks = match self.max_clicks {
+            None => None,
+            Some(n) if n < 1 => return Err(DraftError::MaxClicks(n)),
+            Some(n) => Some(n as u64),
+        };
+        let redirect = match self.redirect_type {
+            None => RedirectType::default(),
+            Some(code) => RedirectType::from_code(code).ok_or(DraftError::RedirectType(code))?,
+        };
+        Ok(LinkDraft {
+            url,
+            alias: self.alias,
+            title,
+            expires_at,
+            max_clicks,
+            redirect,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> UrlPolicy {
+        UrlPolicy {
+            allowed_schemes: vec!["https".into(), "http".into()],
+            max_len: 2048,
+            own_origins: vec![],
+        }
+    }
+
+    fn request() -> LinkRequest {
+        LinkRequest {
+            url: "https://example.com".into(),
+            ..LinkRequest::default()
+        }
+    }
+
+    const NOW: UnixMillis = 1_800_000_000_000;
+
+    #[test]
+    fn defaults() {
+        let draft = request().validate(&policy(), NOW).unwrap();
+        assert_eq!(draft.redirect, RedirectType::Found);
+        assert_eq!(draft.alias, None);
+        assert_eq!(draft.expires_at, None);
+    }
+
+    #[test]
+    fn field_errors() {
+        let cases: Vec<(LinkRequest, &str)> = vec![
+            (LinkRequest { alias: Some("no/slash".into()), ..request() }, "alias"),
+            (LinkRequest { alias: Some("docs".into()), ..request() }, "alias"),
+            (LinkRequest { title: Some("a\u{0}b".into()), ..request() }, "title"),
+            (LinkRequest { title: Some("x".repeat(513)), ..request() }, "title"),
+            (LinkRequest { expires_at: Some("tomorrow".into()), ..request() }, "expiresAt"),
+            (LinkRequest { expires_at: Some("2020-01-01T00:00:00Z".into()), ..request() }, "expiresAt"),
+            (LinkRequest { max_clicks: Some(0), ..request() }, "maxClicks"),
+            (LinkRequest { max_clicks: Some(-5), ..request() }, "maxClicks"),
+            (LinkRequest { redirect_type: Some(303), ..request() }, "redirectType"),
+            (LinkRequest { url: "mailto:a@b.c".into(), ..request() }, "url"),
+        ];
+        for (req, field) in cases {
+            let err = req.clone().validate(&policy(), NOW).unwrap_err();
+            assert_eq!(err.field(), field, "{req:?} → {err}");
+        }
+    }
+
+    #[test]
+    fn accepts_full_request() {
+        let draft = LinkRequest {
+            alias: Some("launch".into()),
+            title: Some("Launch".into()),
+            expires_at: Some("2030-01-01T00:00:00+02:00".into()),
+            max_clicks: Some(10),
+            redirect_type: Some(308),
+            ..request()
+        }
+        .validate(&policy(), NOW)
+        .unwrap();
+        assert_eq!(draft.expires_at, Some(1_893_448_800_000));
+        assert_eq!(draft.redirect, RedirectType::PermanentRedirect);
+        assert_eq!(draft.max_clicks, Some(10));
+    }
+
+    #[test]
+    fn formats_times_as_rfc3339() {
+        assert_eq!(format_ms(1_893_456_000_000), "2030-01-01T00:00:00Z");
+    }
+}

@@ -1,0 +1,7 @@
+//! Pure types and rules: short codes, target URLs, links, API keys. No I/O here; every
+//! rule is unit-tested next to its code.
+
+pub mod code;
+pub mod key;
+pub mod link;
+pub mod url;

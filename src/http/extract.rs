@@ -1,0 +1,135 @@
+//! Extractors that turn bad input into hop's own problem responses: [`AppJson`] for
+//! bodies (naming the offending field) and [`Caller`] for API-key authentication.
+
+use super::AppState;
+use super::problem::ApiError;
+use crate::domain::key;
+use crate::store::ApiKey;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+/// A JSON body, parsed strictly: over the size limit is 413, malformed or mistyped
+/// JSON 400 with the path of the offending field.
+pub struct AppJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for AppJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        // The content type is not enforced (`curl -d` sends a form type with JSON in
+        // it); it only words the error when the body turns out not to be JSON.
+        let declared = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let limit = state.settings.max_body_bytes;
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            match rejection {
+                BytesRejection::FailedToBufferBody(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                    ApiError::PayloadTooLarge(limit)
+                }
+                other => ApiError::BadJson {
+                    detail: format!("could not read request body: {other}"),
+                    field: None,
+                },
+            }
+        })?;
+        parse_json(&bytes).map(AppJson).map_err(|error| match (error, declared) {
+            (ApiError::BadJson { detail, field }, Some(declared)) if !declared.contains("json") => {
+                ApiError::BadJson {
+                    detail: format!("{detail} (the request declared Content-Type `{declared}`)"),
+                    field,
+                }
+            }
+            (error, _) => error,
+        })
+    }
+}
+
+/// Parses `bytes` as `T`, describing the first problem with its JSON path.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::BadJson {
+            detail: "request body is empty; send a JSON object such as {\"url\": \"https://example.com\"}".into(),
+            field: None,
+        });
+    }
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::BadJson {
+            detail: "request body must be a JSON object such as {\"url\": \"https://example.com\"}".into(),
+            field: None,
+        });
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        let syntax = inner.is_syntax() || inner.is_eof();
+        let field = (path != "." && path != "?" && !syntax).then(|| path.clone());
+        let detail = if syntax {
+            format!("request body is not valid JSON: {inner}")
+        } else if let Some(field) = &field {
+            format!("field `{field}`: {inner}")
+        } else {
+            format!("request body: {inner}")
+        };
+        ApiError::BadJson { detail, field }
+    })?;
+    deserializer.end().map_err(|e| ApiError::BadJson {
+        detail: format!("request body has data after the JSON value: {e}"),
+        field: None,
+    })?;
+    Ok(value)
+}
+
+/// The authenticated API key behind a request.
+pub struct Caller(pub ApiKey);
+
+impl Caller {
+    /// Whether this caller may see and change `owner`'s links.
+    pub fn can_access(&self, owner: Option<crate::domain::link::KeyId>) -> bool {
+        self.0.admin || owner == Some(self.0.id)
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let secret = if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
+            let value = value
+                .to_str()
+                .map_err(|_| ApiError::Unauthorized("Authorization header is not valid text"))?;
+            match value.split_once(' ') {
+                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+                _ => {
+                    return Err(ApiError::Unauthorized(
+                        "Authorization header must be `Bearer <API key>`",
+                    ));
+                }
+            }
+        } else if let Some(value) = parts.headers.get("x-api-key") {
+            value
+                .to_str()
+                .map_err(|_| ApiError::Unauthorized("X-Api-Key header is not valid text"))?
+                .trim()
+        } else {
+            return Err(ApiError::Unauthorized(
+                "an API key is required: send `Authorization: Bearer <API key>`",
+            ));
+        };
+        if !key::looks_like_key(secret) {
+            return Err(ApiError::Unauthorized("API key is not valid"));
+        }
+        match state.stores.keys.key_by_hash(&key::hash(secret)).await? {
+            Some(key) if !key.revoked => Ok(Caller(key)),
+            Some(_) => Err(ApiError::Unauthorized("API key has been revoked")),
+            None => Err(ApiError::Unauthorized("API key is not valid")),
+        }
+    }
+}

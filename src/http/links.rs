@@ -1,0 +1,210 @@
+//! The links API: create (`/shorten` and `/links`), read and delete.
+//!
+//! Create path: validate → allocate a code (or take the alias) → durable insert
+//! (group-committed by the store) → warm the redirect cache → 201.
+
+use super::extract::{AppJson, Caller};
+use super::problem::ApiError;
+use super::AppState;
+use crate::cache::CachedLink;
+use crate::domain::link::{KeyId, Link, LinkRequest, format_ms, now_ms};
+use crate::store::{NewLink, StoreError};
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/shorten", post(shorten))
+        .route("/api/v1/links", post(create_link))
+        .route("/api/v1/links/{code}", get(get_link).delete(delete_link))
+}
+
+/// Body of a create request. Unknown fields are refused so that a typo such as
+/// `expires_at` is an error instead of a silently ignored setting.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CreateLinkBody {
+    pub url: String,
+    pub alias: Option<String>,
+    pub title: Option<String>,
+    pub expires_at: Option<String>,
+    pub max_clicks: Option<i64>,
+    pub redirect_type: Option<u16>,
+}
+
+impl From<CreateLinkBody> for LinkRequest {
+    fn from(body: CreateLinkBody) -> Self {
+        Self {
+            url: body.url,
+            alias: body.alias,
+            title: body.title,
+            expires_at: body.expires_at,
+            max_clicks: body.max_clicks,
+            redirect_type: body.redirect_type,
+        }
+    }
+}
+
+/// A link as the API shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkBody {
+    pub code: String,
+    pub short_url: String,
+    pub url: String,
+    pub title: Option<String>,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub max_clicks: Option<u64>,
+    pub redirect_type: u16,
+    pub clicks: u64,
+}
+
+impl LinkBody {
+    fn new(link: Link, base_url: &str) -> Self {
+        Self {
+            short_url: format!("{base_url}/{}", link.code),
+            code: link.code,
+            url: link.url,
+            title: link.title,
+            created_at: format_ms(link.created_at),
+            expires_at: link.expires_at.map(format_ms),
+            max_clicks: link.max_clicks,
+            redirect_type: link.redirect.code(),
+            clicks: link.clicks,
+        }
+    }
+}
+
+/// The seed's response shape for `POST /api/v1/shorten`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShortenBody {
+    pub short_url: String,
+    pub code: String,
+    pub url: String,
+}
+
+/// Generated codes tried before giving up; a retry happens only when a generated code
+/// was already taken by a custom alias, so more than one is already rare.
+const MAX_CODE_ATTEMPTS: usize = 16;
+
+/// Validates and stores a new link owned by `owner`, and warms the redirect cache.
+pub async fn create(state: &AppState, owner: KeyId, request: LinkRequest) -> Result<Link, ApiError> {
+    let draft = request.validate(&state.settings.url_policy, now_ms())?;
+    let record = |code: String| NewLink {
+        code,
+        url: draft.url.as_str().to_owned(),
+        title: draft.title.clone(),
+        created_at: now_ms(),
+        expires_at: draft.expires_at,
+        max_clicks: draft.max_clicks,
+        redirect: draft.redirect,
+        owner: Some(owner),
+    };
+    let link = match &draft.alias {
+        Some(alias) => match state.stores.links.insert_link(record(alias.clone())).await {
+            Err(StoreError::Conflict) => return Err(ApiError::AliasTaken(alias.clone())),
+            other => other?,
+        },
+        None => {
+            let mut attempts = 0;
+            loop {
+                let code = state.codes.next().await?;
+                match state.stores.links.insert_link(record(code)).await {
+                    Err(StoreError::Conflict) if attempts < MAX_CODE_ATTEMPTS => attempts += 1,
+                    Err(StoreError::Conflict) => {
+                        return Err(ApiError::Internal("generated codes keep colliding".into()));
+                    }
+                    other => break other?,
+                }
+            }
+        }
+    };
+    // Replaces a negative entry a scan may have left for this code.
+    match CachedLink::from_link(&link) {
+        Some(cached) => state.cache.insert_link(&link.code, Arc::new(cached)),
+        None => state.cache.invalidate(&link.code),
+    }
+    tracing::debug!(link.code = %link.code, "link created");
+    Ok(link)
+}
+
+/// A 201 with the link's API URL in `Location`.
+fn created<T: Serialize>(code: &str, body: T) -> Response {
+    let mut response = (StatusCode::CREATED, Json(body)).into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/links/{code}")) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
+
+/// `POST /api/v1/links`: create a link with every option.
+pub async fn create_link(
+    State(state): State<AppState>,
+    caller: Caller,
+    AppJson(body): AppJson<CreateLinkBody>,
+) -> Result<Response, ApiError> {
+    let link = create(&state, caller.0.id, body.into()).await?;
+    let code = link.code.clone();
+    Ok(created(&code, LinkBody::new(link, &state.settings.base_url)))
+}
+
+/// `POST /api/v1/shorten`: the seed's API; takes the same body, answers the short form.
+pub async fn shorten(
+    State(state): State<AppState>,
+    caller: Caller,
+    AppJson(body): AppJson<CreateLinkBody>,
+) -> Result<Response, ApiError> {
+    let link = create(&state, caller.0.id, body.into()).await?;
+    let body = ShortenBody {
+        short_url: format!("{}/{}", state.settings.base_url, link.code),
+        code: link.code.clone(),
+        url: link.url,
+    };
+    Ok(created(&link.code, body))
+}
+
+/// The caller's live link with this code; someone else's answers 404 as if it did not
+/// exist, so codes owned by others cannot be probed.
+async fn owned_link(state: &AppState, caller: &Caller, code: &str) -> Result<Link, ApiError> {
+    let not_found = || ApiError::NotFound(format!("no link with code `{code}`"));
+    if !crate::domain::code::is_code_syntax(code) {
+        return Err(not_found());
+    }
+    match state.stores.links.link_by_code(code).await? {
+        Some(link) if caller.can_access(link.owner) => Ok(link),
+        _ => Err(not_found()),
+    }
+}
+
+/// `GET /api/v1/links/{code}`.
+pub async fn get_link(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(code): Path<String>,
+) -> Result<Json<LinkBody>, ApiError> {
+    let link = owned_link(&state, &caller, &code).await?;
+    Ok(Json(LinkBody::new(link, &state.settings.base_url)))
+}
+
+/// `DELETE /api/v1/links/{code}`: the code stops redirecting at once.
+pub async fn delete_link(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(code): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let link = owned_link(&state, &caller, &code).await?;
+    if !state.stores.links.delete_link(link.id).await? {
+        return Err(ApiError::NotFound(format!("no link with code `{code}`")));
+    }
+    state.cache.invalidate(&link.code);
+    state.clicks.forget(link.id);
+    tracing::debug!(link.code = %link.code, "link deleted");
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,172 @@
+//! The HTTP interface: shared state, the one router that lists every route, and the
+//! request-log middleware.
+//!
+//! Routes (each module has its own `router()`):
+//! - `POST /api/v1/shorten`, `POST /api/v1/links`, `GET|DELETE /api/v1/links/{code}`: [`links`]
+//! - `GET|HEAD /{code}`: [`redirect`], the hot path
+//! - `GET /healthz`, `GET /readyz`: [`health`]
+
+pub mod extract;
+pub mod health;
+pub mod links;
+pub mod problem;
+pub mod redirect;
+
+use crate::cache::LinkCache;
+use crate::clicks::Clicks;
+use crate::codes::CodeAllocator;
+use crate::domain::url::UrlPolicy;
+use crate::store::Stores;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use problem::{ApiError, InternalCause};
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Settings the handlers need, derived once from the configuration.
+#[derive(Debug)]
+pub struct Settings {
+    /// Base of every short URL, without a trailing slash.
+    pub base_url: String,
+    pub url_policy: UrlPolicy,
+    /// The `Cache-Control` value sent with every redirect.
+    pub redirect_cache_control: HeaderValue,
+    pub max_body_bytes: usize,
+}
+
+/// Everything a handler can reach, cheap to clone (one `Arc`).
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
+    pub stores: Stores,
+    pub cache: LinkCache,
+    pub clicks: Arc<Clicks>,
+    pub codes: Arc<CodeAllocator>,
+    pub settings: Settings,
+}
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let max_body = state.settings.max_body_bytes;
+    Router::new()
+        .merge(links::router())
+        .merge(health::router())
+        .merge(redirect::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+async fn not_found(headers: HeaderMap) -> Response {
+    negotiate(&headers, ApiError::NotFound("no such page".into()))
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// One log line per request (method, route template, status, duration), and the cause
+/// of any 5xx. Never the query string, headers or client address: those can carry
+/// API keys and visitors' personal data.
+async fn log_request(request: Request, next: Next) -> Response {
+    let log_info = tracing::enabled!(tracing::Level::INFO);
+    let start = Instant::now();
+    let method = request.method().clone();
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let route = route.as_ref().map_or("(unmatched)", MatchedPath::as_str);
+    if let Some(InternalCause(cause)) = response.extensions().get::<InternalCause>() {
+        tracing::error!(http.method = %method, http.route = route, http.status = status, error = %cause, "request failed");
+    }
+    if log_info {
+        let duration_ms = start.elapsed().as_secs_f64() * 1000.0;
+        tracing::info!(
+            http.method = %method,
+            http.route = route,
+            http.status = status,
+            duration_ms = format_args!("{duration_ms:.3}"),
+            "request"
+        );
+    }
+    response
+}
+
+/// Whether the client asked for JSON rather than a page (an `Accept` naming JSON).
+pub fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("json"))
+}
+
+/// An error as problem+json for programs, or as a small HTML page for browsers.
+pub fn negotiate(headers: &HeaderMap, error: ApiError) -> Response {
+    if wants_json(headers) {
+        return error.into_response();
+    }
+    let (status, _, title) = error.kind();
+    let detail = error.public_detail();
+    let page = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title}</title><style>body{{font-family:system-ui,sans-serif;max-width:32rem;\
+         margin:4rem auto;padding:0 1rem;color:#222}}h1{{font-size:1.4rem}}</style></head>\
+         <body><h1>{title}</h1><p>{}</p></body></html>",
+        escape_html(&detail)
+    );
+    let mut response = (status, Html(page)).into_response();
+    if let ApiError::Unavailable(cause) | ApiError::Internal(cause) = error {
+        response.extensions_mut().insert(InternalCause(cause));
+    }
+    response
+}
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(
+            escape_html("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+    }
+}

@@ -1,0 +1,162 @@
+//! The HTTP error type: every failure becomes an RFC 9457 `application/problem+json`
+//! body with a stable `type` per kind of error and a `detail` a person can act on.
+//!
+//! 5xx details never reach the client: the response carries a generic text, and the
+//! real cause travels in a response extension ([`InternalCause`]) for the request-log
+//! middleware to log once.
+
+use crate::codes::AllocError;
+use crate::domain::link::DraftError;
+use crate::store::StoreError;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// Prefix of every problem `type`.
+pub const TYPE_PREFIX: &str = "urn:hop:problem:";
+
+/// What went wrong with a request.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("{detail}")]
+    BadJson {
+        detail: String,
+        field: Option<String>,
+    },
+    #[error("request body is larger than the limit of {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error(transparent)]
+    Invalid(#[from] DraftError),
+    #[error("alias `{0}` is already taken")]
+    AliasTaken(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("link `{0}` has expired")]
+    Expired(String),
+    #[error("link `{0}` has reached its click limit")]
+    ClickLimit(String),
+    #[error("method not allowed on this path")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    CodeSpaceExhausted(String),
+    /// A dependency is down; the message is for the log only.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or unexpected failure; the message is for the log only.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// The cause of a 5xx, attached to the response for the logging middleware.
+#[derive(Debug, Clone)]
+pub struct InternalCause(pub String);
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+}
+
+impl ApiError {
+    /// Status, stable slug for the `type`, and short title.
+    pub fn kind(&self) -> (StatusCode, &'static str, &'static str) {
+        use StatusCode as S;
+        match self {
+            Self::Unauthorized(_) => (S::UNAUTHORIZED, "unauthorized", "Missing or invalid API key"),
+            Self::BadJson { .. } => (S::BAD_REQUEST, "invalid-body", "Request body is not valid"),
+            Self::PayloadTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "body-too-large", "Request body is too large"),
+            Self::Invalid(e) => match e {
+                DraftError::Url(_) => (S::BAD_REQUEST, "invalid-url", "URL is not allowed"),
+                DraftError::Alias(_) => (S::BAD_REQUEST, "invalid-alias", "Alias is not allowed"),
+                DraftError::Title => (S::BAD_REQUEST, "invalid-title", "Title is not allowed"),
+                DraftError::ExpiryFormat(_) | DraftError::ExpiryPast(_) => {
+                    (S::BAD_REQUEST, "invalid-expiry", "Expiry is not valid")
+                }
+                DraftError::MaxClicks(_) => (S::BAD_REQUEST, "invalid-max-clicks", "Click limit is not valid"),
+                DraftError::RedirectType(_) => {
+                    (S::BAD_REQUEST, "invalid-redirect-type", "Redirect type is not supported")
+                }
+            },
+            Self::AliasTaken(_) => (S::CONFLICT, "alias-taken", "Alias is already taken"),
+            Self::NotFound(_) => (S::NOT_FOUND, "not-found", "Not found"),
+            Self::Expired(_) => (S::GONE, "link-expired", "Link has expired"),
+            Self::ClickLimit(_) => (S::GONE, "click-limit-reached", "Link has reached its click limit"),
+            Self::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
+            Self::CodeSpaceExhausted(_) => {
+                (S::SERVICE_UNAVAILABLE, "code-space-exhausted", "No short codes left")
+            }
+            Self::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
+            Self::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal", "Internal server error"),
+        }
+    }
+
+    /// The detail shown to the client (generic for failures that are hop's own).
+    pub fn public_detail(&self) -> String {
+        match self {
+            Self::Unavailable(_) => "the database is not reachable right now; retry shortly".into(),
+            Self::Internal(_) => "an unexpected error occurred; it has been logged".into(),
+            other => other.to_string(),
+        }
+    }
+
+    fn field(&self) -> Option<&str> {
+        match self {
+            Self::BadJson { field, .. } => field.as_deref(),
+            Self::Invalid(e) => Some(e.field()),
+            Self::AliasTaken(_) => Some("alias"),
+            _ => None,
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Conflict => Self::Internal("unexpected conflict".into()),
+            StoreError::Database(message) => Self::Unavailable(message),
+        }
+    }
+}
+
+impl From<AllocError> for ApiError {
+    fn from(error: AllocError) -> Self {
+        match error {
+            AllocError::Exhausted(_) => Self::CodeSpaceExhausted(error.to_string()),
+            AllocError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, slug, title) = self.kind();
+        let problem = Problem {
+            kind: format!("{TYPE_PREFIX}{slug}"),
+            title,
+            status: status.as_u16(),
+            detail: self.public_detail(),
+            field: self.field(),
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Self::Unavailable(cause) | Self::Internal(cause) = self {
+            response.extensions_mut().insert(InternalCause(cause));
+        }
+        response
+    }
+}

@@ -1,0 +1,92 @@
+//! `GET /{code}` and `HEAD /{code}`: the hot path.
+//!
+//! cache hit → check expiry and click limit → hand the click to the queue → redirect.
+//! A miss reads the store once and caches the answer, including "no such code". No
+//! step waits on a write. `HEAD` answers exactly like `GET` but is not a click.
+
+use super::problem::ApiError;
+use super::{AppState, negotiate};
+use crate::cache::{CachedLink, Entry};
+use crate::domain::code::is_code_syntax;
+use crate::domain::link::now_ms;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, Response, header};
+use axum::routing::get;
+use std::sync::Arc;
+
+pub fn router() -> Router<AppState> {
+    // `get` also answers HEAD (without a body).
+    Router::new().route("/{code}", get(follow_link))
+}
+
+/// `GET|HEAD /{code}`.
+pub async fn follow_link(
+    State(state): State<AppState>,
+    method: Method,
+    Path(code): Path<String>,
+    headers: HeaderMap,
+) -> Response<Body> {
+    let entry = match state.cache.get(&code) {
+        Some(entry) => entry,
+        None if !is_code_syntax(&code) => return negotiate(&headers, unknown(&code)),
+        None => match load(&state, &code).await {
+            Ok(entry) => entry,
+            Err(error) => return negotiate(&headers, error),
+        },
+    };
+    let link = match entry {
+        Entry::Link(link) => link,
+        Entry::Missing => return negotiate(&headers, unknown(&code)),
+    };
+    if link.expires_at.is_some_and(|at| at <= now_ms()) {
+        return negotiate(&headers, ApiError::Expired(code));
+    }
+    if method == Method::HEAD {
+        if state.clicks.limit_reached(&link) {
+            return negotiate(&headers, ApiError::ClickLimit(code));
+        }
+    } else {
+        if !state.clicks.try_take(&link) {
+            return negotiate(&headers, ApiError::ClickLimit(code));
+        }
+        state.clicks.record(link.id);
+    }
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = link.status;
+    let headers = response.headers_mut();
+    headers.insert(header::LOCATION, link.location.clone());
+    headers.insert(
+        header::CACHE_CONTROL,
+        state.settings.redirect_cache_control.clone(),
+    );
+    response
+}
+
+fn unknown(code: &str) -> ApiError {
+    ApiError::NotFound(format!("no link with code `{code}`"))
+}
+
+/// Reads a code from the store and caches what was found, or that nothing was.
+async fn load(state: &AppState, code: &str) -> Result<Entry, ApiError> {
+    let entry = match state.stores.links.link_by_code(code).await? {
+        Some(link) => match CachedLink::from_link(&link) {
+            Some(cached) => {
+                let cached = Arc::new(cached);
+                state.cache.insert_link(code, cached.clone());
+                Entry::Link(cached)
+            }
+            None => {
+                return Err(ApiError::Internal(format!(
+                    "stored URL of link {code} is not a valid header value"
+                )));
+            }
+        },
+        None => {
+            state.cache.insert_missing(code);
+            Entry::Missing
+        }
+    };
+    Ok(entry)
+}

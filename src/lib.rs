@@ -1,0 +1,25 @@
+//! hop, a self-hosted URL shortener.
+//!
+//! Read in this order:
+//! 1. [`domain`]: pure rules. Short codes ([`domain::code`]: the keyed permutation
+//!    that turns a counter into unguessable unique codes), target URLs, links, API keys.
+//! 2. [`store`]: persistence traits and the SQLite backend (group commit on one
+//!    writer thread, pooled readers).
+//! 3. [`codes`], [`cache`], [`clicks`]: code allocation in leased blocks, the
+//!    in-process redirect cache, and click counting off the hot path.
+//! 4. [`http`]: the router, handlers, extractors and problem+json errors.
+//! 5. [`app`]: wiring it together, serving, graceful shutdown; [`config`] and [`cli`].
+//!
+//! `docs/ARCHITECTURE.md` draws the same map with the data flow.
+
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod cache;
+pub mod cli;
+pub mod clicks;
+pub mod codes;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod store;

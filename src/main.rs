@@ -1,0 +1,14 @@
+//! The `hop` binary: parse the command line and hand over to [`hop::cli::run`].
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = hop::cli::Cli::parse();
+    match hop::cli::run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("hop: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

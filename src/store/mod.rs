@@ -1,0 +1,145 @@
+//! Persistence: one trait per kind of data, one implementation per backend, and
+//! [`connect`], which picks the backend from a database URL.
+//!
+//! Only SQLite exists today ([`sqlite`]); the traits are shaped so that a PostgreSQL
+//! implementation can sit beside it without the HTTP layer noticing (async methods,
+//! no SQL or driver types in signatures, conflicts reported as [`StoreError::Conflict`]).
+
+pub mod sqlite;
+
+use crate::domain::link::{KeyId, Link, LinkId, RedirectType, UnixMillis};
+use async_trait::async_trait;
+use std::ops::Range;
+use std::sync::Arc;
+
+/// Errors every backend reports.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique key (a code in its domain, a key hash) is already taken.
+    #[error("already exists")]
+    Conflict,
+    /// The database failed or could not be reached; the message is for logs only.
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+/// A link to insert; the code is already chosen (generated or alias).
+#[derive(Debug, Clone)]
+pub struct NewLink {
+    pub code: String,
+    pub url: String,
+    pub title: Option<String>,
+    pub created_at: UnixMillis,
+    pub expires_at: Option<UnixMillis>,
+    pub max_clicks: Option<u64>,
+    pub redirect: RedirectType,
+    pub owner: Option<KeyId>,
+}
+
+/// Clicks to add to one link in one UTC hour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClickDelta {
+    pub link: LinkId,
+    /// Unix seconds at the start of the hour.
+    pub hour_start: i64,
+    pub clicks: u64,
+}
+
+/// A stored API key (never the secret itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    pub id: KeyId,
+    pub name: String,
+    /// The first characters of the key, safe to show.
+    pub prefix: String,
+    pub admin: bool,
+    pub created_at: UnixMillis,
+    pub revoked: bool,
+}
+
+/// A key to insert.
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    pub name: String,
+    pub prefix: String,
+    pub hash: [u8; 32],
+    pub admin: bool,
+}
+
+#[async_trait]
+pub trait LinkStore: Send + Sync {
+    /// Inserts a link durably; [`StoreError::Conflict`] when the code is taken (also
+    /// by a deleted link: codes are never reused, so old printed links never change
+    /// target).
+    async fn insert_link(&self, link: NewLink) -> Result<Link, StoreError>;
+    /// The live (not deleted) link with this code.
+    async fn link_by_code(&self, code: &str) -> Result<Option<Link>, StoreError>;
+    /// Marks a link deleted; `false` if it was not live.
+    async fn delete_link(&self, id: LinkId) -> Result<bool, StoreError>;
+}
+
+#[async_trait]
+pub trait ClickStore: Send + Sync {
+    /// Adds click counts to the links' totals and hourly rows, all or nothing.
+    async fn add_clicks(&self, deltas: Vec<ClickDelta>) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    async fn insert_key(&self, key: NewApiKey) -> Result<ApiKey, StoreError>;
+    /// The key whose SHA-256 is `hash`, revoked or not.
+    async fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ApiKey>, StoreError>;
+    /// Number of keys that are not revoked.
+    async fn count_active_keys(&self) -> Result<u64, StoreError>;
+}
+
+#[async_trait]
+pub trait MetaStore: Send + Sync {
+    /// The secret called `name`, created from `fresh` the first time it is asked for.
+    async fn secret(&self, name: &str, fresh: Vec<u8>) -> Result<Vec<u8>, StoreError>;
+    /// Leases `size` consecutive values of the counter `name` to the caller; every
+    /// lease is disjoint from every other, across processes.
+    async fn lease_block(&self, name: &str, size: u64) -> Result<Range<u64>, StoreError>;
+    /// Whether the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// The handles to every kind of data, all backed by the same database.
+#[derive(Clone)]
+pub struct Stores {
+    pub links: Arc<dyn LinkStore>,
+    pub clicks: Arc<dyn ClickStore>,
+    pub keys: Arc<dyn KeyStore>,
+    pub meta: Arc<dyn MetaStore>,
+}
+
+/// Why [`connect`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("unsupported database URL scheme `{0}`; this build supports sqlite://PATH")]
+    Scheme(String),
+    #[error("database URL `{0}` has no scheme; expected sqlite://PATH")]
+    NoScheme(String),
+    #[error("cannot open database: {0}")]
+    Open(String),
+}
+
+/// Opens the database named by `url` (`sqlite://PATH`) and applies pending migrations.
+pub fn connect(url: &str) -> Result<Stores, ConnectError> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| ConnectError::NoScheme(url.to_owned()))?;
+    match scheme {
+        "sqlite" => {
+            let store = sqlite::SqliteStore::open(std::path::Path::new(rest))
+                .map_err(|e| ConnectError::Open(e.to_string()))?;
+            Ok(Stores {
+                links: store.clone(),
+                clicks: store.clone(),
+                keys: store.clone(),
+                meta: store,
+            })
+        }
+        other => Err(ConnectError::Scheme(other.to_owned())),
+    }
+}

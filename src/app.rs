@@ -35,7 +35,10 @@ impl Background {
         }
         let dropped = self.clicks.dropped();
         if dropped > 0 {
-            tracing::warn!(clicks.dropped = dropped, "clicks were dropped because the queue was full");
+            tracing::warn!(
+                clicks.dropped = dropped,
+                "clicks were dropped because the queue was full"
+            );
         }
     }
 }
@@ -120,9 +123,9 @@ pub async fn bootstrap_admin_key(stores: &Stores) -> anyhow::Result<Option<Strin
     Ok(Some(generated.secret))
 }
 
-/// Serves hop on `listener` until `shutdown` completes, then stops gracefully: no new
-/// connections, in-flight requests finish (up to `shutdown_timeout_s`), counted clicks
-/// are flushed.
+/// Builds hop from `config` and serves it on `listener` until `shutdown` completes
+/// (see [`run_server`]). On a database with no API key, creates an admin key and
+/// prints it once to stderr.
 pub async fn serve(
     config: Config,
     listener: TcpListener,
@@ -134,10 +137,28 @@ pub async fn serve(
             "hop: no API key existed, so an admin key was created. Store it now: it will not be shown again.\n{secret}"
         );
     }
+    let timeout = Duration::from_secs(config.shutdown_timeout_s);
+    run_server(state, background, listener, shutdown, timeout).await
+}
+
+/// Serves `state` on `listener` until `shutdown` completes, then stops gracefully: no
+/// new connections, in-flight requests finish (for up to `timeout`), counted clicks
+/// are flushed.
+pub async fn run_server(
+    state: AppState,
+    background: Background,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     tracing::info!(listen = %address, base_url = %state.settings.base_url, "hop is serving");
     let app = http::router(state);
     let (begin_shutdown, shutdown_begun) = tokio::sync::oneshot::channel::<()>();
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        // Responses are written whole; waiting to coalesce them only adds latency.
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = shutdown_begun.await;
@@ -153,11 +174,15 @@ pub async fn serve(
     }
     tracing::info!("shutting down: finishing in-flight requests");
     let _ = begin_shutdown.send(());
-    let timeout = Duration::from_secs(config.shutdown_timeout_s);
     match tokio::time::timeout(timeout, &mut server).await {
-        Ok(result) => result.context("server task failed")?.context("server failed")?,
+        Ok(result) => result
+            .context("server task failed")?
+            .context("server failed")?,
         Err(_) => {
-            tracing::warn!(timeout_s = config.shutdown_timeout_s, "in-flight requests did not finish in time");
+            tracing::warn!(
+                timeout_s = timeout.as_secs(),
+                "in-flight requests did not finish in time"
+            );
             server.abort();
         }
     }

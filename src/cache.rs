@@ -59,7 +59,12 @@ struct EntryExpiry {
 }
 
 impl moka::Expiry<Box<str>, Entry> for EntryExpiry {
-    fn expire_after_create(&self, _key: &Box<str>, entry: &Entry, _now: Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _key: &Box<str>,
+        entry: &Entry,
+        _now: Instant,
+    ) -> Option<Duration> {
         Some(match entry {
             Entry::Missing => self.negative_ttl,
             Entry::Link(link) => match link.expires_at {
@@ -79,6 +84,19 @@ impl moka::Expiry<Box<str>, Entry> for EntryExpiry {
     }
 }
 
+/// Estimated bytes an entry holds.
+#[expect(
+    clippy::borrowed_box,
+    reason = "moka hands the weigher a reference to the key type"
+)]
+fn weigh(code: &Box<str>, entry: &Entry) -> u32 {
+    let url = match entry {
+        Entry::Link(link) => link.location.len() as u32,
+        Entry::Missing => 0,
+    };
+    code.len() as u32 + url + ENTRY_OVERHEAD_BYTES
+}
+
 /// The redirect cache.
 #[derive(Clone)]
 pub struct LinkCache {
@@ -89,13 +107,7 @@ impl LinkCache {
     pub fn new(max_bytes: u64, ttl: Duration, negative_ttl: Duration) -> Self {
         let entries = Cache::builder()
             .max_capacity(max_bytes)
-            .weigher(|code: &Box<str>, entry: &Entry| {
-                let url = match entry {
-                    Entry::Link(link) => link.location.len() as u32,
-                    Entry::Missing => 0,
-                };
-                code.len() as u32 + url + ENTRY_OVERHEAD_BYTES
-            })
+            .weigher(weigh)
             .expire_after(EntryExpiry { ttl, negative_ttl })
             .build();
         Self { entries }

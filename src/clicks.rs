@@ -96,7 +96,10 @@ impl Clicks {
 
     /// Forgets a deleted link's limit counter.
     pub fn forget(&self, link: LinkId) {
-        self.limits.lock().expect("click limits poisoned").remove(&link);
+        self.limits
+            .lock()
+            .expect("click limits poisoned")
+            .remove(&link);
     }
 }
 
@@ -144,7 +147,11 @@ pub async fn run_click_writer(
         if pending.is_empty() {
             break;
         }
-        tracing::warn!(attempt, pending = pending.len(), "retrying final click flush");
+        tracing::warn!(
+            attempt,
+            pending = pending.len(),
+            "retrying final click flush"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -164,7 +171,9 @@ async fn flush(pending: &mut HashMap<(LinkId, i64), u64>, store: &dyn ClickStore
     match store.add_clicks(deltas).await {
         Ok(()) => pending.clear(),
         // Kept for the next tick: counts are never lost to a transient failure.
-        Err(e) => tracing::error!(error = %e, links = pending.len(), "click flush failed; will retry"),
+        Err(e) => {
+            tracing::error!(error = %e, links = pending.len(), "click flush failed; will retry")
+        }
     }
 }
 

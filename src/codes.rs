@@ -39,9 +39,10 @@ impl CodeAllocator {
     pub async fn new(meta: Arc<dyn MetaStore>, len: u32) -> Result<Self, StoreError> {
         let fresh: [u8; 16] = rand::random();
         let stored = meta.secret(KEY_SETTING, fresh.to_vec()).await?;
-        let key: [u8; 16] = stored.as_slice().try_into().map_err(|_| {
-            StoreError::Database(format!("setting {KEY_SETTING} is not 16 bytes"))
-        })?;
+        let key: [u8; 16] = stored
+            .as_slice()
+            .try_into()
+            .map_err(|_| StoreError::Database(format!("setting {KEY_SETTING} is not 16 bytes")))?;
         Ok(Self {
             space: CodeSpace::new(len, key),
             meta,
@@ -58,7 +59,7 @@ impl CodeAllocator {
         }
         let n = block.start;
         if n >= self.space.size() {
-            return Err(AllocError::Exhausted(self.space.len()));
+            return Err(AllocError::Exhausted(self.space.code_len()));
         }
         block.start += 1;
         Ok(self.space.encode(n))

@@ -6,8 +6,8 @@
 //! values are text; numeric and boolean settings accept text too, so `HOP_CODE_LENGTH=8`
 //! works like `code_length = 8` in the file.
 
-use serde::de::{self, Deserializer};
 use serde::Deserialize;
+use serde::de::{self, Deserializer};
 use std::fmt;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
@@ -201,10 +201,12 @@ impl Config {
                     path: path.to_owned(),
                     source,
                 })?;
-                table = text.parse::<toml::Table>().map_err(|e| ConfigError::Parse {
-                    path: path.to_owned(),
-                    message: e.to_string(),
-                })?;
+                table = text
+                    .parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Parse {
+                        path: path.to_owned(),
+                        message: e.to_string(),
+                    })?;
                 // Check the file alone first so that its errors point into the file.
                 Self::from_table(table.clone()).map_err(|message| ConfigError::Parse {
                     path: path.to_owned(),
@@ -284,12 +286,19 @@ impl Config {
         if self.allowed_schemes.is_empty() {
             return invalid("allowed_schemes must name at least one scheme".into());
         }
-        if let Some(bad) = self
-            .allowed_schemes
-            .iter()
-            .find(|s| s.is_empty() || !s.bytes().all(|b| b.is_ascii_lowercase() || b == b'+' || b == b'-' || b == b'.' || b.is_ascii_digit()))
-        {
-            return invalid(format!("allowed_schemes entry `{bad}` is not a lower-case URL scheme"));
+        if let Some(bad) = self.allowed_schemes.iter().find(|s| {
+            s.is_empty()
+                || !s.bytes().all(|b| {
+                    b.is_ascii_lowercase()
+                        || b == b'+'
+                        || b == b'-'
+                        || b == b'.'
+                        || b.is_ascii_digit()
+                })
+        }) {
+            return invalid(format!(
+                "allowed_schemes entry `{bad}` is not a lower-case URL scheme"
+            ));
         }
         for (name, value) in [
             ("max_url_length", self.max_url_length as u64),
@@ -317,10 +326,14 @@ impl Config {
         let parsed = url::Url::parse(&text)
             .map_err(|e| format!("base_url `{text}` is not an absolute URL: {e}"))?;
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-            return Err(format!("base_url `{text}` must be an http:// or https:// URL with a host"));
+            return Err(format!(
+                "base_url `{text}` must be an http:// or https:// URL with a host"
+            ));
         }
         if parsed.query().is_some() || parsed.fragment().is_some() {
-            return Err(format!("base_url `{text}` must not have a query or fragment"));
+            return Err(format!(
+                "base_url `{text}` must not have a query or fragment"
+            ));
         }
         Ok(parsed)
     }
@@ -412,14 +425,22 @@ mod tests {
     fn later_sources_win() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hop.toml");
-        std::fs::write(&path, "listen = \"127.0.0.1:1\"\ncode_length = 8\nbase_url = \"https://a.example\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:1\"\ncode_length = 8\nbase_url = \"https://a.example\"\n",
+        )
+        .unwrap();
         let flags = Overrides {
             listen: Some("127.0.0.1:3".into()),
             ..Overrides::default()
         };
         let config = Config::load(
             Some(&path),
-            env(&[("HOP_LISTEN", "127.0.0.1:2"), ("HOP_CODE_LENGTH", "9"), ("PATH", "/bin")]),
+            env(&[
+                ("HOP_LISTEN", "127.0.0.1:2"),
+                ("HOP_CODE_LENGTH", "9"),
+                ("PATH", "/bin"),
+            ]),
             &flags,
         )
         .unwrap();
@@ -435,7 +456,8 @@ mod tests {
         std::fs::write(&path, "listen = \"127.0.0.1:1\"\ncache_size = 5\n").unwrap();
         let err = Config::load(Some(&path), env(&[]), &Overrides::default()).unwrap_err();
         assert!(err.to_string().contains("cache_size"), "{err}");
-        let err = Config::load(None, env(&[("HOP_LISTNE", "x")]), &Overrides::default()).unwrap_err();
+        let err =
+            Config::load(None, env(&[("HOP_LISTNE", "x")]), &Overrides::default()).unwrap_err();
         assert!(err.to_string().contains("HOP_LISTNE"), "{err}");
     }
 
@@ -455,7 +477,12 @@ mod tests {
 
     #[test]
     fn schemes_from_env_text() {
-        let config = Config::load(None, env(&[("HOP_ALLOWED_SCHEMES", "https, ftp")]), &Overrides::default()).unwrap();
+        let config = Config::load(
+            None,
+            env(&[("HOP_ALLOWED_SCHEMES", "https, ftp")]),
+            &Overrides::default(),
+        )
+        .unwrap();
         assert_eq!(config.allowed_schemes, vec!["https", "ftp"]);
     }
 }

@@ -102,7 +102,7 @@ impl CodeSpace {
     }
 
     /// Code length in characters.
-    pub fn len(&self) -> u32 {
+    pub fn code_len(&self) -> u32 {
         self.len
     }
 
@@ -207,9 +207,7 @@ pub fn is_code_syntax(s: &str) -> bool {
 pub enum AliasError {
     #[error("alias must be 1 to {MAX_ALIAS_LEN} characters long (got {0})")]
     Length(usize),
-    #[error(
-        "alias may contain only letters, digits, `_` and `-` (found {0:?} at character {1})"
-    )]
+    #[error("alias may contain only letters, digits, `_` and `-` (found {0:?} at character {1})")]
     Character(char, usize),
     #[error("alias `{0}` is reserved for hop's own paths")]
     Reserved(String),
@@ -281,16 +279,16 @@ mod tests {
         assert!(validate_alias("A").is_ok());
         assert_eq!(validate_alias(""), Err(AliasError::Length(0)));
         assert_eq!(validate_alias(&"x".repeat(65)), Err(AliasError::Length(65)));
-        assert_eq!(
-            validate_alias("a b"),
-            Err(AliasError::Character(' ', 2))
-        );
-        assert_eq!(
-            validate_alias("héllo"),
-            Err(AliasError::Character('é', 2))
-        );
-        assert!(matches!(validate_alias("api"), Err(AliasError::Reserved(_))));
-        assert!(matches!(validate_alias("Healthz"), Err(AliasError::Reserved(_))));
+        assert_eq!(validate_alias("a b"), Err(AliasError::Character(' ', 2)));
+        assert_eq!(validate_alias("héllo"), Err(AliasError::Character('é', 2)));
+        assert!(matches!(
+            validate_alias("api"),
+            Err(AliasError::Reserved(_))
+        ));
+        assert!(matches!(
+            validate_alias("Healthz"),
+            Err(AliasError::Reserved(_))
+        ));
         assert!(matches!(
             validate_alias("openapi.json"),
             Err(AliasError::Character('.', 8))

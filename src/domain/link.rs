@@ -173,7 +173,8 @@ impl LinkRequest {
         }
         let title = match self.title {
             Some(title)
-                if title.chars().count() > MAX_TITLE_CHARS || title.chars().any(char::is_control) =>
+                if title.chars().count() > MAX_TITLE_CHARS
+                    || title.chars().any(char::is_control) =>
             {
                 return Err(DraftError::Title);
             }
@@ -244,16 +245,76 @@ mod tests {
     #[test]
     fn field_errors() {
         let cases: Vec<(LinkRequest, &str)> = vec![
-            (LinkRequest { alias: Some("no/slash".into()), ..request() }, "alias"),
-            (LinkRequest { alias: Some("docs".into()), ..request() }, "alias"),
-            (LinkRequest { title: Some("a\u{0}b".into()), ..request() }, "title"),
-            (LinkRequest { title: Some("x".repeat(513)), ..request() }, "title"),
-            (LinkRequest { expires_at: Some("tomorrow".into()), ..request() }, "expiresAt"),
-            (LinkRequest { expires_at: Some("2020-01-01T00:00:00Z".into()), ..request() }, "expiresAt"),
-            (LinkRequest { max_clicks: Some(0), ..request() }, "maxClicks"),
-            (LinkRequest { max_clicks: Some(-5), ..request() }, "maxClicks"),
-            (LinkRequest { redirect_type: Some(303), ..request() }, "redirectType"),
-            (LinkRequest { url: "mailto:a@b.c".into(), ..request() }, "url"),
+            (
+                LinkRequest {
+                    alias: Some("no/slash".into()),
+                    ..request()
+                },
+                "alias",
+            ),
+            (
+                LinkRequest {
+                    alias: Some("docs".into()),
+                    ..request()
+                },
+                "alias",
+            ),
+            (
+                LinkRequest {
+                    title: Some("a\u{0}b".into()),
+                    ..request()
+                },
+                "title",
+            ),
+            (
+                LinkRequest {
+                    title: Some("x".repeat(513)),
+                    ..request()
+                },
+                "title",
+            ),
+            (
+                LinkRequest {
+                    expires_at: Some("tomorrow".into()),
+                    ..request()
+                },
+                "expiresAt",
+            ),
+            (
+                LinkRequest {
+                    expires_at: Some("2020-01-01T00:00:00Z".into()),
+                    ..request()
+                },
+                "expiresAt",
+            ),
+            (
+                LinkRequest {
+                    max_clicks: Some(0),
+                    ..request()
+                },
+                "maxClicks",
+            ),
+            (
+                LinkRequest {
+                    max_clicks: Some(-5),
+                    ..request()
+                },
+                "maxClicks",
+            ),
+            (
+                LinkRequest {
+                    redirect_type: Some(303),
+                    ..request()
+                },
+                "redirectType",
+            ),
+            (
+                LinkRequest {
+                    url: "mailto:a@b.c".into(),
+                    ..request()
+                },
+                "url",
+            ),
         ];
         for (req, field) in cases {
             let err = req.clone().validate(&policy(), NOW).unwrap_err();

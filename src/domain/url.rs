@@ -150,19 +150,40 @@ mod tests {
 
     #[test]
     fn rejects_each_bad_kind() {
-        let cases: &[(&str, fn(&UrlError) -> bool)] = &[
+        type Check = fn(&UrlError) -> bool;
+        let cases: &[(&str, Check)] = &[
             ("", |e| matches!(e, UrlError::Empty)),
-            ("javascript:alert(1)", |e| matches!(e, UrlError::Scheme { .. })),
-            ("data:text/html,hi", |e| matches!(e, UrlError::Scheme { .. })),
-            ("file:///etc/passwd", |e| matches!(e, UrlError::Scheme { .. })),
-            ("ftp://example.com", |e| matches!(e, UrlError::Scheme { .. })),
-            ("example.com/page", |e| matches!(e, UrlError::NotAbsolute(_))),
+            ("javascript:alert(1)", |e| {
+                matches!(e, UrlError::Scheme { .. })
+            }),
+            ("data:text/html,hi", |e| {
+                matches!(e, UrlError::Scheme { .. })
+            }),
+            ("file:///etc/passwd", |e| {
+                matches!(e, UrlError::Scheme { .. })
+            }),
+            ("ftp://example.com", |e| {
+                matches!(e, UrlError::Scheme { .. })
+            }),
+            ("example.com/page", |e| {
+                matches!(e, UrlError::NotAbsolute(_))
+            }),
             ("/relative", |e| matches!(e, UrlError::NotAbsolute(_))),
-            ("https://exa mple.com", |e| matches!(e, UrlError::Whitespace { index: 11 })),
-            ("https://example.com/\n", |e| matches!(e, UrlError::Whitespace { .. })),
-            ("https://example.com/\u{7}", |e| matches!(e, UrlError::Whitespace { .. })),
-            ("https://user:pw@example.com", |e| matches!(e, UrlError::Credentials)),
-            ("http://127.0.0.1:8080/abc", |e| matches!(e, UrlError::PointsAtHop)),
+            ("https://exa mple.com", |e| {
+                matches!(e, UrlError::Whitespace { index: 11 })
+            }),
+            ("https://example.com/\n", |e| {
+                matches!(e, UrlError::Whitespace { .. })
+            }),
+            ("https://example.com/\u{7}", |e| {
+                matches!(e, UrlError::Whitespace { .. })
+            }),
+            ("https://user:pw@example.com", |e| {
+                matches!(e, UrlError::Credentials)
+            }),
+            ("http://127.0.0.1:8080/abc", |e| {
+                matches!(e, UrlError::PointsAtHop)
+            }),
             ("https://SHO.RT/abc", |e| matches!(e, UrlError::PointsAtHop)),
             ("http://", |e| matches!(e, UrlError::NotAbsolute(_))),
         ];

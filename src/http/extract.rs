@@ -28,26 +28,34 @@ impl<T: DeserializeOwned> FromRequest<AppState> for AppJson<T> {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let limit = state.settings.max_body_bytes;
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            match rejection {
-                BytesRejection::FailedToBufferBody(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| match rejection {
+                BytesRejection::FailedToBufferBody(e)
+                    if e.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+                {
                     ApiError::PayloadTooLarge(limit)
                 }
                 other => ApiError::BadJson {
                     detail: format!("could not read request body: {other}"),
                     field: None,
                 },
-            }
-        })?;
-        parse_json(&bytes).map(AppJson).map_err(|error| match (error, declared) {
-            (ApiError::BadJson { detail, field }, Some(declared)) if !declared.contains("json") => {
-                ApiError::BadJson {
-                    detail: format!("{detail} (the request declared Content-Type `{declared}`)"),
-                    field,
+            })?;
+        parse_json(&bytes)
+            .map(AppJson)
+            .map_err(|error| match (error, declared) {
+                (ApiError::BadJson { detail, field }, Some(declared))
+                    if !declared.contains("json") =>
+                {
+                    ApiError::BadJson {
+                        detail: format!(
+                            "{detail} (the request declared Content-Type `{declared}`)"
+                        ),
+                        field,
+                    }
                 }
-            }
-            (error, _) => error,
-        })
+                (error, _) => error,
+            })
     }
 }
 
@@ -61,7 +69,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     }
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(ApiError::BadJson {
-            detail: "request body must be a JSON object such as {\"url\": \"https://example.com\"}".into(),
+            detail: "request body must be a JSON object such as {\"url\": \"https://example.com\"}"
+                .into(),
             field: None,
         });
     }

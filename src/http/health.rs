@@ -21,5 +21,7 @@ async fn healthz() -> Json<Value> {
 
 async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     state.stores.meta.ping().await?;
-    Ok(Json(json!({ "status": "ready", "checks": { "database": "ok" } })))
+    Ok(Json(
+        json!({ "status": "ready", "checks": { "database": "ok" } }),
+    ))
 }

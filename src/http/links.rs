@@ -3,9 +3,9 @@
 //! Create path: validate → allocate a code (or take the alias) → durable insert
 //! (group-committed by the store) → warm the redirect cache → 201.
 
+use super::AppState;
 use super::extract::{AppJson, Caller};
 use super::problem::ApiError;
-use super::AppState;
 use crate::cache::CachedLink;
 use crate::domain::link::{KeyId, Link, LinkRequest, format_ms, now_ms};
 use crate::store::{NewLink, StoreError};
@@ -95,7 +95,11 @@ pub struct ShortenBody {
 const MAX_CODE_ATTEMPTS: usize = 16;
 
 /// Validates and stores a new link owned by `owner`, and warms the redirect cache.
-pub async fn create(state: &AppState, owner: KeyId, request: LinkRequest) -> Result<Link, ApiError> {
+pub async fn create(
+    state: &AppState,
+    owner: KeyId,
+    request: LinkRequest,
+) -> Result<Link, ApiError> {
     let draft = request.validate(&state.settings.url_policy, now_ms())?;
     let record = |code: String| NewLink {
         code,
@@ -152,7 +156,10 @@ pub async fn create_link(
 ) -> Result<Response, ApiError> {
     let link = create(&state, caller.0.id, body.into()).await?;
     let code = link.code.clone();
-    Ok(created(&code, LinkBody::new(link, &state.settings.base_url)))
+    Ok(created(
+        &code,
+        LinkBody::new(link, &state.settings.base_url),
+    ))
 }
 
 /// `POST /api/v1/shorten`: the seed's API; takes the same body, answers the short form.

@@ -69,9 +69,17 @@ impl ApiError {
     pub fn kind(&self) -> (StatusCode, &'static str, &'static str) {
         use StatusCode as S;
         match self {
-            Self::Unauthorized(_) => (S::UNAUTHORIZED, "unauthorized", "Missing or invalid API key"),
+            Self::Unauthorized(_) => (
+                S::UNAUTHORIZED,
+                "unauthorized",
+                "Missing or invalid API key",
+            ),
             Self::BadJson { .. } => (S::BAD_REQUEST, "invalid-body", "Request body is not valid"),
-            Self::PayloadTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "body-too-large", "Request body is too large"),
+            Self::PayloadTooLarge(_) => (
+                S::PAYLOAD_TOO_LARGE,
+                "body-too-large",
+                "Request body is too large",
+            ),
             Self::Invalid(e) => match e {
                 DraftError::Url(_) => (S::BAD_REQUEST, "invalid-url", "URL is not allowed"),
                 DraftError::Alias(_) => (S::BAD_REQUEST, "invalid-alias", "Alias is not allowed"),
@@ -79,21 +87,41 @@ impl ApiError {
                 DraftError::ExpiryFormat(_) | DraftError::ExpiryPast(_) => {
                     (S::BAD_REQUEST, "invalid-expiry", "Expiry is not valid")
                 }
-                DraftError::MaxClicks(_) => (S::BAD_REQUEST, "invalid-max-clicks", "Click limit is not valid"),
-                DraftError::RedirectType(_) => {
-                    (S::BAD_REQUEST, "invalid-redirect-type", "Redirect type is not supported")
-                }
+                DraftError::MaxClicks(_) => (
+                    S::BAD_REQUEST,
+                    "invalid-max-clicks",
+                    "Click limit is not valid",
+                ),
+                DraftError::RedirectType(_) => (
+                    S::BAD_REQUEST,
+                    "invalid-redirect-type",
+                    "Redirect type is not supported",
+                ),
             },
             Self::AliasTaken(_) => (S::CONFLICT, "alias-taken", "Alias is already taken"),
             Self::NotFound(_) => (S::NOT_FOUND, "not-found", "Not found"),
             Self::Expired(_) => (S::GONE, "link-expired", "Link has expired"),
-            Self::ClickLimit(_) => (S::GONE, "click-limit-reached", "Link has reached its click limit"),
-            Self::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
-            Self::CodeSpaceExhausted(_) => {
-                (S::SERVICE_UNAVAILABLE, "code-space-exhausted", "No short codes left")
-            }
+            Self::ClickLimit(_) => (
+                S::GONE,
+                "click-limit-reached",
+                "Link has reached its click limit",
+            ),
+            Self::MethodNotAllowed => (
+                S::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+            ),
+            Self::CodeSpaceExhausted(_) => (
+                S::SERVICE_UNAVAILABLE,
+                "code-space-exhausted",
+                "No short codes left",
+            ),
             Self::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
-            Self::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal", "Internal server error"),
+            Self::Internal(_) => (
+                S::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal server error",
+            ),
         }
     }
 

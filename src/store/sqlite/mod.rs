@@ -14,8 +14,7 @@
 //! read, measured in docs/benchmarks.md as the slower option for cold redirects.)
 
 use super::{
-    ApiKey, ClickDelta, ClickStore, KeyStore, LinkStore, MetaStore, NewApiKey, NewLink,
-    StoreError,
+    ApiKey, ClickDelta, ClickStore, KeyStore, LinkStore, MetaStore, NewApiKey, NewLink, StoreError,
 };
 use crate::domain::link::{KeyId, Link, LinkId, RedirectType, now_ms};
 use async_trait::async_trait;
@@ -310,8 +309,8 @@ impl ClickStore for SqliteStore {
     async fn add_clicks(&self, deltas: Vec<ClickDelta>) -> Result<(), StoreError> {
         self.write(move |conn| {
             in_savepoint(conn, |conn| {
-                let mut total = conn
-                    .prepare_cached("UPDATE links SET clicks = clicks + ?2 WHERE id = ?1")?;
+                let mut total =
+                    conn.prepare_cached("UPDATE links SET clicks = clicks + ?2 WHERE id = ?1")?;
                 let mut hourly = conn.prepare_cached(
                     "INSERT INTO link_clicks_hourly (link_id, hour_start, clicks) \
                      VALUES (?1, ?2, ?3) \
@@ -389,9 +388,11 @@ impl MetaStore for SqliteStore {
                      ON CONFLICT (name) DO NOTHING",
                     params![name, fresh],
                 )?;
-                conn.query_row("SELECT value FROM settings WHERE name = ?1", [&name], |row| {
-                    row.get(0)
-                })
+                conn.query_row(
+                    "SELECT value FROM settings WHERE name = ?1",
+                    [&name],
+                    |row| row.get(0),
+                )
             })
         })
         .await
@@ -454,8 +455,14 @@ mod tests {
         let mut tasks = Vec::new();
         for i in 0..50 {
             let store = store.clone();
-            let code = if i == 25 { "taken".to_owned() } else { format!("c{i}") };
-            tasks.push(tokio::spawn(async move { store.insert_link(new_link(&code)).await }));
+            let code = if i == 25 {
+                "taken".to_owned()
+            } else {
+                format!("c{i}")
+            };
+            tasks.push(tokio::spawn(async move {
+                store.insert_link(new_link(&code)).await
+            }));
         }
         let mut conflicts = 0;
         for (i, task) in tasks.into_iter().enumerate() {
@@ -467,7 +474,13 @@ mod tests {
         }
         assert_eq!(conflicts, 1);
         for i in (0..50).filter(|i| *i != 25) {
-            assert!(store.link_by_code(&format!("c{i}")).await.unwrap().is_some());
+            assert!(
+                store
+                    .link_by_code(&format!("c{i}"))
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
         }
     }
 
@@ -488,8 +501,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("hop.db")).unwrap();
         let link = store.insert_link(new_link("abc")).await.unwrap();
-        let delta = |hour_start, clicks| ClickDelta { link: link.id, hour_start, clicks };
-        store.add_clicks(vec![delta(3600, 2), delta(7200, 3)]).await.unwrap();
+        let delta = |hour_start, clicks| ClickDelta {
+            link: link.id,
+            hour_start,
+            clicks,
+        };
+        store
+            .add_clicks(vec![delta(3600, 2), delta(7200, 3)])
+            .await
+            .unwrap();
         store.add_clicks(vec![delta(3600, 1)]).await.unwrap();
         assert_eq!(store.link_by_code("abc").await.unwrap().unwrap().clicks, 6);
         let hours: Vec<(i64, i64)> = store

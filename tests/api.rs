@@ -1,0 +1,704 @@
+//! The HTTP API and redirects, driven over real HTTP against a server on a loopback port.
+
+mod common;
+
+use common::{TestServer, create_key, eventually};
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::time::Duration;
+
+#[tokio::test]
+async fn shorten_answers_the_seed_shape_and_redirects() {
+    let server = TestServer::start().await;
+    let response = server
+        .client
+        .post(server.url("/api/v1/shorten"))
+        .bearer_auth(&server.admin_key)
+        .json(&json!({"url": "https://example.com/very/long/url?x=1&y=%20#frag"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.unwrap();
+    let code = body["code"].as_str().unwrap();
+    assert_eq!(code.len(), 7);
+    assert!(code.bytes().all(|b| b.is_ascii_alphanumeric()));
+    assert_eq!(body["shortUrl"], format!("{}/{code}", server.base));
+    assert_eq!(
+        body["url"],
+        "https://example.com/very/long/url?x=1&y=%20#frag"
+    );
+    assert_eq!(body.as_object().unwrap().len(), 3);
+
+    let redirect = server.get(&format!("/{code}")).await;
+    assert_eq!(redirect.status(), 302);
+    assert_eq!(
+        redirect.headers()["location"],
+        "https://example.com/very/long/url?x=1&y=%20#frag"
+    );
+    assert_eq!(redirect.headers()["cache-control"], "private, max-age=90");
+}
+
+#[tokio::test]
+async fn full_create_get_and_delete() {
+    let server = TestServer::start().await;
+    let created = server
+        .create_ok(json!({
+            "url": "https://example.com/launch",
+            "alias": "Launch-2030",
+            "title": "Launch",
+            "expiresAt": "2099-01-01T00:00:00Z",
+            "maxClicks": 10,
+            "redirectType": 308
+        }))
+        .await;
+    assert_eq!(created["code"], "Launch-2030");
+    assert_eq!(created["shortUrl"], format!("{}/Launch-2030", server.base));
+    assert_eq!(created["title"], "Launch");
+    assert_eq!(created["expiresAt"], "2099-01-01T00:00:00Z");
+    assert_eq!(created["maxClicks"], 10);
+    assert_eq!(created["redirectType"], 308);
+    assert_eq!(created["clicks"], 0);
+    assert!(created["createdAt"].as_str().unwrap().ends_with('Z'));
+
+    let fetched: Value = server.get_link("Launch-2030").await.json().await.unwrap();
+    assert_eq!(fetched, created);
+    // Aliases are case-sensitive.
+    assert_eq!(server.get("/launch-2030").await.status(), 404);
+    assert_eq!(server.get("/Launch-2030").await.status(), 308);
+
+    let deleted = server
+        .client
+        .delete(server.url("/api/v1/links/Launch-2030"))
+        .bearer_auth(&server.admin_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    assert_eq!(server.get("/Launch-2030").await.status(), 404);
+    assert_eq!(server.get_link("Launch-2030").await.status(), 404);
+    // A deleted code is never handed to a new target.
+    let again = server
+        .create(json!({"url": "https://example.com/other", "alias": "Launch-2030"}))
+        .await;
+    assert_eq!(again.status(), 409);
+}
+
+#[tokio::test]
+async fn every_redirect_type() {
+    let server = TestServer::start().await;
+    for status in [301u16, 302, 307, 308] {
+        let link = server
+            .create_ok(
+                json!({"url": format!("https://example.com/{status}"), "redirectType": status}),
+            )
+            .await;
+        let response = server
+            .get(&format!("/{}", link["code"].as_str().unwrap()))
+            .await;
+        assert_eq!(response.status().as_u16(), status);
+        assert_eq!(
+            response.headers()["location"],
+            format!("https://example.com/{status}")
+        );
+    }
+}
+
+#[tokio::test]
+async fn head_answers_like_get_without_counting() {
+    let server = TestServer::start().await;
+    let link = server
+        .create_ok(json!({"url": "https://example.com/h", "alias": "headed", "maxClicks": 1}))
+        .await;
+    for _ in 0..3 {
+        let head = server
+            .client
+            .head(server.url("/headed"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(head.status(), 302);
+        assert_eq!(head.headers()["location"], "https://example.com/h");
+    }
+    // The single allowed click is still there after three HEADs.
+    assert_eq!(server.get("/headed").await.status(), 302);
+    assert_eq!(server.get("/headed").await.status(), 410);
+    let head = server
+        .client
+        .head(server.url("/headed"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 410);
+    assert!(
+        eventually(Duration::from_secs(2), || async {
+            let body: Value = server.get_link("headed").await.json().await.unwrap();
+            body["clicks"] == 1
+        })
+        .await
+    );
+    assert_eq!(link["maxClicks"], 1);
+}
+
+#[tokio::test]
+async fn clicks_are_counted_within_two_seconds_and_kept_per_hour() {
+    let server = TestServer::start().await;
+    let link = server
+        .create_ok(json!({"url": "https://example.com/c"}))
+        .await;
+    let code = link["code"].as_str().unwrap().to_owned();
+    for _ in 0..25 {
+        assert_eq!(server.get(&format!("/{code}")).await.status(), 302);
+    }
+    let counted = eventually(Duration::from_secs(2), || async {
+        let body: Value = server.get_link(&code).await.json().await.unwrap();
+        body["clicks"] == 25
+    })
+    .await;
+    assert!(counted, "clicks not reflected within 2 s");
+    let hourly = common::count_rows(
+        &server.dir.path().join("hop.db"),
+        "SELECT COALESCE(SUM(clicks), 0) FROM link_clicks_hourly",
+    );
+    assert_eq!(hourly, 25);
+}
+
+#[tokio::test]
+async fn unknown_expired_and_exhausted_links() {
+    let server = TestServer::start().await;
+    // Unknown: a page for browsers, problem+json for programs.
+    let page = server.get("/nope123").await;
+    assert_eq!(page.status(), 404);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let problem = server
+        .client
+        .get(server.url("/nope123"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem.status(), 404);
+    assert_eq!(
+        problem.headers()["content-type"],
+        "application/problem+json"
+    );
+    let body: Value = problem.json().await.unwrap();
+    assert_eq!(body["type"], "urn:hop:problem:not-found");
+
+    // Expired: stored directly with a past expiry (the API refuses to create one).
+    server
+        .state
+        .stores
+        .links
+        .insert_link(hop::store::NewLink {
+            code: "old".into(),
+            url: "https://example.com/old".into(),
+            title: None,
+            created_at: 0,
+            expires_at: Some(hop::domain::link::now_ms() - 1000),
+            max_clicks: None,
+            redirect: hop::domain::link::RedirectType::Found,
+            owner: None,
+        })
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        // The second answer comes from the cache and must still be 410.
+        let gone = server
+            .client
+            .get(server.url("/old"))
+            .header("accept", "application/problem+json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(gone.status(), 410);
+        let body: Value = gone.json().await.unwrap();
+        assert_eq!(body["type"], "urn:hop:problem:link-expired");
+    }
+    let gone_page = server.get("/old").await;
+    assert_eq!(gone_page.status(), 410);
+    assert!(
+        gone_page
+            .text()
+            .await
+            .unwrap()
+            .contains("<h1>Link has expired</h1>")
+    );
+
+    // Click limit.
+    server
+        .create_ok(json!({"url": "https://example.com/twice", "alias": "twice", "maxClicks": 2}))
+        .await;
+    let statuses: Vec<u16> = futures_statuses(&server, "/twice", 5).await;
+    assert_eq!(statuses.iter().filter(|s| **s == 302).count(), 2);
+    assert_eq!(statuses.iter().filter(|s| **s == 410).count(), 3);
+}
+
+async fn futures_statuses(server: &TestServer, path: &str, n: usize) -> Vec<u16> {
+    let mut tasks = Vec::new();
+    for _ in 0..n {
+        let request = server.client.get(server.url(path));
+        tasks.push(tokio::spawn(async move {
+            request.send().await.unwrap().status().as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    statuses
+}
+
+#[tokio::test]
+async fn an_expiry_is_checked_on_cached_links() {
+    let server = TestServer::start().await;
+    let soon = time::OffsetDateTime::now_utc() + time::Duration::milliseconds(800);
+    let expires_at = soon
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    server
+        .create_ok(
+            json!({"url": "https://example.com/soon", "alias": "soon", "expiresAt": expires_at}),
+        )
+        .await;
+    assert_eq!(server.get("/soon").await.status(), 302);
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            server.get("/soon").await.status() == 410
+        })
+        .await
+    );
+}
+
+#[tokio::test]
+async fn unknown_codes_are_cached_briefly_and_creation_replaces_the_miss() {
+    let server = TestServer::start().await;
+    assert_eq!(server.get("/fresh").await.status(), 404);
+    assert_eq!(server.get("/fresh").await.status(), 404);
+    server
+        .create_ok(json!({"url": "https://example.com/fresh", "alias": "fresh"}))
+        .await;
+    // No waiting for the negative entry to expire.
+    assert_eq!(server.get("/fresh").await.status(), 302);
+}
+
+/// One bad request: the body, the expected status, problem type and field.
+struct Bad {
+    body: &'static str,
+    status: u16,
+    kind: &'static str,
+    field: Option<&'static str>,
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_precise_problem_and_changes_nothing() {
+    let server = TestServer::start().await;
+    server
+        .create_ok(json!({"url": "https://example.com/x", "alias": "taken"}))
+        .await;
+    let before = server.link_rows();
+    let own = format!(r#"{{"url": "{}/abc"}}"#, server.base);
+    let own: &'static str = Box::leak(own.into_boxed_str());
+    let long = format!(r#"{{"url": "https://example.com/{}"}}"#, "a".repeat(5000));
+    let long: &'static str = Box::leak(long.into_boxed_str());
+    let cases = [
+        Bad {
+            body: "",
+            status: 400,
+            kind: "invalid-body",
+            field: None,
+        },
+        Bad {
+            body: "not json",
+            status: 400,
+            kind: "invalid-body",
+            field: None,
+        },
+        Bad {
+            body: "[1,2]",
+            status: 400,
+            kind: "invalid-body",
+            field: None,
+        },
+        Bad {
+            body: r#"{"url": 5}"#,
+            status: 400,
+            kind: "invalid-body",
+            field: Some("url"),
+        },
+        Bad {
+            body: r#"{"title": "x"}"#,
+            status: 400,
+            kind: "invalid-body",
+            field: None,
+        },
+        Bad {
+            body: r#"{"url": "https://a.example", "maxClicks": "3"}"#,
+            status: 400,
+            kind: "invalid-body",
+            field: Some("maxClicks"),
+        },
+        Bad {
+            body: r#"{"url": "https://a.example", "expires_at": "x"}"#,
+            status: 400,
+            kind: "invalid-body",
+            field: Some("expires_at"),
+        },
+        Bad {
+            body: r#"{"url": "https://a.example"} trailing"#,
+            status: 400,
+            kind: "invalid-body",
+            field: None,
+        },
+        Bad {
+            body: r#"{"url": "javascript:alert(1)"}"#,
+            status: 400,
+            kind: "invalid-url",
+            field: Some("url"),
+        },
+        Bad {
+            body: r#"{"url": "data:text/html,<b>x</b>"}"#,
+            status: 400,
+            kind: "invalid-url",
+            field: Some("url"),
+        },
+        Bad {
+            body: r#"{"url": "file:///etc/passwd"}"#,
+            status: 400,
+            kind: "invalid-url",
+            field: Some("url"),
+        },
+        Bad {
+            body: r#"{"url": "example.com"}"#,
+            status: 400,
+            kind: "invalid-url",
+            field: Some("url"),
+        },
+        Bad {
+            body: r#"{"url": "https://"}"#,
+            status: 400,
+            kind: "invalid-url",
+            field: Some("url"),
+        },
+        Bad {
+            body: r#"{"url": "https://exa mple.com"}"#,
+            status: 400,
+            kind: "invalid-url",
+            field: Some("url"),
+        },
+        Bad {
+            body: r#"{"url": "https://example.com/\u0000"}"#,
+            status: 400,
+            kind: "invalid-url",
+            field: Some("url"),
+        },
+        Bad {
+            body: r#"{"url": "https://example.com/\t"}"#,
+            status: 400,
+            kind: "invalid-url",
+            field: Some("url"),
+        },
+        Bad {
+            body: r#"{"url": "https://u:p@example.com"}"#,
+            status: 400,
+            kind: "invalid-url",
+            field: Some("url"),
+        },
+        Bad {
+            body: own,
+            status: 400,
+            kind: "invalid-url",
+            field: Some("url"),
+        },
+        Bad {
+            body: long,
+            status: 400,
+            kind: "invalid-url",
+            field: Some("url"),
+        },
+        Bad {
+            body: r#"{"url": "https://a.example", "alias": "a/b"}"#,
+            status: 400,
+            kind: "invalid-alias",
+            field: Some("alias"),
+        },
+        Bad {
+            body: r#"{"url": "https://a.example", "alias": ""}"#,
+            status: 400,
+            kind: "invalid-alias",
+            field: Some("alias"),
+        },
+        Bad {
+            body: r#"{"url": "https://a.example", "alias": "healthz"}"#,
+            status: 400,
+            kind: "invalid-alias",
+            field: Some("alias"),
+        },
+        Bad {
+            body: r#"{"url": "https://a.example", "alias": "API"}"#,
+            status: 400,
+            kind: "invalid-alias",
+            field: Some("alias"),
+        },
+        Bad {
+            body: r#"{"url": "https://a.example", "alias": "taken"}"#,
+            status: 409,
+            kind: "alias-taken",
+            field: Some("alias"),
+        },
+        Bad {
+            body: r#"{"url": "https://a.example", "expiresAt": "2001-01-01T00:00:00Z"}"#,
+            status: 400,
+            kind: "invalid-expiry",
+            field: Some("expiresAt"),
+        },
+        Bad {
+            body: r#"{"url": "https://a.example", "expiresAt": "next week"}"#,
+            status: 400,
+            kind: "invalid-expiry",
+            field: Some("expiresAt"),
+        },
+        Bad {
+            body: r#"{"url": "https://a.example", "maxClicks": 0}"#,
+            status: 400,
+            kind: "invalid-max-clicks",
+            field: Some("maxClicks"),
+        },
+        Bad {
+            body: r#"{"url": "https://a.example", "maxClicks": -1}"#,
+            status: 400,
+            kind: "invalid-max-clicks",
+            field: Some("maxClicks"),
+        },
+        Bad {
+            body: r#"{"url": "https://a.example", "redirectType": 303}"#,
+            status: 400,
+            kind: "invalid-redirect-type",
+            field: Some("redirectType"),
+        },
+        Bad {
+            body: r#"{"url": "https://a.example", "redirectType": 70000}"#,
+            status: 400,
+            kind: "invalid-body",
+            field: Some("redirectType"),
+        },
+        Bad {
+            body: r#"{"url": "https://a.example", "title": "a\u0007b"}"#,
+            status: 400,
+            kind: "invalid-title",
+            field: Some("title"),
+        },
+    ];
+    for case in &cases {
+        for path in ["/api/v1/links", "/api/v1/shorten"] {
+            let response = server
+                .client
+                .post(server.url(path))
+                .bearer_auth(&server.admin_key)
+                .header("content-type", "application/json")
+                .body(case.body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            assert_eq!(
+                response.headers()["content-type"],
+                "application/problem+json",
+                "{}",
+                case.body
+            );
+            let problem: Value = response.json().await.unwrap();
+            assert_eq!(status, case.status, "{} → {problem}", case.body);
+            assert_eq!(problem["status"], case.status);
+            assert_eq!(
+                problem["type"],
+                format!("urn:hop:problem:{}", case.kind),
+                "{} → {problem}",
+                case.body
+            );
+            assert_eq!(
+                problem["field"].as_str(),
+                case.field,
+                "{} → {problem}",
+                case.body
+            );
+            assert!(!problem["detail"].as_str().unwrap().is_empty());
+        }
+    }
+    assert_eq!(server.link_rows(), before, "a bad request stored something");
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused() {
+    let server = TestServer::start_with(&[("HOP_MAX_BODY_BYTES", "1024")]).await;
+    let body = json!({"url": "https://example.com", "title": "x".repeat(2000)});
+    let response = server.create(body).await;
+    assert_eq!(response.status(), 413);
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["type"], "urn:hop:problem:body-too-large");
+    assert!(problem["detail"].as_str().unwrap().contains("1024"));
+    assert_eq!(server.link_rows(), 0);
+}
+
+#[tokio::test]
+async fn authentication_and_ownership() {
+    let server = TestServer::start().await;
+    let alice = create_key(&server.state, "alice", false).await;
+    let bob = create_key(&server.state, "bob", false).await;
+    let body = json!({"url": "https://example.com/a"});
+    let post = |key: Option<&str>, header: &'static str| {
+        let mut request = server.client.post(server.url("/api/v1/links")).json(&body);
+        if let Some(key) = key {
+            request = match header {
+                "bearer" => request.bearer_auth(key),
+                "x-api-key" => request.header("x-api-key", key),
+                _ => request.header("authorization", key.to_owned()),
+            };
+        }
+        request.send()
+    };
+    for (key, header) in [
+        (None, "bearer"),
+        (
+            Some("hop_wrongwrongwrongwrongwrongwrongwrongwrong"),
+            "bearer",
+        ),
+        (Some("short"), "bearer"),
+        (Some(alice.as_str()), "raw"),
+    ] {
+        let response = post(key, header).await.unwrap();
+        assert_eq!(response.status(), 401, "{key:?}");
+        assert_eq!(response.headers()["www-authenticate"], "Bearer");
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["type"], "urn:hop:problem:unauthorized");
+        assert!(!problem["detail"].to_string().contains("hop_wrong"));
+    }
+    let alice_link: Value = post(Some(&alice), "x-api-key")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let code = alice_link["code"].as_str().unwrap();
+    let get_as = |key: &str| {
+        server
+            .client
+            .get(server.url(&format!("/api/v1/links/{code}")))
+            .bearer_auth(key.to_owned())
+            .send()
+    };
+    assert_eq!(get_as(&alice).await.unwrap().status(), 200);
+    assert_eq!(get_as(&server.admin_key).await.unwrap().status(), 200);
+    // Someone else's link does not exist for bob, for reading or deleting.
+    assert_eq!(get_as(&bob).await.unwrap().status(), 404);
+    let delete = server
+        .client
+        .delete(server.url(&format!("/api/v1/links/{code}")))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delete.status(), 404);
+    assert_eq!(server.get(&format!("/{code}")).await.status(), 302);
+    assert_eq!(server.get("/api/v1/links/x").await.status(), 401);
+}
+
+#[tokio::test]
+async fn concurrent_creates_get_distinct_codes_that_all_resolve() {
+    let server = TestServer::start().await;
+    let clients = 64;
+    let per_client = 40;
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let client = server.client.clone();
+        let url = server.url("/api/v1/links");
+        let key = server.admin_key.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut made = Vec::new();
+            for i in 0..per_client {
+                let target = format!("https://example.com/{c}/{i}");
+                let response = client
+                    .post(&url)
+                    .bearer_auth(&key)
+                    .json(&json!({"url": target}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 201);
+                let body: Value = response.json().await.unwrap();
+                made.push((body["code"].as_str().unwrap().to_owned(), target));
+            }
+            made
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    let codes: HashSet<&str> = all.iter().map(|(code, _)| code.as_str()).collect();
+    assert_eq!(codes.len(), clients * per_client);
+    for (code, target) in &all {
+        let response = server.get(&format!("/{code}")).await;
+        assert_eq!(response.status(), 302);
+        assert_eq!(response.headers()["location"], target.as_str());
+    }
+    assert_eq!(server.link_rows(), (clients * per_client) as i64);
+}
+
+#[tokio::test]
+async fn non_ascii_urls_are_stored_in_header_safe_form() {
+    let server = TestServer::start().await;
+    let link = server
+        .create_ok(json!({"url": "https://bücher.example/straße?q=ü"}))
+        .await;
+    assert_eq!(
+        link["url"],
+        "https://xn--bcher-kva.example/stra%C3%9Fe?q=%C3%BC"
+    );
+    let response = server
+        .get(&format!("/{}", link["code"].as_str().unwrap()))
+        .await;
+    assert_eq!(
+        response.headers()["location"],
+        "https://xn--bcher-kva.example/stra%C3%9Fe?q=%C3%BC"
+    );
+}
+
+#[tokio::test]
+async fn health_and_routing_errors() {
+    let server = TestServer::start().await;
+    assert_eq!(server.get("/healthz").await.status(), 200);
+    let ready: Value = server.get("/readyz").await.json().await.unwrap();
+    assert_eq!(ready["status"], "ready");
+    let missing = server
+        .client
+        .get(server.url("/api/v1/nothing"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(
+        missing.headers()["content-type"],
+        "application/problem+json"
+    );
+    let wrong_method = server
+        .client
+        .put(server.url("/api/v1/links"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_method.status(), 405);
+    assert_eq!(
+        wrong_method.headers()["content-type"],
+        "application/problem+json"
+    );
+    // Markup in a path is escaped on the HTML error page.
+    let page = server.get("/a%3Cscript%3Ex").await.text().await.unwrap();
+    assert!(!page.contains("<script>"));
+}

@@ -1,0 +1,284 @@
+//! Shared test harness: a real hop server on a loopback port with a temporary data
+//! directory, driven over HTTP, plus helpers to run the `hop` binary itself.
+
+#![allow(dead_code)]
+
+use hop::config::{Config, Overrides};
+use hop::domain::key;
+use hop::store::NewApiKey;
+use reqwest::redirect::Policy;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+/// A server running inside the test process.
+pub struct TestServer {
+    pub base: String,
+    pub admin_key: String,
+    pub state: hop::http::AppState,
+    pub client: reqwest::Client,
+    pub dir: TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// A config for tests: loopback, temporary data dir, quick click flushes.
+pub fn test_config(dir: &Path, extra_env: &[(&str, &str)]) -> Config {
+    let mut env = vec![
+        ("HOP_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+        ("HOP_CLICK_FLUSH_INTERVAL_MS".to_owned(), "100".to_owned()),
+    ];
+    env.extend(
+        extra_env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let overrides = Overrides {
+        data_dir: Some(dir.to_owned()),
+        ..Overrides::default()
+    };
+    Config::load(None, env, &overrides).expect("test config")
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .unwrap()
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    pub async fn start_with(extra_env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let mut config = test_config(dir.path(), extra_env);
+        config.base_url = format!("http://{address}");
+        let (state, background) = hop::app::build(&config).await.unwrap();
+        let admin_key = create_key(&state, "admin", true).await;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(hop::app::run_server(
+            state.clone(),
+            background,
+            listener,
+            async {
+                let _ = stopped.await;
+            },
+            Duration::from_secs(5),
+        ));
+        Self {
+            base: format!("http://{address}"),
+            admin_key,
+            state,
+            client: client(),
+            dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the server gracefully (flushing clicks) and waits for it.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// `POST /api/v1/links` with `body` as the admin.
+    pub async fn create(&self, body: serde_json::Value) -> reqwest::Response {
+        self.create_as(&self.admin_key, body).await
+    }
+
+    pub async fn create_as(&self, key: &str, body: serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/v1/links"))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Creates a link and returns its JSON, asserting 201.
+    pub async fn create_ok(&self, body: serde_json::Value) -> serde_json::Value {
+        let response = self.create(body).await;
+        assert_eq!(response.status(), 201);
+        response.json().await.unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn get_link(&self, code: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(&format!("/api/v1/links/{code}")))
+            .bearer_auth(&self.admin_key)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Rows in the links table, read straight from the database file.
+    pub fn link_rows(&self) -> i64 {
+        count_rows(
+            &self.dir.path().join("hop.db"),
+            "SELECT COUNT(*) FROM links",
+        )
+    }
+}
+
+pub async fn create_key(state: &hop::http::AppState, name: &str, admin: bool) -> String {
+    let generated = key::generate();
+    state
+        .stores
+        .keys
+        .insert_key(NewApiKey {
+            name: name.into(),
+            prefix: generated.prefix,
+            hash: generated.hash,
+            admin,
+        })
+        .await
+        .unwrap();
+    generated.secret
+}
+
+pub fn count_rows(db: &Path, sql: &str) -> i64 {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.query_row(sql, [], |row| row.get(0)).unwrap()
+}
+
+/// Waits until `check` holds, up to `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    false
+}
+
+/// The `hop` binary built for these tests.
+pub fn hop_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_hop"))
+}
+
+/// A `hop serve` child process.
+pub struct HopProcess {
+    pub child: Child,
+    pub base: String,
+    /// Everything the process has written to stderr so far.
+    pub stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stderr_thread: Option<std::thread::JoinHandle<()>>,
+    stdout: Option<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl HopProcess {
+    /// Starts `hop serve` on a free port with JSON logs and waits until it serves.
+    pub fn start(data_dir: &Path, extra_env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(hop_binary());
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("HOP_CLICK_FLUSH_INTERVAL_MS", "100")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in extra_env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("spawning hop");
+        let stderr_pipe = child.stderr.take().unwrap();
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = stderr.clone();
+        let stderr_thread = std::thread::spawn(move || {
+            for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut base = None;
+        for line in stdout.by_ref() {
+            let line = line.unwrap();
+            if line.contains("hop is serving") {
+                let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+                base = Some(format!("http://{}", value["listen"].as_str().unwrap()));
+                break;
+            }
+        }
+        let Some(base) = base else {
+            let _ = child.kill();
+            stderr_thread.join().unwrap();
+            panic!("hop did not start: {}", stderr.lock().unwrap().join("\n"))
+        };
+        let stdout = std::thread::spawn(move || stdout.map_while(Result::ok).collect::<Vec<_>>());
+        Self {
+            child,
+            base,
+            stderr,
+            stderr_thread: Some(stderr_thread),
+            stdout: Some(stdout),
+        }
+    }
+
+    /// The stderr lines so far, waiting briefly for at least `min` of them.
+    pub fn stderr_lines(&self, min: usize) -> Vec<String> {
+        let start = Instant::now();
+        loop {
+            let lines = self.stderr.lock().unwrap().clone();
+            if lines.len() >= min || start.elapsed() > Duration::from_secs(5) {
+                return lines;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends a signal (`TERM`, `KILL`, `INT`) to the process.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for exit and returns (success, stdout lines, stderr lines).
+    pub fn wait(mut self) -> (bool, Vec<String>, Vec<String>) {
+        let status = self.child.wait().unwrap();
+        let stdout = self.stdout.take().unwrap().join().unwrap();
+        self.stderr_thread.take().unwrap().join().unwrap();
+        let stderr = self.stderr.lock().unwrap().clone();
+        (status.success(), stdout, stderr)
+    }
+}
+
+impl Drop for HopProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}

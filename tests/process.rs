@@ -1,0 +1,394 @@
+//! The real `hop` binary: first start, CLI commands, configuration errors, logs,
+//! graceful shutdown and crash durability.
+
+mod common;
+
+use common::{HopProcess, client, hop_binary};
+use serde_json::{Value, json};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn hop(args: &[&str], data_dir: &std::path::Path) -> std::process::Output {
+    Command::new(hop_binary())
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .unwrap()
+}
+
+fn new_key(data_dir: &std::path::Path, admin: bool) -> String {
+    let mut args = vec!["keys", "create", "--name", "tester"];
+    if admin {
+        args.push("--admin");
+    }
+    let output = hop(&args, data_dir);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let last = stdout.lines().last().unwrap().to_owned();
+    assert!(last.starts_with("hop_") && !last.contains(' '), "{stdout}");
+    last
+}
+
+#[tokio::test]
+async fn first_start_prints_one_admin_key_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = HopProcess::start(dir.path(), &[]);
+    let lines = first.stderr_lines(2);
+    assert!(lines[0].contains("will not be shown again"), "{lines:?}");
+    let key = lines[1].clone();
+    let response = client()
+        .post(first.url("/api/v1/shorten"))
+        .bearer_auth(&key)
+        .json(&json!({"url": "https://example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    first.signal("TERM");
+    let (ok, _, _) = first.wait();
+    assert!(ok);
+
+    let second = HopProcess::start(dir.path(), &[]);
+    std::thread::sleep(Duration::from_millis(200));
+    second.signal("TERM");
+    let (ok, _, stderr) = second.wait();
+    assert!(ok);
+    assert!(stderr.iter().all(|l| !l.contains("hop_")), "{stderr:?}");
+}
+
+#[tokio::test]
+async fn keys_create_prints_a_working_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let user_key = new_key(dir.path(), false);
+    let admin_key = new_key(dir.path(), true);
+    assert_ne!(user_key, admin_key);
+    let server = HopProcess::start(dir.path(), &[]);
+    // Keys existed already, so no bootstrap key was printed.
+    assert!(server.stderr_lines(0).iter().all(|l| !l.contains("hop_")));
+    let created: Value = client()
+        .post(server.url("/api/v1/links"))
+        .bearer_auth(&user_key)
+        .json(&json!({"url": "https://example.com/k"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let code = created["code"].as_str().unwrap();
+    let fetched = client()
+        .get(server.url(&format!("/api/v1/links/{code}")))
+        .header("x-api-key", &admin_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fetched.status(), 200);
+    // The database stores only the hash.
+    let stored = std::fs::read(dir.path().join("hop.db")).unwrap();
+    let needle = user_key.as_bytes();
+    assert!(!stored.windows(needle.len()).any(|w| w == needle));
+}
+
+#[test]
+fn cli_errors_are_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = hop(&["keys", "create", "--name", ""], dir.path());
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--name"));
+
+    let output = hop(&["keys", "create"], dir.path());
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--name"));
+
+    for args in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["keys", "create", "--help"],
+        &["config", "--help"],
+    ] {
+        let output = Command::new(hop_binary()).args(args).output().unwrap();
+        assert!(output.status.success());
+        assert!(String::from_utf8_lossy(&output.stdout).contains("Usage"));
+    }
+}
+
+#[test]
+fn default_config_round_trips_and_unknown_keys_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(hop_binary())
+        .args(["config", "default"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("# Address and port"));
+    let path = dir.path().join("hop.toml");
+    std::fs::write(&path, &text).unwrap();
+    // The printed default is a valid config (keys create reads config too).
+    let ok = Command::new(hop_binary())
+        .args(["keys", "create", "--name", "x", "--config"])
+        .arg(&path)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+
+    std::fs::write(&path, format!("{text}\nlisten_port = 9\n")).unwrap();
+    let bad = Command::new(hop_binary())
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let message = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        message.contains("listen_port") && message.contains("hop.toml"),
+        "{message}"
+    );
+
+    let bad_env = Command::new(hop_binary())
+        .args(["serve"])
+        .env("HOP_CODE_LENGTH", "99")
+        .output()
+        .unwrap();
+    assert!(!bad_env.status.success());
+    assert!(String::from_utf8_lossy(&bad_env.stderr).contains("code_length"));
+}
+
+#[tokio::test]
+async fn json_logs_have_one_line_per_request_and_no_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = new_key(dir.path(), true);
+    let server = HopProcess::start(dir.path(), &[]);
+    let created: Value = client()
+        .post(server.url("/api/v1/links"))
+        .bearer_auth(&key)
+        .json(&json!({"url": "https://example.com/logged"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let code = created["code"].as_str().unwrap();
+    client()
+        .get(server.url(&format!("/{code}")))
+        .send()
+        .await
+        .unwrap();
+    server.signal("TERM");
+    let (ok, stdout, _) = server.wait();
+    assert!(ok);
+    let requests: Vec<Value> = stdout
+        .iter()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|v| v["message"] == "request")
+        .collect();
+    assert_eq!(requests.len(), 2, "{stdout:?}");
+    assert_eq!(requests[0]["http.method"], "POST");
+    assert_eq!(requests[0]["http.route"], "/api/v1/links");
+    assert_eq!(requests[0]["http.status"], 201);
+    assert_eq!(requests[1]["http.route"], "/{code}");
+    assert_eq!(requests[1]["http.status"], 302);
+    assert!(requests[1]["duration_ms"].is_string() || requests[1]["duration_ms"].is_number());
+    let all = stdout.join("\n");
+    assert!(!all.contains(&key));
+    // Request lines carry exactly these fields: nothing about the client or headers.
+    let allowed = [
+        "timestamp",
+        "level",
+        "message",
+        "http.method",
+        "http.route",
+        "http.status",
+        "duration_ms",
+    ];
+    for line in &requests {
+        for field in line.as_object().unwrap().keys() {
+            assert!(
+                allowed.contains(&field.as_str()),
+                "unexpected log field {field}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn graceful_shutdown_loses_no_click() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = new_key(dir.path(), true);
+    // A long flush interval: every click must come from the shutdown flush.
+    let server = HopProcess::start(dir.path(), &[("HOP_CLICK_FLUSH_INTERVAL_MS", "600000")]);
+    let http = client();
+    let created: Value = http
+        .post(server.url("/api/v1/links"))
+        .bearer_auth(&key)
+        .json(&json!({"url": "https://example.com/g"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let code = created["code"].as_str().unwrap().to_owned();
+    let clicks = 300;
+    for _ in 0..clicks {
+        assert_eq!(
+            http.get(server.url(&format!("/{code}")))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            302
+        );
+    }
+    server.signal("TERM");
+    let (ok, _, _) = server.wait();
+    assert!(ok);
+    let db = dir.path().join("hop.db");
+    assert_eq!(
+        common::count_rows(
+            &db,
+            &format!("SELECT clicks FROM links WHERE code = '{code}'")
+        ),
+        clicks
+    );
+    assert_eq!(
+        common::count_rows(&db, "SELECT SUM(clicks) FROM link_clicks_hourly"),
+        clicks
+    );
+}
+
+#[tokio::test]
+async fn in_flight_requests_finish_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = new_key(dir.path(), true);
+    let server = HopProcess::start(dir.path(), &[]);
+    let http = client();
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let request = http
+            .post(server.url("/api/v1/links"))
+            .bearer_auth(&key)
+            .json(&json!({"url": format!("https://example.com/f/{i}")}));
+        tasks.push(tokio::spawn(async move { request.send().await }));
+    }
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    server.signal("TERM");
+    let mut acknowledged = Vec::new();
+    for task in tasks {
+        // A request is either answered in full or refused before it started.
+        if let Ok(response) = task.await.unwrap() {
+            assert_eq!(response.status(), 201);
+            let body: Value = response.json().await.unwrap();
+            acknowledged.push(body["code"].as_str().unwrap().to_owned());
+        }
+    }
+    let (ok, _, _) = server.wait();
+    assert!(ok);
+    let db = dir.path().join("hop.db");
+    for code in &acknowledged {
+        assert_eq!(
+            common::count_rows(
+                &db,
+                &format!("SELECT COUNT(*) FROM links WHERE code = '{code}'")
+            ),
+            1
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_links_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = new_key(dir.path(), true);
+    let server = HopProcess::start(dir.path(), &[]);
+    let acknowledged = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for worker in 0..32 {
+        let http = client();
+        let url = server.url("/api/v1/links");
+        let key = key.clone();
+        let acknowledged = acknowledged.clone();
+        let stop = stop.clone();
+        workers.push(tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let target = format!("https://example.com/crash/{worker}/{i}");
+                i += 1;
+                let Ok(response) = http
+                    .post(&url)
+                    .bearer_auth(&key)
+                    .json(&json!({"url": target}))
+                    .send()
+                    .await
+                else {
+                    break;
+                };
+                if response.status() != 201 {
+                    break;
+                }
+                let Ok(body) = response.json::<Value>().await else {
+                    break;
+                };
+                acknowledged
+                    .lock()
+                    .unwrap()
+                    .push((body["code"].as_str().unwrap().to_owned(), target));
+            }
+        }));
+    }
+    // Let the load run, then kill the process without warning while it is busy.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.signal("KILL");
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let (ok, _, _) = server.wait();
+    assert!(!ok);
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(
+        acknowledged.len() > 100,
+        "only {} creates before the kill",
+        acknowledged.len()
+    );
+
+    let restarted = HopProcess::start(dir.path(), &[]);
+    let http = client();
+    for (code, target) in &acknowledged {
+        let response = http
+            .get(restarted.url(&format!("/{code}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 302, "acknowledged link {code} lost");
+        assert_eq!(response.headers()["location"], target.as_str());
+    }
+    // New links after the restart do not reuse codes.
+    let after: Value = http
+        .post(restarted.url("/api/v1/links"))
+        .bearer_auth(&key)
+        .json(&json!({"url": "https://example.com/after"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let code = after["code"].as_str().unwrap();
+    assert!(acknowledged.iter().all(|(c, _)| c != code));
+}

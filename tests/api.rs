@@ -702,3 +702,106 @@ async fn health_and_routing_errors() {
     let page = server.get("/a%3Cscript%3Ex").await.text().await.unwrap();
     assert!(!page.contains("<script>"));
 }
+
+#[tokio::test]
+async fn no_input_produces_a_server_error() {
+    use rand::{Rng, SeedableRng};
+    let server = TestServer::start().await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
+    let values = [
+        json!(null),
+        json!(true),
+        json!(-1),
+        json!(1e300),
+        json!(18446744073709551616u128 as f64),
+        json!(""),
+        json!("ä\u{0}\u{202e}"),
+        json!("https://example.com/ok"),
+        json!("http://[::1]:99999/"),
+        json!("https://example.com/%zz"),
+        json!([]),
+        json!({}),
+        json!("2030-02-30T00:00:00Z"),
+        json!(9007199254740993i64),
+    ];
+    let fields = [
+        "url",
+        "alias",
+        "title",
+        "expiresAt",
+        "maxClicks",
+        "redirectType",
+        "extra",
+    ];
+    for _ in 0..400 {
+        let mut body = serde_json::Map::new();
+        for field in fields {
+            if rng.random_bool(0.5) {
+                body.insert(
+                    field.into(),
+                    values[rng.random_range(0..values.len())].clone(),
+                );
+            }
+        }
+        let response = server.create(Value::Object(body.clone())).await;
+        assert!(
+            response.status().as_u16() < 500,
+            "{body:?} → {}",
+            response.status()
+        );
+        assert!(
+            response.status() == 201
+                || response.headers()["content-type"] == "application/problem+json"
+        );
+    }
+    for _ in 0..200 {
+        let length = rng.random_range(0..80);
+        let bytes: Vec<u8> = (0..length).map(|_| rng.random()).collect();
+        let response = server
+            .client
+            .post(server.url("/api/v1/shorten"))
+            .bearer_auth(&server.admin_key)
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_client_error(), "{}", response.status());
+        let path: String = (0..rng.random_range(1..20))
+            .map(|_| {
+                let c = rng.random_range(0x21u8..0x7f);
+                if c == b'#' || c == b'?' {
+                    'x'
+                } else {
+                    char::from(c)
+                }
+            })
+            .collect();
+        for prefix in ["/", "/api/v1/links/"] {
+            let url = format!("{}{prefix}{}", server.base, path.trim_start_matches('/'));
+            let Ok(response) = server
+                .client
+                .get(&url)
+                .bearer_auth(&server.admin_key)
+                .send()
+                .await
+            else {
+                continue; // not a URL reqwest will send
+            };
+            assert!(
+                response.status().as_u16() < 500,
+                "{url} → {}",
+                response.status()
+            );
+        }
+    }
+    for path in ["/%FF", "/api/v1/links/%FF", "/%00"] {
+        let response = server
+            .client
+            .get(server.url(path))
+            .bearer_auth(&server.admin_key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+    }
+}

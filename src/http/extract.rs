@@ -6,7 +6,7 @@ use super::problem::ApiError;
 use crate::domain::key;
 use crate::store::ApiKey;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use bytes::Bytes;
@@ -139,6 +139,22 @@ impl FromRequestParts<AppState> for Caller {
             Some(key) if !key.revoked => Ok(Caller(key)),
             Some(_) => Err(ApiError::Unauthorized("API key has been revoked")),
             None => Err(ApiError::Unauthorized("API key is not valid")),
+        }
+    }
+}
+
+/// The `{code}` segment of an API path. A segment that is not valid UTF-8 after
+/// percent-decoding cannot name a link, so it is a 404 like any unknown code rather
+/// than axum's plain-text 400.
+pub struct CodePath(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for CodePath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(code)) => Ok(Self(code)),
+            Err(_) => Err(ApiError::NotFound("no link with this code".into())),
         }
     }
 }

@@ -4,12 +4,12 @@
 //! (group-committed by the store) → warm the redirect cache → 201.
 
 use super::AppState;
-use super::extract::{AppJson, Caller};
+use super::extract::{AppJson, Caller, CodePath};
 use super::problem::ApiError;
 use crate::cache::CachedLink;
 use crate::domain::link::{KeyId, Link, LinkRequest, format_ms, now_ms};
 use crate::store::{NewLink, StoreError};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -194,7 +194,7 @@ async fn owned_link(state: &AppState, caller: &Caller, code: &str) -> Result<Lin
 pub async fn get_link(
     State(state): State<AppState>,
     caller: Caller,
-    Path(code): Path<String>,
+    CodePath(code): CodePath,
 ) -> Result<Json<LinkBody>, ApiError> {
     let link = owned_link(&state, &caller, &code).await?;
     Ok(Json(LinkBody::new(link, &state.settings.base_url)))
@@ -204,7 +204,7 @@ pub async fn get_link(
 pub async fn delete_link(
     State(state): State<AppState>,
     caller: Caller,
-    Path(code): Path<String>,
+    CodePath(code): CodePath,
 ) -> Result<StatusCode, ApiError> {
     let link = owned_link(&state, &caller, &code).await?;
     if !state.stores.links.delete_link(link.id).await? {

@@ -11,8 +11,9 @@ use crate::domain::code::is_code_syntax;
 use crate::domain::link::now_ms;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, Response, header};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, Request, State};
+use axum::http::{Method, Response, header};
 use axum::routing::get;
 use std::sync::Arc;
 
@@ -21,35 +22,40 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/{code}", get(follow_link))
 }
 
-/// `GET|HEAD /{code}`.
+/// `GET|HEAD /{code}`. Takes the request whole rather than a `HeaderMap` extractor,
+/// which would copy every header on every redirect; headers are only read on errors.
 pub async fn follow_link(
     State(state): State<AppState>,
-    method: Method,
-    Path(code): Path<String>,
-    headers: HeaderMap,
+    code: Result<Path<String>, PathRejection>,
+    request: Request,
 ) -> Response<Body> {
+    let headers = request.headers();
+    // Not UTF-8 after percent-decoding: cannot be a code.
+    let Ok(Path(code)) = code else {
+        return negotiate(headers, ApiError::NotFound("no link with this code".into()));
+    };
     let entry = match state.cache.get(&code) {
         Some(entry) => entry,
-        None if !is_code_syntax(&code) => return negotiate(&headers, unknown(&code)),
+        None if !is_code_syntax(&code) => return negotiate(headers, unknown(&code)),
         None => match load(&state, &code).await {
             Ok(entry) => entry,
-            Err(error) => return negotiate(&headers, error),
+            Err(error) => return negotiate(headers, error),
         },
     };
     let link = match entry {
         Entry::Link(link) => link,
-        Entry::Missing => return negotiate(&headers, unknown(&code)),
+        Entry::Missing => return negotiate(headers, unknown(&code)),
     };
     if link.expires_at.is_some_and(|at| at <= now_ms()) {
-        return negotiate(&headers, ApiError::Expired(code));
+        return negotiate(headers, ApiError::Expired(code));
     }
-    if method == Method::HEAD {
+    if request.method() == Method::HEAD {
         if state.clicks.limit_reached(&link) {
-            return negotiate(&headers, ApiError::ClickLimit(code));
+            return negotiate(headers, ApiError::ClickLimit(code));
         }
     } else {
         if !state.clicks.try_take(&link) {
-            return negotiate(&headers, ApiError::ClickLimit(code));
+            return negotiate(headers, ApiError::ClickLimit(code));
         }
         state.clicks.record(link.id);
     }

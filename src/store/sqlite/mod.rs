@@ -212,8 +212,13 @@ fn in_savepoint<T>(
     })
 }
 
-const LINK_COLUMNS: &str = "id, code, url, title, created_at, expires_at, max_clicks, \
-                            redirect_status, clicks, owner_key_id";
+/// Columns read by [`link_from_row`], in its order.
+macro_rules! link_columns {
+    () => {
+        "id, code, url, title, created_at, expires_at, max_clicks, redirect_status, clicks, \
+         owner_key_id"
+    };
+}
 
 fn link_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Link> {
     let status: u16 = row.get(7)?;
@@ -281,9 +286,10 @@ impl LinkStore for SqliteStore {
 
     async fn link_by_code(&self, code: &str) -> Result<Option<Link>, StoreError> {
         self.read(|conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {LINK_COLUMNS} FROM links \
-                 WHERE domain = '' AND code = ?1 AND deleted_at IS NULL"
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                link_columns!(),
+                " FROM links WHERE domain = '' AND code = ?1 AND deleted_at IS NULL"
             ))?
             .query_row([code], link_from_row)
             .optional()

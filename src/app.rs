@@ -23,22 +23,14 @@ use tokio::task::JoinHandle;
 pub struct Background {
     stop: watch::Sender<bool>,
     click_writer: JoinHandle<()>,
-    clicks: Arc<Clicks>,
 }
 
 impl Background {
-    /// Drains and flushes the click queue, then returns.
+    /// Writes every counted click, then returns.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         if let Err(e) = self.click_writer.await {
             tracing::error!(error = %e, "click writer ended abnormally");
-        }
-        let dropped = self.clicks.dropped();
-        if dropped > 0 {
-            tracing::warn!(
-                clicks.dropped = dropped,
-                "clicks were dropped because the queue was full"
-            );
         }
     }
 }
@@ -74,10 +66,10 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
     let codes = CodeAllocator::new(stores.meta.clone(), config.code_length)
         .await
         .context("loading the short-code key")?;
-    let (clicks, queue) = Clicks::new(config.click_queue_capacity);
+    let clicks = Clicks::new();
     let (stop, stopped) = watch::channel(false);
     let click_writer = tokio::spawn(run_click_writer(
-        queue,
+        clicks.clone(),
         stores.clicks.clone(),
         Duration::from_millis(config.click_flush_interval_ms),
         stopped,
@@ -90,18 +82,11 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
     let state = AppState::new(Shared {
         stores,
         cache,
-        clicks: clicks.clone(),
+        clicks,
         codes: Arc::new(codes),
         settings,
     });
-    Ok((
-        state,
-        Background {
-            stop,
-            click_writer,
-            clicks,
-        },
-    ))
+    Ok((state, Background { stop, click_writer }))
 }
 
 /// Creates an admin key if no active key exists, so a fresh install is usable.
@@ -153,38 +138,12 @@ pub async fn run_server(
 ) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     tracing::info!(listen = %address, base_url = %state.settings.base_url, "hop is serving");
-    let app = http::router(state);
-    let (begin_shutdown, shutdown_begun) = tokio::sync::oneshot::channel::<()>();
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        // Responses are written whole; waiting to coalesce them only adds latency.
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = shutdown_begun.await;
-        })
-        .into_future();
-    let mut server = tokio::spawn(server);
-    tokio::select! {
-        result = &mut server => {
-            background.stop().await;
-            return result.context("server task failed")?.context("server failed");
-        }
-        () = shutdown => {}
-    }
-    tracing::info!("shutting down: finishing in-flight requests");
-    let _ = begin_shutdown.send(());
-    match tokio::time::timeout(timeout, &mut server).await {
-        Ok(result) => result
-            .context("server task failed")?
-            .context("server failed")?,
-        Err(_) => {
-            tracing::warn!(
-                timeout_s = timeout.as_secs(),
-                "in-flight requests did not finish in time"
-            );
-            server.abort();
-        }
+    let finished = http::server::serve(listener, state, shutdown, timeout).await;
+    if !finished {
+        tracing::warn!(
+            timeout_s = timeout.as_secs(),
+            "in-flight requests did not finish in time"
+        );
     }
     background.stop().await;
     tracing::info!("shutdown complete");

@@ -60,9 +60,6 @@ pub struct Config {
     /// How long an unknown code is remembered as unknown, in milliseconds.
     #[serde(deserialize_with = "lenient")]
     pub negative_cache_ttl_ms: u64,
-    /// Click events that may wait for the click writer before new ones are dropped.
-    #[serde(deserialize_with = "lenient")]
-    pub click_queue_capacity: usize,
     /// How often counted clicks are written to the database, in milliseconds.
     #[serde(deserialize_with = "lenient")]
     pub click_flush_interval_ms: u64,
@@ -95,7 +92,6 @@ impl Default for Config {
             cache_max_bytes: 64 * 1024 * 1024,
             cache_ttl_s: 300,
             negative_cache_ttl_ms: 2000,
-            click_queue_capacity: 1 << 18,
             click_flush_interval_ms: 500,
             shutdown_timeout_s: 30,
         }
@@ -149,10 +145,6 @@ cache_ttl_s = 300
 
 # How long an unknown code is remembered as unknown, in milliseconds.
 negative_cache_ttl_ms = 2000
-
-# Click events that may wait for the click writer; beyond this, clicks are dropped
-# (and counted as dropped) rather than slowing redirects down.
-click_queue_capacity = 262144
 
 # How often counted clicks are written to the database, in milliseconds.
 click_flush_interval_ms = 500
@@ -303,7 +295,6 @@ impl Config {
         for (name, value) in [
             ("max_url_length", self.max_url_length as u64),
             ("max_body_bytes", self.max_body_bytes as u64),
-            ("click_queue_capacity", self.click_queue_capacity as u64),
             ("click_flush_interval_ms", self.click_flush_interval_ms),
             ("cache_max_bytes", self.cache_max_bytes),
         ] {
@@ -418,7 +409,7 @@ mod tests {
         let from_file = Config::from_table(DEFAULT_TOML.parse().unwrap()).unwrap();
         let defaults = Config::default();
         assert_eq!(format!("{from_file:?}"), format!("{defaults:?}"));
-        assert_eq!(Config::keys().len(), 17);
+        assert_eq!(Config::keys().len(), 16);
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod health;
 pub mod links;
 pub mod problem;
 pub mod redirect;
+pub mod server;
 
 use crate::cache::LinkCache;
 use crate::clicks::Clicks;
@@ -19,7 +20,7 @@ use crate::domain::url::UrlPolicy;
 use crate::store::Stores;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use problem::{ApiError, InternalCause};
@@ -89,27 +90,45 @@ async fn method_not_allowed() -> ApiError {
 /// of any 5xx. Never the query string, headers or client address: those can carry
 /// API keys and visitors' personal data.
 async fn log_request(request: Request, next: Next) -> Response {
-    let log_info = tracing::enabled!(tracing::Level::INFO);
-    let start = Instant::now();
+    let timer = RequestTimer::start();
     let method = request.method().clone();
     let route = request.extensions().get::<MatchedPath>().cloned();
     let response = next.run(request).await;
-    let status = response.status().as_u16();
     let route = route.as_ref().map_or("(unmatched)", MatchedPath::as_str);
     if let Some(InternalCause(cause)) = response.extensions().get::<InternalCause>() {
-        tracing::error!(http.method = %method, http.route = route, http.status = status, error = %cause, "request failed");
-    }
-    if log_info {
-        let duration_ms = start.elapsed().as_secs_f64() * 1000.0;
-        tracing::info!(
+        tracing::error!(
             http.method = %method,
             http.route = route,
-            http.status = status,
-            duration_ms = format_args!("{duration_ms:.3}"),
-            "request"
+            http.status = response.status().as_u16(),
+            error = %cause,
+            "request failed"
         );
     }
+    timer.log(&method, route, response.status());
     response
+}
+
+/// Times a request for its log line; free when info logs are off.
+pub struct RequestTimer(Option<Instant>);
+
+impl RequestTimer {
+    pub fn start() -> Self {
+        Self(tracing::enabled!(tracing::Level::INFO).then(Instant::now))
+    }
+
+    /// Writes the request's log line.
+    pub fn log(self, method: &Method, route: &str, status: StatusCode) {
+        if let Some(start) = self.0 {
+            let duration_ms = start.elapsed().as_secs_f64() * 1000.0;
+            tracing::info!(
+                http.method = %method,
+                http.route = route,
+                http.status = status.as_u16(),
+                duration_ms = format_args!("{duration_ms:.3}"),
+                "request"
+            );
+        }
+    }
 }
 
 /// Whether the client asked for JSON rather than a page (an `Accept` naming JSON).

@@ -5,15 +5,15 @@
 //! step waits on a write. `HEAD` answers exactly like `GET` but is not a click.
 
 use super::problem::ApiError;
-use super::{AppState, negotiate};
+use super::{AppState, RequestTimer, negotiate};
 use crate::cache::{CachedLink, Entry};
 use crate::domain::code::is_code_syntax;
 use crate::domain::link::now_ms;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, Request, State};
-use axum::http::{Method, Response, header};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, Request, Response, header};
 use axum::routing::get;
 use std::sync::Arc;
 
@@ -22,12 +22,42 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/{code}", get(follow_link))
 }
 
-/// `GET|HEAD /{code}`. Takes the request whole rather than a `HeaderMap` extractor,
-/// which would copy every header on every redirect; headers are only read on errors.
+/// The fast path, called for every request before routing: answers `GET`/`HEAD
+/// /{code}` when the code is in the cache (as a link or as unknown) and returns
+/// `None` for anything else, which then goes through the router.
+pub fn answer_cached<B>(state: &AppState, request: &Request<B>) -> Option<Response<Body>> {
+    let method = request.method();
+    if method != Method::GET && method != Method::HEAD {
+        return None;
+    }
+    // Code syntax excludes `%`, so the raw path needs no percent-decoding here.
+    let code = request.uri().path().strip_prefix('/')?;
+    if !is_code_syntax(code) {
+        return None;
+    }
+    let entry = state.cache.get(code)?;
+    let timer = RequestTimer::start();
+    let response = answer(
+        state,
+        *method == Method::HEAD,
+        code,
+        entry,
+        request.headers(),
+    );
+    timer.log(method, ROUTE, response.status());
+    Some(response)
+}
+
+/// The route template, as logged.
+const ROUTE: &str = "/{code}";
+
+/// `GET|HEAD /{code}` through the router: reached on cache misses (and for paths that
+/// need percent-decoding). Takes the request whole rather than a `HeaderMap`
+/// extractor, which would copy every header; headers are only read on errors.
 pub async fn follow_link(
     State(state): State<AppState>,
     code: Result<Path<String>, PathRejection>,
-    request: Request,
+    request: Request<Body>,
 ) -> Response<Body> {
     let headers = request.headers();
     // Not UTF-8 after percent-decoding: cannot be a code.
@@ -42,20 +72,37 @@ pub async fn follow_link(
             Err(error) => return negotiate(headers, error),
         },
     };
+    answer(
+        &state,
+        request.method() == Method::HEAD,
+        &code,
+        entry,
+        headers,
+    )
+}
+
+/// The answer for a code once its cache entry is known.
+fn answer(
+    state: &AppState,
+    head: bool,
+    code: &str,
+    entry: Entry,
+    headers: &HeaderMap,
+) -> Response<Body> {
     let link = match entry {
         Entry::Link(link) => link,
-        Entry::Missing => return negotiate(headers, unknown(&code)),
+        Entry::Missing => return negotiate(headers, unknown(code)),
     };
     if link.expires_at.is_some_and(|at| at <= now_ms()) {
-        return negotiate(headers, ApiError::Expired(code));
+        return negotiate(headers, ApiError::Expired(code.to_owned()));
     }
-    if request.method() == Method::HEAD {
+    if head {
         if state.clicks.limit_reached(&link) {
-            return negotiate(headers, ApiError::ClickLimit(code));
+            return negotiate(headers, ApiError::ClickLimit(code.to_owned()));
         }
     } else {
         if !state.clicks.try_take(&link) {
-            return negotiate(headers, ApiError::ClickLimit(code));
+            return negotiate(headers, ApiError::ClickLimit(code.to_owned()));
         }
         state.clicks.record(link.id);
     }

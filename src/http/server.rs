@@ -1,0 +1,116 @@
+//! The HTTP/1.1 accept loop, with the redirect fast path in front of the router.
+//!
+//! Every request first meets [`redirect::answer_cached`]: a `GET`/`HEAD` of a single
+//! path segment whose code is in the cache is answered right there, without going
+//! through axum's routing, middleware and extractors. Everything else (cache misses
+//! included) goes to [`super::router`], which lists every route, `/{code}` too.
+//!
+//! Why not `axum::serve`: measured on one core, routing, the boxed middleware and the
+//! path extractor were about a fifth of the CPU a cached redirect cost (see
+//! docs/benchmarks.md). The loop below is what `axum::serve` does, plus that fast path
+//! and hyper's connection settings in one place.
+
+use super::{AppState, redirect};
+use axum::Router;
+use axum::body::Body;
+use axum::routing::future::RouteFuture;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tower::Service;
+
+/// How long a client may take to send a request's headers (slow-loris protection).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves on `listener` until `shutdown` completes, then stops accepting and gives open
+/// connections up to `timeout` to finish their requests. Returns whether they did.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()>,
+    timeout: Duration,
+) -> bool {
+    let service = HopService {
+        router: super::router(state.clone()),
+        state,
+    };
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Responses are written whole; waiting to coalesce them only adds latency.
+        let _ = stream.set_nodelay(true);
+        let connection = http.serve_connection(TokioIo::new(stream), service.clone());
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            // Client resets and timeouts end a connection; nothing to report.
+            let _ = connection.await;
+        });
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+    drop(listener);
+    tokio::time::timeout(timeout, graceful.shutdown())
+        .await
+        .is_ok()
+}
+
+/// The per-connection service: fast path first, then the router.
+#[derive(Clone)]
+struct HopService {
+    state: AppState,
+    router: Router,
+}
+
+impl hyper::service::Service<hyper::Request<Incoming>> for HopService {
+    type Response = hyper::Response<Body>;
+    type Error = Infallible;
+    type Future = Answer;
+
+    fn call(&self, request: hyper::Request<Incoming>) -> Answer {
+        if let Some(response) = redirect::answer_cached(&self.state, &request) {
+            return Answer::Ready(Some(response));
+        }
+        // `Router` is always ready; calling it on a clone is what axum::serve does.
+        Answer::Routed(self.router.clone().call(request.map(Body::new)))
+    }
+}
+
+/// The response future: already answered, or routed.
+enum Answer {
+    Ready(Option<hyper::Response<Body>>),
+    Routed(RouteFuture<Infallible>),
+}
+
+impl Future for Answer {
+    type Output = Result<hyper::Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Answer::Ready(response) => Poll::Ready(Ok(response
+                .take()
+                .expect("response future polled after completion"))),
+            Answer::Routed(future) => Pin::new(future).poll(cx),
+        }
+    }
+}

@@ -1,17 +1,25 @@
 //! The in-process redirect cache (L1): code → what a redirect needs, or "unknown".
 //!
-//! Backed by moka (TinyLFU admission, LRU eviction), bounded by an estimate of the
-//! bytes each entry holds rather than by an entry count, so a deployment with long URLs
-//! does not use more memory than `cache_max_bytes` says. Each entry lives for
-//! `cache_ttl_s`, never past its link's expiry; unknown codes are remembered for
-//! `negative_cache_ttl_ms` so that scans of random codes do not reach the database.
-//! Creating a link replaces any negative entry for its code, deleting one removes it.
+//! Backed by quick_cache (S3-FIFO: scan-resistant admission like TinyLFU, a small
+//! probationary queue before the main one), bounded by an estimate of the bytes each
+//! entry holds rather than by an entry count, so a deployment with long URLs does not
+//! use more memory than `cache_max_bytes` says. Each entry carries its own deadline,
+//! checked on every read: `cache_ttl_s` for links (never past the link's expiry),
+//! `negative_cache_ttl_ms` for unknown codes, so that scans of random codes do not reach
+//! the database. Creating a link replaces any negative entry for its code, deleting one
+//! removes it.
+//!
+//! Rejected: moka. Its TinyLFU is as good, but under the churn of a cache much smaller
+//! than the working set (the cold-redirect benchmark) its concurrent table spent about
+//! a tenth of all CPU rehashing; quick_cache's sharded tables do not.
 
 use crate::domain::link::{Link, LinkId, UnixMillis, now_ms};
+use crate::store::RedirectRecord;
 use http::{HeaderValue, StatusCode};
-use moka::sync::Cache;
+use quick_cache::Weighter;
+use quick_cache::sync::Cache;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// What a redirect needs to know about a link, prepared once when it is cached.
 #[derive(Debug)]
@@ -39,6 +47,18 @@ impl CachedLink {
             stored_clicks: link.clicks,
         })
     }
+
+    /// Prepares what the store answered on a redirect miss.
+    pub fn from_record(record: &RedirectRecord) -> Option<Self> {
+        Some(Self {
+            id: record.id,
+            location: HeaderValue::from_str(&record.url).ok()?,
+            status: record.redirect.status(),
+            expires_at: record.expires_at,
+            max_clicks: record.max_clicks,
+            stored_clicks: record.limited_clicks,
+        })
+    }
 }
 
 /// A cache entry: a link, or the knowledge that no live link has this code.
@@ -48,91 +68,84 @@ pub enum Entry {
     Missing,
 }
 
-/// Bytes an entry is assumed to cost beyond its key and URL: moka's own node, the
-/// `Arc`, the header value and the map slot. Measured against RSS in
+#[derive(Debug, Clone)]
+struct Slot {
+    entry: Entry,
+    /// When this entry stops being trusted.
+    valid_until: UnixMillis,
+}
+
+/// Bytes an entry is assumed to cost beyond its key and URL: the cache's own slot,
+/// the `Arc`ed link, the header value and the key's box. Checked against RSS in
 /// docs/benchmarks.md; the estimate errs high so the bound holds.
-const ENTRY_OVERHEAD_BYTES: u32 = 240;
+const ENTRY_OVERHEAD_BYTES: u64 = 160;
 
-struct EntryExpiry {
-    ttl: Duration,
-    negative_ttl: Duration,
-}
+#[derive(Clone)]
+struct ByBytes;
 
-impl moka::Expiry<Box<str>, Entry> for EntryExpiry {
-    fn expire_after_create(
-        &self,
-        _key: &Box<str>,
-        entry: &Entry,
-        _now: Instant,
-    ) -> Option<Duration> {
-        Some(match entry {
-            Entry::Missing => self.negative_ttl,
-            Entry::Link(link) => match link.expires_at {
-                // Capped at the expiry so an expired link is reloaded, not served from
-                // a stale entry; one already expired is cached as such for the full TTL.
-                Some(at) => {
-                    let left = at - now_ms();
-                    if left > 0 {
-                        self.ttl.min(Duration::from_millis(left as u64))
-                    } else {
-                        self.ttl
-                    }
-                }
-                None => self.ttl,
-            },
-        })
+impl Weighter<Box<str>, Slot> for ByBytes {
+    fn weight(&self, code: &Box<str>, slot: &Slot) -> u64 {
+        let url = match &slot.entry {
+            Entry::Link(link) => link.location.len() as u64,
+            Entry::Missing => 0,
+        };
+        code.len() as u64 + url + ENTRY_OVERHEAD_BYTES
     }
-}
-
-/// Estimated bytes an entry holds.
-#[expect(
-    clippy::borrowed_box,
-    reason = "moka hands the weigher a reference to the key type"
-)]
-fn weigh(code: &Box<str>, entry: &Entry) -> u32 {
-    let url = match entry {
-        Entry::Link(link) => link.location.len() as u32,
-        Entry::Missing => 0,
-    };
-    code.len() as u32 + url + ENTRY_OVERHEAD_BYTES
 }
 
 /// The redirect cache.
 #[derive(Clone)]
 pub struct LinkCache {
-    entries: Cache<Box<str>, Entry>,
+    slots: Arc<Cache<Box<str>, Slot, ByBytes>>,
+    ttl_ms: i64,
+    negative_ttl_ms: i64,
 }
 
 impl LinkCache {
     pub fn new(max_bytes: u64, ttl: Duration, negative_ttl: Duration) -> Self {
-        let entries = Cache::builder()
-            .max_capacity(max_bytes)
-            .weigher(weigh)
-            .expire_after(EntryExpiry { ttl, negative_ttl })
-            .build();
-        Self { entries }
+        // The item estimate only sizes the tables up front; the bound is the weight.
+        let estimated_items = (max_bytes / (ENTRY_OVERHEAD_BYTES + 64)).max(16) as usize;
+        Self {
+            slots: Arc::new(Cache::with_weighter(estimated_items, max_bytes, ByBytes)),
+            ttl_ms: ttl.as_millis() as i64,
+            negative_ttl_ms: negative_ttl.as_millis() as i64,
+        }
     }
 
     pub fn get(&self, code: &str) -> Option<Entry> {
-        self.entries.get(code)
+        let slot = self.slots.get(code)?;
+        if slot.valid_until <= now_ms() {
+            self.slots.remove(code);
+            return None;
+        }
+        Some(slot.entry)
     }
 
     pub fn insert_link(&self, code: &str, link: Arc<CachedLink>) {
-        self.entries.insert(code.into(), Entry::Link(link));
+        let now = now_ms();
+        // Capped at the expiry so an expired link is reloaded rather than served from
+        // a stale entry; one already expired is cached as such for the full TTL.
+        let valid_until = match link.expires_at {
+            Some(at) if at > now => at.min(now + self.ttl_ms),
+            _ => now + self.ttl_ms,
+        };
+        let entry = Entry::Link(link);
+        self.slots.insert(code.into(), Slot { entry, valid_until });
     }
 
     pub fn insert_missing(&self, code: &str) {
-        self.entries.insert(code.into(), Entry::Missing);
+        let valid_until = now_ms() + self.negative_ttl_ms;
+        let entry = Entry::Missing;
+        self.slots.insert(code.into(), Slot { entry, valid_until });
     }
 
     pub fn invalidate(&self, code: &str) {
-        self.entries.invalidate(code);
+        self.slots.remove(code);
     }
 
-    /// Estimated bytes in use and entry count (approximate until moka's housekeeping runs).
+    /// Estimated bytes in use and entry count.
     pub fn usage(&self) -> (u64, u64) {
-        self.entries.run_pending_tasks();
-        (self.entries.weighted_size(), self.entries.entry_count())
+        (self.slots.weight(), self.slots.len() as u64)
     }
 }
 
@@ -166,7 +179,9 @@ mod tests {
         }
         let (bytes, count) = cache.usage();
         assert!(bytes <= 100_000, "{bytes}");
-        assert!(count < 400, "{count}");
+        // Each entry weighs 7 (code) + 20 (URL) + the overhead.
+        assert!(count <= 100_000 / (27 + ENTRY_OVERHEAD_BYTES), "{count}");
+        assert!(count > 300, "{count}");
     }
 
     #[test]

@@ -92,7 +92,7 @@ impl Default for Config {
             cache_max_bytes: 64 * 1024 * 1024,
             cache_ttl_s: 300,
             negative_cache_ttl_ms: 2000,
-            click_flush_interval_ms: 500,
+            click_flush_interval_ms: 1000,
             shutdown_timeout_s: 30,
         }
     }
@@ -147,7 +147,7 @@ cache_ttl_s = 300
 negative_cache_ttl_ms = 2000
 
 # How often counted clicks are written to the database, in milliseconds.
-click_flush_interval_ms = 500
+click_flush_interval_ms = 1000
 
 # How long a graceful shutdown waits for in-flight requests, in seconds.
 shutdown_timeout_s = 30

@@ -261,7 +261,10 @@ async fn graceful_shutdown_loses_no_click() {
     assert_eq!(
         common::count_rows(
             &db,
-            &format!("SELECT clicks FROM links WHERE code = '{code}'")
+            &format!(
+                "SELECT c.clicks FROM link_clicks c JOIN links l ON l.id = c.link_id \
+                 WHERE l.code = '{code}'"
+            )
         ),
         clicks
     );

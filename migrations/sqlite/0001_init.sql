@@ -38,10 +38,17 @@ CREATE TABLE links (
     max_clicks      INTEGER,
     redirect_status INTEGER NOT NULL,
     owner_key_id    INTEGER REFERENCES api_keys (id),
-    -- Total clicks flushed so far; the click pipeline adds to it in batches.
-    clicks          INTEGER NOT NULL DEFAULT 0,
     deleted_at      INTEGER,
     UNIQUE (domain, code)
+);
+
+-- Total clicks per link, flushed in batches by the click writer. Kept apart from
+-- `links` on purpose: a click batch spread over many links then rewrites a few
+-- pages of narrow rows instead of one page of wide link rows per link (measured in
+-- docs/benchmarks.md), and link rows never change on a click.
+CREATE TABLE link_clicks (
+    link_id INTEGER PRIMARY KEY REFERENCES links (id),
+    clicks  INTEGER NOT NULL
 );
 
 -- Clicks per link per UTC hour; the base that analytics rollups build on.

@@ -123,8 +123,8 @@ fn unknown(code: &str) -> ApiError {
 
 /// Reads a code from the store and caches what was found, or that nothing was.
 async fn load(state: &AppState, code: &str) -> Result<Entry, ApiError> {
-    let entry = match state.stores.links.link_by_code(code).await? {
-        Some(link) => match CachedLink::from_link(&link) {
+    let entry = match state.stores.links.redirect_by_code(code).await? {
+        Some(record) => match CachedLink::from_record(&record) {
             Some(cached) => {
                 let cached = Arc::new(cached);
                 state.cache.insert_link(code, cached.clone());

@@ -36,6 +36,19 @@ pub struct NewLink {
     pub owner: Option<KeyId>,
 }
 
+/// What a redirect needs of a link: [`Link`] without the fields only the API shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedirectRecord {
+    pub id: LinkId,
+    pub url: String,
+    pub expires_at: Option<UnixMillis>,
+    pub max_clicks: Option<u64>,
+    pub redirect: RedirectType,
+    /// Stored clicks; read only for links with a click limit (0 otherwise), since
+    /// nothing else on the redirect path needs them.
+    pub limited_clicks: u64,
+}
+
 /// Clicks to add to one link in one UTC hour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClickDelta {
@@ -74,6 +87,9 @@ pub trait LinkStore: Send + Sync {
     async fn insert_link(&self, link: NewLink) -> Result<Link, StoreError>;
     /// The live (not deleted) link with this code.
     async fn link_by_code(&self, code: &str) -> Result<Option<Link>, StoreError>;
+    /// The redirect-relevant part of the live link with this code (the redirect-miss
+    /// path: one index lookup, no click total unless the link has a limit).
+    async fn redirect_by_code(&self, code: &str) -> Result<Option<RedirectRecord>, StoreError>;
     /// Marks a link deleted; `false` if it was not live.
     async fn delete_link(&self, id: LinkId) -> Result<bool, StoreError>;
 }

@@ -7,7 +7,7 @@
 use super::problem::ApiError;
 use super::{AppState, RequestTimer, negotiate};
 use crate::cache::{CachedLink, Entry};
-use crate::domain::code::is_code_syntax;
+use crate::domain::code::{is_code_syntax, is_reserved};
 use crate::domain::link::now_ms;
 use axum::Router;
 use axum::body::Body;
@@ -22,30 +22,63 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/{code}", get(follow_link))
 }
 
-/// The fast path, called for every request before routing: answers `GET`/`HEAD
-/// /{code}` when the code is in the cache (as a link or as unknown) and returns
-/// `None` for anything else, which then goes through the router.
-pub fn answer_cached<B>(state: &AppState, request: &Request<B>) -> Option<Response<Body>> {
+/// What the fast path made of a request.
+pub enum FastPath {
+    /// Answered from the cache (a link, or a code known not to exist).
+    Answered(Response<Body>),
+    /// A code that is not cached: answer with [`answer_miss`].
+    Miss(String),
+    /// Not `GET`/`HEAD /{code}` with a plain code: the router's job.
+    NotMine,
+}
+
+/// The fast path, called for every request before routing: `GET`/`HEAD /{code}` is
+/// answered here, from the cache or, on a miss, by [`answer_miss`] without going
+/// through axum's routing and extractors. Everything else goes to the router.
+pub fn fast_path<B>(state: &AppState, request: &Request<B>) -> FastPath {
     let method = request.method();
     if method != Method::GET && method != Method::HEAD {
-        return None;
+        return FastPath::NotMine;
     }
     // Code syntax excludes `%`, so the raw path needs no percent-decoding here.
-    let code = request.uri().path().strip_prefix('/')?;
+    let Some(code) = request.uri().path().strip_prefix('/') else {
+        return FastPath::NotMine;
+    };
     if !is_code_syntax(code) {
-        return None;
+        return FastPath::NotMine;
     }
-    let entry = state.cache.get(code)?;
     let timer = RequestTimer::start();
-    let response = answer(
-        state,
-        *method == Method::HEAD,
-        code,
-        entry,
-        request.headers(),
-    );
+    let Some(entry) = state.cache.get(code) else {
+        // hop's own paths (`/healthz`, …) are never links, so never cached.
+        if is_reserved(code) {
+            return FastPath::NotMine;
+        }
+        return FastPath::Miss(code.to_owned());
+    };
+    let head = *method == Method::HEAD;
+    let response = answer(state, head, code, entry, request.headers());
     timer.log(method, ROUTE, response.status());
-    Some(response)
+    FastPath::Answered(response)
+}
+
+/// Answers a fast-path miss: one store read, cached whatever it finds.
+pub async fn answer_miss<B>(state: AppState, code: String, request: Request<B>) -> Response<Body> {
+    let timer = RequestTimer::start();
+    let head = request.method() == Method::HEAD;
+    let response = match load(&state, &code).await {
+        Ok(entry) => answer(&state, head, &code, entry, request.headers()),
+        Err(error) => negotiate(request.headers(), error),
+    };
+    log_failure(&response, request.method());
+    timer.log(request.method(), ROUTE, response.status());
+    response
+}
+
+/// Logs the cause of a 5xx the way the router's middleware does for other routes.
+fn log_failure(response: &Response<Body>, method: &Method) {
+    if let Some(super::problem::InternalCause(cause)) = response.extensions().get() {
+        tracing::error!(http.method = %method, http.route = ROUTE, error = %cause, "request failed");
+    }
 }
 
 /// The route template, as logged.

@@ -1,16 +1,18 @@
 //! The HTTP/1.1 accept loop, with the redirect fast path in front of the router.
 //!
-//! Every request first meets [`redirect::answer_cached`]: a `GET`/`HEAD` of a single
-//! path segment whose code is in the cache is answered right there, without going
-//! through axum's routing, middleware and extractors. Everything else (cache misses
-//! included) goes to [`super::router`], which lists every route, `/{code}` too.
+//! Every request first meets [`redirect::fast_path`]: a `GET`/`HEAD` of a single path
+//! segment that is a plain code is answered right there (from the cache, or with one
+//! store read on a miss), without going through axum's routing, middleware and
+//! extractors. Everything else goes to [`super::router`], which lists every route,
+//! `/{code}` too (reached for percent-encoded codes).
 //!
 //! Why not `axum::serve`: measured on one core, routing, the boxed middleware and the
-//! path extractor were about a fifth of the CPU a cached redirect cost (see
-//! docs/benchmarks.md). The loop below is what `axum::serve` does, plus that fast path
+//! path extractor were about a fifth of the user-space CPU a cached redirect cost
+//! (see docs/benchmarks.md). The loop below is what `axum::serve` does, plus that fast path
 //! and hyper's connection settings in one place.
 
-use super::{AppState, redirect};
+use super::AppState;
+use super::redirect::{self, FastPath};
 use axum::Router;
 use axum::body::Body;
 use axum::routing::future::RouteFuture;
@@ -88,17 +90,23 @@ impl hyper::service::Service<hyper::Request<Incoming>> for HopService {
     type Future = Answer;
 
     fn call(&self, request: hyper::Request<Incoming>) -> Answer {
-        if let Some(response) = redirect::answer_cached(&self.state, &request) {
-            return Answer::Ready(Some(response));
+        match redirect::fast_path(&self.state, &request) {
+            FastPath::Answered(response) => Answer::Ready(Some(response)),
+            FastPath::Miss(code) => Answer::Loading(Box::pin(redirect::answer_miss(
+                self.state.clone(),
+                code,
+                request,
+            ))),
+            // `Router` is always ready; calling it on a clone is what axum::serve does.
+            FastPath::NotMine => Answer::Routed(self.router.clone().call(request.map(Body::new))),
         }
-        // `Router` is always ready; calling it on a clone is what axum::serve does.
-        Answer::Routed(self.router.clone().call(request.map(Body::new)))
     }
 }
 
-/// The response future: already answered, or routed.
+/// The response future: already answered, loading a missed code, or routed.
 enum Answer {
     Ready(Option<hyper::Response<Body>>),
+    Loading(Pin<Box<dyn Future<Output = hyper::Response<Body>> + Send>>),
     Routed(RouteFuture<Infallible>),
 }
 
@@ -110,6 +118,7 @@ impl Future for Answer {
             Answer::Ready(response) => Poll::Ready(Ok(response
                 .take()
                 .expect("response future polled after completion"))),
+            Answer::Loading(future) => future.as_mut().poll(cx).map(Ok),
             Answer::Routed(future) => Pin::new(future).poll(cx),
         }
     }

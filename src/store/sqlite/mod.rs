@@ -65,6 +65,10 @@ fn configure(conn: &Connection, writer: bool) -> rusqlite::Result<()> {
         // FULL: every commit is fsynced, so a 2xx survives a power cut, not only a crash.
         // Group commit is what keeps this affordable.
         conn.pragma_update(None, "synchronous", "FULL")?;
+        // Room for a whole click batch in memory: below it SQLite spills dirty pages to
+        // the WAL mid-transaction. Savepoint journals stay in memory too.
+        conn.pragma_update(None, "cache_size", -65536)?;
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
     } else {
         conn.pragma_update(None, "query_only", true)?;
     }

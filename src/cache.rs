@@ -75,10 +75,12 @@ struct Slot {
     valid_until: UnixMillis,
 }
 
-/// Bytes an entry is assumed to cost beyond its key and URL: the cache's own slot,
-/// the `Arc`ed link, the header value and the key's box. Checked against RSS in
-/// docs/benchmarks.md; the estimate errs high so the bound holds.
-const ENTRY_OVERHEAD_BYTES: u64 = 160;
+/// Bytes an entry is assumed to cost beyond its key and URL: the cache's own slot and
+/// table space, the `Arc`ed link, and the allocator's rounding of the key, the link and
+/// the header value. Measured (docs/benchmarks.md): a 64 MiB cache full of 7-character
+/// codes with ~45-byte URLs held 107 MiB more anonymous memory than a 1 MB one, about
+/// 340 bytes an entry, so 300 plus code and URL keeps `cache_max_bytes` honest.
+const ENTRY_OVERHEAD_BYTES: u64 = 300;
 
 #[derive(Clone)]
 struct ByBytes;
@@ -181,7 +183,7 @@ mod tests {
         assert!(bytes <= 100_000, "{bytes}");
         // Each entry weighs 7 (code) + 20 (URL) + the overhead.
         assert!(count <= 100_000 / (27 + ENTRY_OVERHEAD_BYTES), "{count}");
-        assert!(count > 300, "{count}");
+        assert!(count > 250, "{count}");
     }
 
     #[test]

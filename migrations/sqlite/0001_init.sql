@@ -27,10 +27,14 @@ CREATE TABLE api_keys (
 
 -- Links. `domain` is '' for the deployment's own base URL. Deletes are soft
 -- (`deleted_at`) so that a code is never handed to a new target.
+-- Keyed by (domain, code) WITHOUT ROWID: a redirect miss is one B-tree descent that
+-- ends on the row, instead of an index descent followed by a table descent
+-- (measured in docs/benchmarks.md). `id` is the stable number other tables refer to;
+-- it is assigned as MAX(id) + 1 by the single writer.
 CREATE TABLE links (
-    id              INTEGER PRIMARY KEY,
     domain          TEXT NOT NULL DEFAULT '',
     code            TEXT NOT NULL,
+    id              INTEGER NOT NULL UNIQUE,
     url             TEXT NOT NULL,
     title           TEXT,
     created_at      INTEGER NOT NULL,
@@ -39,8 +43,8 @@ CREATE TABLE links (
     redirect_status INTEGER NOT NULL,
     owner_key_id    INTEGER REFERENCES api_keys (id),
     deleted_at      INTEGER,
-    UNIQUE (domain, code)
-);
+    PRIMARY KEY (domain, code)
+) WITHOUT ROWID;
 
 -- Total clicks per link, flushed in batches by the click writer. Kept apart from
 -- `links` on purpose: a click batch spread over many links then rewrites a few

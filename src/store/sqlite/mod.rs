@@ -258,20 +258,24 @@ impl LinkStore for SqliteStore {
         self.write(move |conn| {
             in_savepoint(conn, |conn| {
                 let mut insert = conn.prepare_cached(
-                    "INSERT INTO links (code, url, title, created_at, expires_at, max_clicks, \
-                     redirect_status, owner_key_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    "INSERT INTO links (id, code, url, title, created_at, expires_at, \
+                     max_clicks, redirect_status, owner_key_id) \
+                     VALUES ((SELECT COALESCE(MAX(id), 0) + 1 FROM links), \
+                     ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
                 )?;
-                insert.execute(params![
-                    link.code,
-                    link.url,
-                    link.title,
-                    link.created_at,
-                    link.expires_at,
-                    link.max_clicks.map(|n| n as i64),
-                    link.redirect.code(),
-                    link.owner.map(|k| k.0),
-                ])?;
-                Ok(conn.last_insert_rowid())
+                insert.query_row(
+                    params![
+                        link.code,
+                        link.url,
+                        link.title,
+                        link.created_at,
+                        link.expires_at,
+                        link.max_clicks.map(|n| n as i64),
+                        link.redirect.code(),
+                        link.owner.map(|k| k.0),
+                    ],
+                    |row| row.get::<_, i64>(0),
+                )
             })
             .map(|id| Link {
                 id: LinkId(id),

@@ -55,7 +55,7 @@ async fn full_create_get_and_delete() {
     assert_eq!(created["code"], "Launch-2030");
     assert_eq!(created["shortUrl"], format!("{}/Launch-2030", server.base));
     assert_eq!(created["title"], "Launch");
-    assert_eq!(created["expiresAt"], "2099-01-01T00:00:00Z");
+    assert_eq!(created["expiresAt"], "2099-01-01T00:00:00.000Z");
     assert_eq!(created["maxClicks"], 10);
     assert_eq!(created["redirectType"], 308);
     assert_eq!(created["clicks"], 0);

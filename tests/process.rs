@@ -202,7 +202,7 @@ async fn json_logs_have_one_line_per_request_and_no_secrets() {
     assert_eq!(requests[0]["http.status"], 201);
     assert_eq!(requests[1]["http.route"], "/{code}");
     assert_eq!(requests[1]["http.status"], 302);
-    assert!(requests[1]["duration_ms"].is_string() || requests[1]["duration_ms"].is_number());
+    assert!(requests[1]["duration_ms"].as_f64().unwrap() >= 0.0);
     let all = stdout.join("\n");
     assert!(!all.contains(&key));
     // Request lines carry exactly these fields: nothing about the client or headers.

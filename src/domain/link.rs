@@ -24,11 +24,15 @@ pub fn now_ms() -> UnixMillis {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-/// RFC 3339 text for a Unix-milliseconds time, in UTC.
+/// RFC 3339 text for a Unix-milliseconds time, in UTC, always with milliseconds
+/// (`2030-01-01T00:00:00.000Z`) so that every timestamp has the same shape.
 pub fn format_ms(ms: UnixMillis) -> String {
+    const FORMAT: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
+        .and_then(|t| t.format(FORMAT).ok())
         .unwrap_or_default()
 }
 
@@ -341,6 +345,7 @@ mod tests {
 
     #[test]
     fn formats_times_as_rfc3339() {
-        assert_eq!(format_ms(1_893_456_000_000), "2030-01-01T00:00:00Z");
+        assert_eq!(format_ms(1_893_456_000_000), "2030-01-01T00:00:00.000Z");
+        assert_eq!(format_ms(1_893_456_000_120), "2030-01-01T00:00:00.120Z");
     }
 }

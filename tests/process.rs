@@ -395,3 +395,47 @@ async fn acknowledged_links_survive_kill_9() {
     let code = after["code"].as_str().unwrap();
     assert!(acknowledged.iter().all(|(c, _)| c != code));
 }
+
+#[tokio::test]
+async fn click_limits_hold_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = new_key(dir.path(), true);
+    let http = client();
+    let first = HopProcess::start(dir.path(), &[]);
+    let created = http
+        .post(first.url("/api/v1/links"))
+        .bearer_auth(&key)
+        .json(&json!({"url": "https://example.com/limited", "alias": "thrice", "maxClicks": 3}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    for _ in 0..2 {
+        assert_eq!(
+            http.get(first.url("/thrice"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            302
+        );
+    }
+    first.signal("TERM");
+    assert!(first.wait().0);
+
+    // The new process starts its count from the two stored clicks: one is left.
+    let second = HopProcess::start(dir.path(), &[]);
+    let statuses = [
+        http.get(second.url("/thrice"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        http.get(second.url("/thrice"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+    ];
+    assert_eq!(statuses.map(|s| s.as_u16()), [302, 410]);
+}

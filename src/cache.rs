@@ -32,6 +32,7 @@ pub struct CachedLink {
     pub max_clicks: Option<u64>,
     /// Clicks stored when the link was loaded (the base for click limits).
     pub stored_clicks: u64,
+    pub disabled: bool,
 }
 
 impl CachedLink {
@@ -45,6 +46,7 @@ impl CachedLink {
             expires_at: link.expires_at,
             max_clicks: link.max_clicks,
             stored_clicks: link.clicks,
+            disabled: link.disabled,
         })
     }
 
@@ -57,6 +59,7 @@ impl CachedLink {
             expires_at: record.expires_at,
             max_clicks: record.max_clicks,
             stored_clicks: record.limited_clicks,
+            disabled: record.disabled,
         })
     }
 }
@@ -168,6 +171,8 @@ mod tests {
             redirect: RedirectType::Found,
             clicks: 0,
             owner: None,
+            disabled: false,
+            updated_at: 0,
         }
     }
 

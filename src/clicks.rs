@@ -190,6 +190,7 @@ mod tests {
             expires_at: None,
             max_clicks: Some(100),
             stored_clicks: 40,
+            disabled: false,
         };
         let taken: usize = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..4)

@@ -805,3 +805,125 @@ async fn no_input_produces_a_server_error() {
         assert_eq!(response.status(), 404, "{path}");
     }
 }
+
+#[tokio::test]
+async fn patch_changes_what_it_names_and_applies_at_once() {
+    let server = TestServer::start().await;
+    let created = server
+        .create_ok(json!({
+            "url": "https://example.com/old",
+            "alias": "patchy",
+            "title": "Old",
+            "expiresAt": "2099-01-01T00:00:00Z",
+            "maxClicks": 50
+        }))
+        .await;
+    // Cached by the create and by a redirect.
+    assert_eq!(
+        server.get("/patchy").await.headers()["location"],
+        "https://example.com/old"
+    );
+    let patch = |body: Value, key: String| {
+        server
+            .client
+            .patch(server.url("/api/v1/links/patchy"))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+    };
+    let admin = server.admin_key.clone();
+
+    let response = patch(
+        json!({"url": "https://example.com/new", "title": null, "redirectType": 307}),
+        admin.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 200);
+    let updated: Value = response.json().await.unwrap();
+    assert_eq!(updated["url"], "https://example.com/new");
+    assert_eq!(updated["title"], Value::Null);
+    assert_eq!(updated["redirectType"], 307);
+    // Untouched fields stay.
+    assert_eq!(updated["expiresAt"], created["expiresAt"]);
+    assert_eq!(updated["maxClicks"], 50);
+    assert_eq!(updated["createdAt"], created["createdAt"]);
+    let redirect = server.get("/patchy").await;
+    assert_eq!(redirect.status(), 307);
+    assert_eq!(redirect.headers()["location"], "https://example.com/new");
+
+    let cleared: Value = patch(json!({"expiresAt": null, "maxClicks": null}), admin.clone())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cleared["expiresAt"], Value::Null);
+    assert_eq!(cleared["maxClicks"], Value::Null);
+
+    let disabled: Value = patch(json!({"disabled": true}), admin.clone())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(disabled["disabled"], true);
+    let gone = server
+        .client
+        .get(server.url("/patchy"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 410);
+    let problem: Value = gone.json().await.unwrap();
+    assert_eq!(problem["type"], "urn:hop:problem:link-disabled");
+    patch(json!({"disabled": false}), admin.clone())
+        .await
+        .unwrap();
+    assert_eq!(server.get("/patchy").await.status(), 307);
+
+    // Bad changes are refused whole.
+    for (body, field) in [
+        (json!({"url": "javascript:alert(1)"}), "url"),
+        (
+            json!({"url": "https://example.com/ok", "maxClicks": 0}),
+            "maxClicks",
+        ),
+        (json!({"expiresAt": "2001-01-01T00:00:00Z"}), "expiresAt"),
+        (json!({"redirectType": 303}), "redirectType"),
+        (json!({"alias": "renamed"}), "alias"),
+        (json!({"disabled": "yes"}), "disabled"),
+        (json!({"url": null}), "url"),
+    ] {
+        let response = patch(body.clone(), admin.clone()).await.unwrap();
+        assert_eq!(response.status(), 400, "{body}");
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["field"], field, "{body} → {problem}");
+    }
+    let after: Value = server.get_link("patchy").await.json().await.unwrap();
+    assert_eq!(after["url"], "https://example.com/new");
+    assert_eq!(after["disabled"], false);
+
+    // Someone else's link does not exist for them.
+    let other = create_key(&server.state, "other", false).await;
+    assert_eq!(
+        patch(json!({"title": "mine"}), other)
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        server
+            .client
+            .patch(server.url("/api/v1/links/nothere"))
+            .bearer_auth(&admin)
+            .json(&json!({"title": "x"}))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+}

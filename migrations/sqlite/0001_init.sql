@@ -38,10 +38,13 @@ CREATE TABLE links (
     url             TEXT NOT NULL,
     title           TEXT,
     created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
     expires_at      INTEGER,
     max_clicks      INTEGER,
     redirect_status INTEGER NOT NULL,
     owner_key_id    INTEGER REFERENCES api_keys (id),
+    -- A disabled link answers 410 until it is enabled again.
+    disabled        INTEGER NOT NULL DEFAULT 0,
     deleted_at      INTEGER,
     PRIMARY KEY (domain, code)
 ) WITHOUT ROWID;

@@ -94,13 +94,9 @@ pub struct Link {
     /// Clicks flushed to the database so far.
     pub clicks: u64,
     pub owner: Option<KeyId>,
-}
-
-/// Why a link cannot be followed right now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Gone {
-    Expired,
-    ClickLimitReached,
+    /// A disabled link answers 410 instead of redirecting.
+    pub disabled: bool,
+    pub updated_at: UnixMillis,
 }
 
 impl Link {
@@ -168,6 +164,41 @@ impl DraftError {
     }
 }
 
+/// A title as stored: `None` for an empty one; too long or control characters refused.
+fn valid_title(title: Option<String>) -> Result<Option<String>, DraftError> {
+    match title {
+        Some(title)
+            if title.chars().count() > MAX_TITLE_CHARS || title.chars().any(char::is_control) =>
+        {
+            Err(DraftError::Title)
+        }
+        Some(title) if title.trim().is_empty() => Ok(None),
+        other => Ok(other),
+    }
+}
+
+/// An RFC 3339 expiry that must lie after `now`.
+fn valid_expiry(text: String, now: UnixMillis) -> Result<UnixMillis, DraftError> {
+    let at = OffsetDateTime::parse(&text, &Rfc3339)
+        .map_err(|_| DraftError::ExpiryFormat(text.clone()))?;
+    let ms = (at.unix_timestamp_nanos() / 1_000_000) as i64;
+    if ms <= now {
+        return Err(DraftError::ExpiryPast(text));
+    }
+    Ok(ms)
+}
+
+fn valid_max_clicks(n: i64) -> Result<u64, DraftError> {
+    if n < 1 {
+        return Err(DraftError::MaxClicks(n));
+    }
+    Ok(n as u64)
+}
+
+fn valid_redirect(code: u16) -> Result<RedirectType, DraftError> {
+    RedirectType::from_code(code).ok_or(DraftError::RedirectType(code))
+}
+
 impl LinkRequest {
     /// Validates every field; the first problem found is returned.
     pub fn validate(self, policy: &UrlPolicy, now: UnixMillis) -> Result<LinkDraft, DraftError> {
@@ -175,44 +206,60 @@ impl LinkRequest {
         if let Some(alias) = &self.alias {
             validate_alias(alias)?;
         }
-        let title = match self.title {
-            Some(title)
-                if title.chars().count() > MAX_TITLE_CHARS
-                    || title.chars().any(char::is_control) =>
-            {
-                return Err(DraftError::Title);
-            }
-            Some(title) if title.trim().is_empty() => None,
-            other => other,
-        };
-        let expires_at = match self.expires_at {
-            None => None,
-            Some(text) => {
-                let at = OffsetDateTime::parse(&text, &Rfc3339)
-                    .map_err(|_| DraftError::ExpiryFormat(text.clone()))?;
-                let ms = (at.unix_timestamp_nanos() / 1_000_000) as i64;
-                if ms <= now {
-                    return Err(DraftError::ExpiryPast(text));
-                }
-                Some(ms)
-            }
-        };
-        let max_clicks = match self.max_clicks {
-            None => None,
-            Some(n) if n < 1 => return Err(DraftError::MaxClicks(n)),
-            Some(n) => Some(n as u64),
-        };
-        let redirect = match self.redirect_type {
-            None => RedirectType::default(),
-            Some(code) => RedirectType::from_code(code).ok_or(DraftError::RedirectType(code))?,
-        };
         Ok(LinkDraft {
             url,
             alias: self.alias,
-            title,
-            expires_at,
-            max_clicks,
-            redirect,
+            title: valid_title(self.title)?,
+            expires_at: self.expires_at.map(|t| valid_expiry(t, now)).transpose()?,
+            max_clicks: self.max_clicks.map(valid_max_clicks).transpose()?,
+            redirect: self
+                .redirect_type
+                .map(valid_redirect)
+                .transpose()?
+                .unwrap_or_default(),
+        })
+    }
+}
+
+/// What a change request asks for. Outer `None`: leave the field alone; `Some(None)`
+/// (JSON `null`): clear it.
+#[derive(Debug, Clone, Default)]
+pub struct PatchRequest {
+    pub url: Option<String>,
+    pub title: Option<Option<String>>,
+    pub expires_at: Option<Option<String>>,
+    pub max_clicks: Option<Option<i64>>,
+    pub redirect_type: Option<u16>,
+    pub disabled: Option<bool>,
+}
+
+/// A validated change; `None` fields stay as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkChanges {
+    pub url: Option<TargetUrl>,
+    pub title: Option<Option<String>>,
+    pub expires_at: Option<Option<UnixMillis>>,
+    pub max_clicks: Option<Option<u64>>,
+    pub redirect: Option<RedirectType>,
+    pub disabled: Option<bool>,
+}
+
+impl PatchRequest {
+    /// Validates every field present, by the same rules as a create.
+    pub fn validate(self, policy: &UrlPolicy, now: UnixMillis) -> Result<LinkChanges, DraftError> {
+        Ok(LinkChanges {
+            url: self.url.map(|u| TargetUrl::parse(&u, policy)).transpose()?,
+            title: self.title.map(valid_title).transpose()?,
+            expires_at: self
+                .expires_at
+                .map(|e| e.map(|t| valid_expiry(t, now)).transpose())
+                .transpose()?,
+            max_clicks: self
+                .max_clicks
+                .map(|m| m.map(valid_max_clicks).transpose())
+                .transpose()?,
+            redirect: self.redirect_type.map(valid_redirect).transpose()?,
+            disabled: self.disabled,
         })
     }
 }
@@ -341,6 +388,29 @@ mod tests {
         assert_eq!(draft.expires_at, Some(1_893_448_800_000));
         assert_eq!(draft.redirect, RedirectType::PermanentRedirect);
         assert_eq!(draft.max_clicks, Some(10));
+    }
+
+    #[test]
+    fn patches_distinguish_absent_from_cleared() {
+        let changes = PatchRequest {
+            title: Some(None),
+            max_clicks: Some(Some(5)),
+            ..PatchRequest::default()
+        }
+        .validate(&policy(), NOW)
+        .unwrap();
+        assert_eq!(changes.title, Some(None));
+        assert_eq!(changes.max_clicks, Some(Some(5)));
+        assert_eq!(changes.url, None);
+        assert_eq!(changes.expires_at, None);
+        let bad = PatchRequest {
+            expires_at: Some(Some("2001-01-01T00:00:00Z".into())),
+            ..PatchRequest::default()
+        };
+        assert_eq!(
+            bad.validate(&policy(), NOW).unwrap_err().field(),
+            "expiresAt"
+        );
     }
 
     #[test]

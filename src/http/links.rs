@@ -7,7 +7,7 @@ use super::AppState;
 use super::extract::{AppJson, Caller, CodePath};
 use super::problem::ApiError;
 use crate::cache::CachedLink;
-use crate::domain::link::{KeyId, Link, LinkRequest, format_ms, now_ms};
+use crate::domain::link::{KeyId, Link, LinkRequest, PatchRequest, format_ms, now_ms};
 use crate::store::{NewLink, StoreError};
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -21,7 +21,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/shorten", post(shorten))
         .route("/api/v1/links", post(create_link))
-        .route("/api/v1/links/{code}", get(get_link).delete(delete_link))
+        .route(
+            "/api/v1/links/{code}",
+            get(get_link).patch(update_link).delete(delete_link),
+        )
 }
 
 /// Body of a create request. Unknown fields are refused so that a typo such as
@@ -63,6 +66,8 @@ pub struct LinkBody {
     pub max_clicks: Option<u64>,
     pub redirect_type: u16,
     pub clicks: u64,
+    pub disabled: bool,
+    pub updated_at: String,
 }
 
 impl LinkBody {
@@ -77,7 +82,61 @@ impl LinkBody {
             max_clicks: link.max_clicks,
             redirect_type: link.redirect.code(),
             clicks: link.clicks,
+            disabled: link.disabled,
+            updated_at: format_ms(link.updated_at),
         }
+    }
+}
+
+/// Body of a change request: only the fields present change, `null` clears a field
+/// that may be empty (title, expiry, click limit) and is refused for the others.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UpdateLinkBody {
+    #[serde(default, deserialize_with = "present")]
+    pub url: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub title: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub expires_at: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub max_clicks: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "present")]
+    pub redirect_type: Option<Option<u16>>,
+    #[serde(default, deserialize_with = "present")]
+    pub disabled: Option<Option<bool>>,
+}
+
+/// A field that was sent, possibly as `null` (absent fields stay `None` by default).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// The value of a field that may be left out but not cleared.
+fn not_null<T>(value: Option<Option<T>>, field: &str) -> Result<Option<T>, ApiError> {
+    match value {
+        Some(None) => Err(ApiError::BadJson {
+            detail: format!("field `{field}` cannot be null; leave it out to keep it"),
+            field: Some(field.to_owned()),
+        }),
+        other => Ok(other.flatten()),
+    }
+}
+
+impl UpdateLinkBody {
+    fn into_request(self) -> Result<PatchRequest, ApiError> {
+        Ok(PatchRequest {
+            url: not_null(self.url, "url")?,
+            title: self.title,
+            expires_at: self.expires_at,
+            max_clicks: self.max_clicks,
+            redirect_type: not_null(self.redirect_type, "redirectType")?,
+            disabled: not_null(self.disabled, "disabled")?,
+        })
     }
 }
 
@@ -198,6 +257,30 @@ pub async fn get_link(
 ) -> Result<Json<LinkBody>, ApiError> {
     let link = owned_link(&state, &caller, &code).await?;
     Ok(Json(LinkBody::new(link, &state.settings.base_url)))
+}
+
+/// `PATCH /api/v1/links/{code}`: the change applies to redirects at once.
+pub async fn update_link(
+    State(state): State<AppState>,
+    caller: Caller,
+    CodePath(code): CodePath,
+    AppJson(body): AppJson<UpdateLinkBody>,
+) -> Result<Json<LinkBody>, ApiError> {
+    let changes = body
+        .into_request()?
+        .validate(&state.settings.url_policy, now_ms())?;
+    let link = owned_link(&state, &caller, &code).await?;
+    let updated = state
+        .stores
+        .links
+        .update_link(link.id, changes)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no link with code `{code}`")))?;
+    // The next redirect reloads the link; its click-limit counter stays, since the
+    // clicks already taken still count against a new limit.
+    state.cache.invalidate(&updated.code);
+    tracing::debug!(link.code = %updated.code, "link updated");
+    Ok(Json(LinkBody::new(updated, &state.settings.base_url)))
 }
 
 /// `DELETE /api/v1/links/{code}`: the code stops redirecting at once.

@@ -37,6 +37,8 @@ pub enum ApiError {
     Expired(String),
     #[error("link `{0}` has reached its click limit")]
     ClickLimit(String),
+    #[error("link `{0}` has been disabled by its owner")]
+    Disabled(String),
     #[error("method not allowed on this path")]
     MethodNotAllowed,
     #[error("{0}")]
@@ -101,6 +103,7 @@ impl ApiError {
             Self::AliasTaken(_) => (S::CONFLICT, "alias-taken", "Alias is already taken"),
             Self::NotFound(_) => (S::NOT_FOUND, "not-found", "Not found"),
             Self::Expired(_) => (S::GONE, "link-expired", "Link has expired"),
+            Self::Disabled(_) => (S::GONE, "link-disabled", "Link is disabled"),
             Self::ClickLimit(_) => (
                 S::GONE,
                 "click-limit-reached",

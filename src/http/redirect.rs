@@ -126,6 +126,9 @@ fn answer(
         Entry::Link(link) => link,
         Entry::Missing => return negotiate(headers, unknown(code)),
     };
+    if link.disabled {
+        return negotiate(headers, ApiError::Disabled(code.to_owned()));
+    }
     if link.expires_at.is_some_and(|at| at <= now_ms()) {
         return negotiate(headers, ApiError::Expired(code.to_owned()));
     }

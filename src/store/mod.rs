@@ -7,7 +7,7 @@
 
 pub mod sqlite;
 
-use crate::domain::link::{KeyId, Link, LinkId, RedirectType, UnixMillis};
+use crate::domain::link::{KeyId, Link, LinkChanges, LinkId, RedirectType, UnixMillis};
 use async_trait::async_trait;
 use std::ops::Range;
 use std::sync::Arc;
@@ -44,6 +44,7 @@ pub struct RedirectRecord {
     pub expires_at: Option<UnixMillis>,
     pub max_clicks: Option<u64>,
     pub redirect: RedirectType,
+    pub disabled: bool,
     /// Stored clicks; read only for links with a click limit (0 otherwise), since
     /// nothing else on the redirect path needs them.
     pub limited_clicks: u64,
@@ -90,6 +91,13 @@ pub trait LinkStore: Send + Sync {
     /// The redirect-relevant part of the live link with this code (the redirect-miss
     /// path: one index lookup, no click total unless the link has a limit).
     async fn redirect_by_code(&self, code: &str) -> Result<Option<RedirectRecord>, StoreError>;
+    /// Applies `changes` to the live link `id` and returns it as it now is, or `None`
+    /// if it is not live.
+    async fn update_link(
+        &self,
+        id: LinkId,
+        changes: LinkChanges,
+    ) -> Result<Option<Link>, StoreError>;
     /// Marks a link deleted; `false` if it was not live.
     async fn delete_link(&self, id: LinkId) -> Result<bool, StoreError>;
 }

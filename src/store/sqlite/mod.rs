@@ -21,7 +21,7 @@ use super::{
     ApiKey, ClickDelta, ClickStore, KeyStore, LinkStore, MetaStore, NewApiKey, NewLink,
     RedirectRecord, StoreError,
 };
-use crate::domain::link::{KeyId, Link, LinkId, RedirectType, now_ms};
+use crate::domain::link::{KeyId, Link, LinkChanges, LinkId, RedirectType, now_ms};
 use async_trait::async_trait;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 use std::ops::Range;
@@ -225,7 +225,8 @@ fn in_savepoint<T>(
 macro_rules! link_columns {
     () => {
         "id, code, url, title, created_at, expires_at, max_clicks, redirect_status, \
-         COALESCE((SELECT clicks FROM link_clicks WHERE link_id = links.id), 0), owner_key_id"
+         COALESCE((SELECT clicks FROM link_clicks WHERE link_id = links.id), 0), owner_key_id, \
+         disabled, updated_at"
     };
 }
 
@@ -242,6 +243,8 @@ fn link_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Link> {
         redirect: RedirectType::from_code(status).unwrap_or_default(),
         clicks: row.get::<_, i64>(8)? as u64,
         owner: row.get::<_, Option<i64>>(9)?.map(KeyId),
+        disabled: row.get(10)?,
+        updated_at: row.get(11)?,
     })
 }
 
@@ -262,10 +265,10 @@ impl LinkStore for SqliteStore {
         self.write(move |conn| {
             in_savepoint(conn, |conn| {
                 let mut insert = conn.prepare_cached(
-                    "INSERT INTO links (id, code, url, title, created_at, expires_at, \
-                     max_clicks, redirect_status, owner_key_id) \
+                    "INSERT INTO links (id, code, url, title, created_at, updated_at, \
+                     expires_at, max_clicks, redirect_status, owner_key_id) \
                      VALUES ((SELECT COALESCE(MAX(id), 0) + 1 FROM links), \
-                     ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
+                     ?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8) RETURNING id",
                 )?;
                 insert.query_row(
                     params![
@@ -292,6 +295,8 @@ impl LinkStore for SqliteStore {
                 redirect: link.redirect,
                 clicks: 0,
                 owner: link.owner,
+                disabled: false,
+                updated_at: link.created_at,
             })
         })
         .await
@@ -312,7 +317,7 @@ impl LinkStore for SqliteStore {
     async fn redirect_by_code(&self, code: &str) -> Result<Option<RedirectRecord>, StoreError> {
         self.read(|conn| {
             conn.prepare_cached(
-                "SELECT id, url, expires_at, max_clicks, redirect_status, \
+                "SELECT id, url, expires_at, max_clicks, redirect_status, disabled, \
                  CASE WHEN max_clicks IS NULL THEN 0 ELSE \
                  COALESCE((SELECT clicks FROM link_clicks WHERE link_id = links.id), 0) END \
                  FROM links WHERE domain = '' AND code = ?1 AND deleted_at IS NULL",
@@ -324,11 +329,62 @@ impl LinkStore for SqliteStore {
                     expires_at: row.get(2)?,
                     max_clicks: row.get::<_, Option<i64>>(3)?.map(|n| n as u64),
                     redirect: RedirectType::from_code(row.get(4)?).unwrap_or_default(),
-                    limited_clicks: row.get::<_, i64>(5)? as u64,
+                    disabled: row.get(5)?,
+                    limited_clicks: row.get::<_, i64>(6)? as u64,
                 })
             })
             .optional()
         })
+    }
+
+    async fn update_link(
+        &self,
+        id: LinkId,
+        changes: LinkChanges,
+    ) -> Result<Option<Link>, StoreError> {
+        self.write(move |conn| {
+            in_savepoint(conn, |conn| {
+                // One statement for any combination of fields: each field comes with a
+                // flag saying whether to set it, so NULL can mean "clear".
+                let changed = conn
+                    .prepare_cached(
+                        "UPDATE links SET \
+                         url = CASE WHEN ?2 THEN ?3 ELSE url END, \
+                         title = CASE WHEN ?4 THEN ?5 ELSE title END, \
+                         expires_at = CASE WHEN ?6 THEN ?7 ELSE expires_at END, \
+                         max_clicks = CASE WHEN ?8 THEN ?9 ELSE max_clicks END, \
+                         redirect_status = COALESCE(?10, redirect_status), \
+                         disabled = COALESCE(?11, disabled), \
+                         updated_at = ?12 \
+                         WHERE id = ?1 AND deleted_at IS NULL",
+                    )?
+                    .execute(params![
+                        id.0,
+                        changes.url.is_some(),
+                        changes.url.as_ref().map(|u| u.as_str()),
+                        changes.title.is_some(),
+                        changes.title.clone().flatten(),
+                        changes.expires_at.is_some(),
+                        changes.expires_at.flatten(),
+                        changes.max_clicks.is_some(),
+                        changes.max_clicks.flatten().map(|n| n as i64),
+                        changes.redirect.map(|r| r.code()),
+                        changes.disabled,
+                        now_ms(),
+                    ])?;
+                if changed == 0 {
+                    return Ok(None);
+                }
+                conn.prepare_cached(concat!(
+                    "SELECT ",
+                    link_columns!(),
+                    " FROM links WHERE id = ?1"
+                ))?
+                .query_row([id.0], link_from_row)
+                .optional()
+            })
+        })
+        .await
     }
 
     async fn delete_link(&self, id: LinkId) -> Result<bool, StoreError> {

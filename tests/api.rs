@@ -927,3 +927,215 @@ async fn patch_changes_what_it_names_and_applies_at_once() {
         404
     );
 }
+
+async fn list(server: &TestServer, key: &str, query: &str) -> reqwest::Response {
+    server
+        .client
+        .get(server.url(&format!("/api/v1/links{query}")))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn codes(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["code"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn listing_pages_without_duplicates_or_gaps_during_creates() {
+    let server = TestServer::start().await;
+    let mut existing = HashSet::new();
+    for i in 0..45 {
+        let link = server
+            .create_ok(json!({"url": format!("https://example.com/list/{i}")}))
+            .await;
+        existing.insert(link["code"].as_str().unwrap().to_owned());
+    }
+    // Creates keep arriving while the listing is paged through.
+    let writer = {
+        let (client, url, key) = (
+            server.client.clone(),
+            server.url("/api/v1/links"),
+            server.admin_key.clone(),
+        );
+        tokio::spawn(async move {
+            for i in 0..40 {
+                let response = client
+                    .post(&url)
+                    .bearer_auth(&key)
+                    .json(&json!({"url": format!("https://example.com/late/{i}")}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 201);
+            }
+        })
+    };
+    for sort in ["", "&sort=createdAt"] {
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..100 {
+            let query = match &cursor {
+                Some(c) => format!("?limit=7{sort}&cursor={c}"),
+                None => format!("?limit=7{sort}"),
+            };
+            let page: Value = list(&server, &server.admin_key, &query)
+                .await
+                .json()
+                .await
+                .unwrap();
+            assert!(page["items"].as_array().unwrap().len() <= 7);
+            seen.extend(codes(&page));
+            match page["nextCursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => break,
+            }
+        }
+        let unique: HashSet<&String> = seen.iter().collect();
+        assert_eq!(unique.len(), seen.len(), "a link appeared twice ({sort})");
+        for code in &existing {
+            assert!(
+                unique.contains(code),
+                "{code} missing from the listing ({sort})"
+            );
+        }
+    }
+    writer.await.unwrap();
+    // Newest first by default.
+    let page: Value = list(&server, &server.admin_key, "?limit=2")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let first = &page["items"][0];
+    let second = &page["items"][1];
+    assert!(first["createdAt"].as_str() >= second["createdAt"].as_str());
+}
+
+#[tokio::test]
+async fn listing_filters_sorts_and_respects_ownership() {
+    let server = TestServer::start().await;
+    let alice = create_key(&server.state, "alice", false).await;
+    let bob = create_key(&server.state, "bob", false).await;
+    for (key, alias, url, title) in [
+        (&alice, "a-docs", "https://example.com/docs", "Team Docs"),
+        (
+            &alice,
+            "a-blog",
+            "https://blog.example.org/100%-done",
+            "Blog",
+        ),
+        (&bob, "b-docs", "https://example.net/DOCS", "Bob's"),
+    ] {
+        let response = server
+            .create_as(key, json!({"url": url, "alias": alias, "title": title}))
+            .await;
+        assert_eq!(response.status(), 201);
+    }
+    let page = |key: String, query: &'static str| {
+        let server = &server;
+        async move {
+            let response = list(server, &key, query).await;
+            assert_eq!(response.status(), 200, "{query}");
+            let mut found = codes(&response.json::<Value>().await.unwrap());
+            found.sort();
+            found
+        }
+    };
+    assert_eq!(page(alice.clone(), "").await, ["a-blog", "a-docs"]);
+    assert_eq!(page(bob.clone(), "").await, ["b-docs"]);
+    assert_eq!(
+        page(server.admin_key.clone(), "").await,
+        ["a-blog", "a-docs", "b-docs"]
+    );
+    // Text search: code, URL or title, case-insensitive; `%` is a literal.
+    assert_eq!(
+        page(server.admin_key.clone(), "?q=docs").await,
+        ["a-docs", "b-docs"]
+    );
+    assert_eq!(page(server.admin_key.clone(), "?q=TEAM").await, ["a-docs"]);
+    assert_eq!(
+        page(server.admin_key.clone(), "?q=100%25").await,
+        ["a-blog"]
+    );
+    assert_eq!(page(server.admin_key.clone(), "?q=%25").await, ["a-blog"]);
+    assert_eq!(page(alice.clone(), "?q=bob").await, Vec::<String>::new());
+    // Time range.
+    assert_eq!(
+        page(
+            server.admin_key.clone(),
+            "?createdBefore=2000-01-01T00:00:00Z"
+        )
+        .await
+        .len(),
+        0
+    );
+    assert_eq!(
+        page(
+            server.admin_key.clone(),
+            "?createdFrom=2000-01-01T00:00:00Z"
+        )
+        .await
+        .len(),
+        3
+    );
+
+    // Sort by clicks.
+    for _ in 0..3 {
+        server.get("/b-docs").await;
+    }
+    server.get("/a-blog").await;
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            let response = list(&server, &server.admin_key, "?sort=-clicks").await;
+            codes(&response.json::<Value>().await.unwrap()) == ["b-docs", "a-blog", "a-docs"]
+        })
+        .await
+    );
+    let by_clicks: Value = list(&server, &server.admin_key, "?sort=-clicks&limit=1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let cursor = by_clicks["nextCursor"].as_str().unwrap().to_owned();
+    let next: Value = list(
+        &server,
+        &server.admin_key,
+        &format!("?sort=-clicks&limit=1&cursor={cursor}"),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(codes(&next), ["a-blog"]);
+
+    // Bad parameters name themselves.
+    for (query, parameter) in [
+        ("?limit=0", "limit"),
+        ("?limit=101", "limit"),
+        ("?limit=ten", "limit"),
+        ("?sort=popularity", "sort"),
+        ("?cursor=garbage", "cursor"),
+        (&*format!("?cursor={cursor}"), "cursor"),
+        ("?createdFrom=yesterday", "createdFrom"),
+        ("?q=", "q"),
+        ("?tagz=x", "tagz"),
+        ("?limit=5&limit=6", "limit"),
+    ] {
+        let response = list(&server, &server.admin_key, query).await;
+        assert_eq!(response.status(), 400, "{query}");
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(
+            problem["type"], "urn:hop:problem:invalid-parameter",
+            "{query}"
+        );
+        assert_eq!(problem["field"], parameter, "{query}");
+    }
+    assert_eq!(list(&server, "hop_nope", "").await.status(), 401);
+}

@@ -49,6 +49,11 @@ CREATE TABLE links (
     PRIMARY KEY (domain, code)
 ) WITHOUT ROWID;
 
+-- Listings page by (created_at, id), everyone's (admins) or one owner's. Both grow at
+-- their end as links are created, so they cost creates little.
+CREATE INDEX links_by_created ON links (created_at, id);
+CREATE INDEX links_by_owner ON links (owner_key_id, created_at, id);
+
 -- Total clicks per link, flushed in batches by the click writer. Kept apart from
 -- `links` on purpose: a click batch spread over many links then rewrites a few
 -- pages of narrow rows instead of one page of wide link rows per link (measured in

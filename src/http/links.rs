@@ -7,9 +7,10 @@ use super::AppState;
 use super::extract::{AppJson, Caller, CodePath};
 use super::problem::ApiError;
 use crate::cache::CachedLink;
-use crate::domain::link::{KeyId, Link, LinkRequest, PatchRequest, format_ms, now_ms};
-use crate::store::{NewLink, StoreError};
-use axum::extract::State;
+use crate::domain::link::{KeyId, Link, LinkId, LinkRequest, PatchRequest, format_ms, now_ms};
+use crate::store::{LinkQuery, LinkSort, ListPosition, NewLink, StoreError};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -20,7 +21,7 @@ use std::sync::Arc;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/shorten", post(shorten))
-        .route("/api/v1/links", post(create_link))
+        .route("/api/v1/links", post(create_link).get(list_links))
         .route(
             "/api/v1/links/{code}",
             get(get_link).patch(update_link).delete(delete_link),
@@ -247,6 +248,191 @@ async fn owned_link(state: &AppState, caller: &Caller, code: &str) -> Result<Lin
         Some(link) if caller.can_access(link.owner) => Ok(link),
         _ => Err(not_found()),
     }
+}
+
+/// One page of a listing.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkPage {
+    pub items: Vec<LinkBody>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Most links one page may hold.
+pub const MAX_PAGE: usize = 100;
+const DEFAULT_PAGE: usize = 20;
+
+fn invalid(parameter: &str, detail: String) -> ApiError {
+    ApiError::InvalidParameter {
+        detail,
+        parameter: parameter.to_owned(),
+    }
+}
+
+fn sort_name(sort: LinkSort) -> &'static str {
+    match sort {
+        LinkSort::NewestFirst => "-createdAt",
+        LinkSort::OldestFirst => "createdAt",
+        LinkSort::MostClicked => "-clicks",
+        LinkSort::LeastClicked => "clicks",
+    }
+}
+
+/// A cursor is `<sort>~<value>~<id>`: readable, but only meaningful to hop.
+fn encode_cursor(sort: LinkSort, position: ListPosition) -> String {
+    format!("{}~{}~{}", sort_name(sort), position.value, position.id.0)
+}
+
+fn decode_cursor(text: &str, sort: LinkSort) -> Result<ListPosition, ApiError> {
+    let bad = || {
+        invalid(
+            "cursor",
+            format!("cursor `{text}` is not one this server gave out"),
+        )
+    };
+    let mut parts = text.split('~');
+    let (Some(cursor_sort), Some(value), Some(id), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad());
+    };
+    if cursor_sort != sort_name(sort) {
+        return Err(invalid(
+            "cursor",
+            format!(
+                "cursor belongs to a listing sorted by `{cursor_sort}`, not `{}`; keep the same sort while paging",
+                sort_name(sort)
+            ),
+        ));
+    }
+    Ok(ListPosition {
+        value: value.parse().map_err(|_| bad())?,
+        id: LinkId(id.parse().map_err(|_| bad())?),
+    })
+}
+
+fn parse_time(parameter: &str, text: &str) -> Result<i64, ApiError> {
+    let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| {
+            invalid(
+                parameter,
+                format!(
+                    "{parameter} `{text}` is not an RFC 3339 time such as 2030-01-31T12:00:00Z"
+                ),
+            )
+        })?;
+    Ok((at.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+/// Parses the listing parameters strictly: unknown or repeated ones are errors, so a
+/// typo never silently returns an unfiltered listing.
+fn parse_list_params(
+    pairs: Vec<(String, String)>,
+    owner: Option<KeyId>,
+) -> Result<LinkQuery, ApiError> {
+    let mut query = LinkQuery {
+        owner,
+        limit: DEFAULT_PAGE,
+        ..LinkQuery::default()
+    };
+    let mut cursor = None;
+    let mut seen = std::collections::HashSet::new();
+    for (name, value) in pairs {
+        if !seen.insert(name.clone()) {
+            return Err(invalid(
+                &name,
+                format!("parameter `{name}` is given more than once"),
+            ));
+        }
+        match name.as_str() {
+            "limit" => {
+                query.limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_PAGE).contains(n))
+                    .ok_or_else(|| {
+                        invalid(
+                            "limit",
+                            format!("limit must be 1 to {MAX_PAGE} (got `{value}`)"),
+                        )
+                    })?;
+            }
+            "cursor" => cursor = Some(value),
+            "q" => {
+                if value.is_empty() || value.chars().count() > 200 {
+                    return Err(invalid("q", "q must be 1 to 200 characters".into()));
+                }
+                query.text = Some(value);
+            }
+            "createdFrom" => query.created_from = Some(parse_time("createdFrom", &value)?),
+            "createdBefore" => query.created_before = Some(parse_time("createdBefore", &value)?),
+            "sort" => {
+                query.sort = match value.as_str() {
+                    "-createdAt" => LinkSort::NewestFirst,
+                    "createdAt" => LinkSort::OldestFirst,
+                    "-clicks" => LinkSort::MostClicked,
+                    "clicks" => LinkSort::LeastClicked,
+                    _ => {
+                        return Err(invalid(
+                            "sort",
+                            format!(
+                                "sort must be one of -createdAt, createdAt, -clicks, clicks (got `{value}`)"
+                            ),
+                        ));
+                    }
+                }
+            }
+            other => {
+                return Err(invalid(
+                    other,
+                    format!(
+                        "unknown parameter `{other}`; known: limit, cursor, q, createdFrom, createdBefore, sort"
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(cursor) = cursor {
+        query.after = Some(decode_cursor(&cursor, query.sort)?);
+    }
+    Ok(query)
+}
+
+/// `GET /api/v1/links`: the caller's links (every link for admins), a page at a time.
+pub async fn list_links(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Json<LinkPage>, ApiError> {
+    let Query(pairs) =
+        params.map_err(|e| invalid("query", format!("query string is not valid: {e}")))?;
+    let owner = (!caller.0.admin).then_some(caller.0.id);
+    let mut query = parse_list_params(pairs, owner)?;
+    let (limit, sort) = (query.limit, query.sort);
+    // One more than asked for says whether another page exists.
+    query.limit += 1;
+    let mut links = state.stores.links.list_links(query).await?;
+    let next_cursor = if links.len() > limit {
+        links.truncate(limit);
+        links.last().map(|last| {
+            let value = match sort {
+                LinkSort::NewestFirst | LinkSort::OldestFirst => last.created_at,
+                LinkSort::MostClicked | LinkSort::LeastClicked => last.clicks as i64,
+            };
+            encode_cursor(sort, ListPosition { value, id: last.id })
+        })
+    } else {
+        None
+    };
+    let base = &state.settings.base_url;
+    Ok(Json(LinkPage {
+        items: links
+            .into_iter()
+            .map(|link| LinkBody::new(link, base))
+            .collect(),
+        next_cursor,
+    }))
 }
 
 /// `GET /api/v1/links/{code}`.

@@ -25,6 +25,8 @@ pub enum ApiError {
         detail: String,
         field: Option<String>,
     },
+    #[error("{detail}")]
+    InvalidParameter { detail: String, parameter: String },
     #[error("request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
     #[error(transparent)]
@@ -77,6 +79,11 @@ impl ApiError {
                 "Missing or invalid API key",
             ),
             Self::BadJson { .. } => (S::BAD_REQUEST, "invalid-body", "Request body is not valid"),
+            Self::InvalidParameter { .. } => (
+                S::BAD_REQUEST,
+                "invalid-parameter",
+                "Query parameter is not valid",
+            ),
             Self::PayloadTooLarge(_) => (
                 S::PAYLOAD_TOO_LARGE,
                 "body-too-large",
@@ -140,6 +147,7 @@ impl ApiError {
     fn field(&self) -> Option<&str> {
         match self {
             Self::BadJson { field, .. } => field.as_deref(),
+            Self::InvalidParameter { parameter, .. } => Some(parameter),
             Self::Invalid(e) => Some(e.field()),
             Self::AliasTaken(_) => Some("alias"),
             _ => None,

@@ -23,6 +23,41 @@ pub enum StoreError {
     Database(String),
 }
 
+/// The order of a link listing. Each has a unique key (the sort value, then the id),
+/// which is what a cursor records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LinkSort {
+    /// Newest first (the default).
+    #[default]
+    NewestFirst,
+    OldestFirst,
+    /// Most clicked first. Clicks change while someone pages, so a link can move
+    /// between pages; creation order cannot change.
+    MostClicked,
+    LeastClicked,
+}
+
+/// Where the previous page of a listing ended: the last row's sort value and id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListPosition {
+    pub value: i64,
+    pub id: LinkId,
+}
+
+/// A link listing request; every filter is optional.
+#[derive(Debug, Clone, Default)]
+pub struct LinkQuery {
+    /// Only links of this owner (`None`: everyone's, for admins).
+    pub owner: Option<KeyId>,
+    /// Case-insensitive substring of the code, URL or title.
+    pub text: Option<String>,
+    pub created_from: Option<UnixMillis>,
+    pub created_before: Option<UnixMillis>,
+    pub sort: LinkSort,
+    pub after: Option<ListPosition>,
+    pub limit: usize,
+}
+
 /// A link to insert; the code is already chosen (generated or alias).
 #[derive(Debug, Clone)]
 pub struct NewLink {
@@ -88,6 +123,8 @@ pub trait LinkStore: Send + Sync {
     async fn insert_link(&self, link: NewLink) -> Result<Link, StoreError>;
     /// The live (not deleted) link with this code.
     async fn link_by_code(&self, code: &str) -> Result<Option<Link>, StoreError>;
+    /// One page of live links in the query's order, starting after `query.after`.
+    async fn list_links(&self, query: LinkQuery) -> Result<Vec<Link>, StoreError>;
     /// The redirect-relevant part of the live link with this code (the redirect-miss
     /// path: one index lookup, no click total unless the link has a limit).
     async fn redirect_by_code(&self, code: &str) -> Result<Option<RedirectRecord>, StoreError>;

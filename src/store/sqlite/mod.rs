@@ -18,8 +18,8 @@
 //! grew to 650 MB in a 30-second run.
 
 use super::{
-    ApiKey, ClickDelta, ClickStore, KeyStore, LinkStore, MetaStore, NewApiKey, NewLink,
-    RedirectRecord, StoreError,
+    ApiKey, ClickDelta, ClickStore, KeyStore, LinkQuery, LinkSort, LinkStore, MetaStore, NewApiKey,
+    NewLink, RedirectRecord, StoreError,
 };
 use crate::domain::link::{KeyId, Link, LinkChanges, LinkId, RedirectType, now_ms};
 use async_trait::async_trait;
@@ -334,6 +334,67 @@ impl LinkStore for SqliteStore {
                 })
             })
             .optional()
+        })
+    }
+
+    async fn list_links(&self, query: LinkQuery) -> Result<Vec<Link>, StoreError> {
+        // The sort key: a value and the id as tie-breaker, compared as a row value so
+        // that a page starts exactly after the previous one, whatever was inserted
+        // meanwhile (keyset pagination: no OFFSET, no duplicates, no gaps).
+        let (value, order, before) = match query.sort {
+            LinkSort::NewestFirst => ("links.created_at", "DESC", true),
+            LinkSort::OldestFirst => ("links.created_at", "ASC", false),
+            LinkSort::MostClicked => ("COALESCE(c.clicks, 0)", "DESC", true),
+            LinkSort::LeastClicked => ("COALESCE(c.clicks, 0)", "ASC", false),
+        };
+        let mut sql = format!(
+            "SELECT {} FROM links LEFT JOIN link_clicks c ON c.link_id = links.id \
+             WHERE links.deleted_at IS NULL",
+            link_columns!()
+        );
+        let mut binds: Vec<rusqlite::types::Value> = Vec::new();
+        let mut bind = |sql: &mut String, clause: &str, value: rusqlite::types::Value| {
+            binds.push(value);
+            sql.push_str(&clause.replace('?', &format!("?{}", binds.len())));
+        };
+        if let Some(owner) = query.owner {
+            bind(&mut sql, " AND links.owner_key_id = ?", owner.0.into());
+        }
+        if let Some(from) = query.created_from {
+            bind(&mut sql, " AND links.created_at >= ?", from.into());
+        }
+        if let Some(before) = query.created_before {
+            bind(&mut sql, " AND links.created_at < ?", before.into());
+        }
+        if let Some(text) = &query.text {
+            let escaped = text
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            let pattern = format!("%{escaped}%");
+            bind(
+                &mut sql,
+                // Every `?` of a clause becomes the same numbered parameter.
+                " AND (links.code LIKE ? ESCAPE '\\' OR links.url LIKE ? ESCAPE '\\' \
+                 OR links.title LIKE ? ESCAPE '\\')",
+                pattern.into(),
+            );
+        }
+        if let Some(after) = query.after {
+            let comparison = if before { "<" } else { ">" };
+            bind(
+                &mut sql,
+                &format!(" AND ({value}, links.id) {comparison} (?, "),
+                after.value.into(),
+            );
+            bind(&mut sql, "?)", after.id.0.into());
+        }
+        sql.push_str(&format!(" ORDER BY {value} {order}, links.id {order}"));
+        bind(&mut sql, " LIMIT ?", (query.limit as i64).into());
+        self.read(|conn| {
+            conn.prepare_cached(&sql)?
+                .query_map(rusqlite::params_from_iter(binds.iter()), link_from_row)?
+                .collect()
         })
     }
 

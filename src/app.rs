@@ -62,6 +62,7 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
             config.redirect_max_age_s
         ))?,
         max_body_bytes: config.max_body_bytes,
+        max_bulk_body_bytes: config.max_bulk_body_bytes,
     };
     let codes = CodeAllocator::new(stores.meta.clone(), config.code_length)
         .await

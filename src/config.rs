@@ -51,6 +51,9 @@ pub struct Config {
     /// Largest request body accepted, in bytes.
     #[serde(deserialize_with = "lenient")]
     pub max_body_bytes: usize,
+    /// Largest body of `POST /api/v1/links/bulk`, in bytes.
+    #[serde(deserialize_with = "lenient")]
+    pub max_bulk_body_bytes: usize,
     /// Memory the redirect cache may use, in bytes (estimated per entry).
     #[serde(deserialize_with = "lenient")]
     pub cache_max_bytes: u64,
@@ -89,6 +92,7 @@ impl Default for Config {
             max_url_length: 4096,
             allowed_schemes: vec!["http".into(), "https".into()],
             max_body_bytes: 64 * 1024,
+            max_bulk_body_bytes: 8 * 1024 * 1024,
             cache_max_bytes: 64 * 1024 * 1024,
             cache_ttl_s: 300,
             negative_cache_ttl_ms: 2000,
@@ -136,6 +140,9 @@ allowed_schemes = ["http", "https"]
 
 # Largest request body accepted, in bytes.
 max_body_bytes = 65536
+
+# Largest body of a bulk create (up to 1,000 links), in bytes.
+max_bulk_body_bytes = 8388608
 
 # Memory the in-process redirect cache may use, in bytes.
 cache_max_bytes = 67108864
@@ -295,6 +302,7 @@ impl Config {
         for (name, value) in [
             ("max_url_length", self.max_url_length as u64),
             ("max_body_bytes", self.max_body_bytes as u64),
+            ("max_bulk_body_bytes", self.max_bulk_body_bytes as u64),
             ("click_flush_interval_ms", self.click_flush_interval_ms),
             ("cache_max_bytes", self.cache_max_bytes),
         ] {
@@ -409,7 +417,7 @@ mod tests {
         let from_file = Config::from_table(DEFAULT_TOML.parse().unwrap()).unwrap();
         let defaults = Config::default();
         assert_eq!(format!("{from_file:?}"), format!("{defaults:?}"));
-        assert_eq!(Config::keys().len(), 16);
+        assert_eq!(Config::keys().len(), 17);
     }
 
     #[test]

@@ -1139,3 +1139,98 @@ async fn listing_filters_sorts_and_respects_ownership() {
     }
     assert_eq!(list(&server, "hop_nope", "").await.status(), 401);
 }
+
+#[tokio::test]
+async fn bulk_creates_valid_items_and_reports_each_in_order() {
+    let server = TestServer::start().await;
+    server
+        .create_ok(json!({"url": "https://example.com/taken", "alias": "taken"}))
+        .await;
+    let bulk = |body: Value| {
+        server
+            .client
+            .post(server.url("/api/v1/links/bulk"))
+            .bearer_auth(&server.admin_key)
+            .json(&body)
+            .send()
+    };
+    let response = bulk(json!({"links": [
+        {"url": "https://example.com/one"},
+        {"url": "javascript:alert(1)"},
+        {"url": "https://example.com/two", "alias": "taken"},
+        {"url": "https://example.com/three", "alias": "fresh"},
+        {"url": "https://example.com/four", "alias": "fresh"},
+        42,
+        {"url": "https://example.com/five", "colour": "red"},
+        {"url": "https://example.com/six", "maxClicks": 2, "redirectType": 301}
+    ]}))
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let results = body["results"].as_array().unwrap();
+    let statuses: Vec<u64> = results
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [201, 400, 409, 201, 409, 400, 400, 201]);
+    assert_eq!(results[1]["problem"]["type"], "urn:hop:problem:invalid-url");
+    assert_eq!(results[2]["problem"]["field"], "alias");
+    assert_eq!(results[6]["problem"]["field"], "colour");
+    assert_eq!(results[3]["link"]["code"], "fresh");
+    for index in [0, 3, 7] {
+        let link = &results[index]["link"];
+        let response = server
+            .get(&format!("/{}", link["code"].as_str().unwrap()))
+            .await;
+        assert_eq!(
+            response.headers()["location"],
+            link["url"].as_str().unwrap()
+        );
+    }
+    assert_eq!(results[7]["link"]["redirectType"], 301);
+    assert_eq!(server.link_rows(), 4);
+
+    // A full batch is larger than the ordinary body limit and still accepted.
+    let many: Vec<Value> = (0..1000)
+        .map(|i| json!({"url": format!("https://example.com/bulk/{i}/{}", "x".repeat(60)), "title": "bulk"}))
+        .collect();
+    let response = bulk(json!({ "links": many })).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let codes: HashSet<&str> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert_eq!(r["status"], 201);
+            r["link"]["code"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(codes.len(), 1000);
+    assert_eq!(server.link_rows(), 1004);
+
+    for (body, field) in [
+        (json!({"links": []}), Some("links")),
+        (
+            json!({"links": vec![json!({"url": "https://example.com"}); 1001]}),
+            Some("links"),
+        ),
+        (json!({"items": []}), Some("items")),
+        (json!([]), None),
+    ] {
+        let response = bulk(body).await.unwrap();
+        assert_eq!(response.status(), 400);
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["field"].as_str(), field);
+    }
+    assert_eq!(server.link_rows(), 1004);
+    let anonymous = server
+        .client
+        .post(server.url("/api/v1/links/bulk"))
+        .json(&json!({"links": [{"url": "https://example.com"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+}

@@ -5,18 +5,24 @@ use super::AppState;
 use super::problem::ApiError;
 use crate::domain::key;
 use crate::store::ApiKey;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::header;
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
-use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
 
 /// A JSON body, parsed strictly: over the size limit is 413, malformed or mistyped
 /// JSON 400 with the path of the offending field.
 pub struct AppJson<T>(pub T);
 
-impl<T: DeserializeOwned> FromRequest<AppState> for AppJson<T> {
+/// A type a request body is parsed into, and which size limit applies to it.
+pub trait JsonBody: DeserializeOwned {
+    /// Bulk bodies (up to 1,000 links) get `max_bulk_body_bytes` instead of
+    /// `max_body_bytes`.
+    const BULK: bool = false;
+}
+
+impl<T: JsonBody> FromRequest<AppState> for AppJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
@@ -27,20 +33,25 @@ impl<T: DeserializeOwned> FromRequest<AppState> for AppJson<T> {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let limit = state.settings.max_body_bytes;
-        let bytes = Bytes::from_request(req, state)
+        let limit = if T::BULK {
+            state.settings.max_bulk_body_bytes
+        } else {
+            state.settings.max_body_bytes
+        };
+        let bytes = Limited::new(req.into_body(), limit)
+            .collect()
             .await
-            .map_err(|rejection| match rejection {
-                BytesRejection::FailedToBufferBody(e)
-                    if e.status() == StatusCode::PAYLOAD_TOO_LARGE =>
-                {
+            .map_err(|error| {
+                if error.downcast_ref::<LengthLimitError>().is_some() {
                     ApiError::PayloadTooLarge(limit)
+                } else {
+                    ApiError::BadJson {
+                        detail: format!("could not read request body: {error}"),
+                        field: None,
+                    }
                 }
-                other => ApiError::BadJson {
-                    detail: format!("could not read request body: {other}"),
-                    field: None,
-                },
-            })?;
+            })?
+            .to_bytes();
         parse_json(&bytes)
             .map(AppJson)
             .map_err(|error| match (error, declared) {
@@ -57,6 +68,20 @@ impl<T: DeserializeOwned> FromRequest<AppState> for AppJson<T> {
                 (error, _) => error,
             })
     }
+}
+
+/// Deserialises one already-parsed JSON value as `T`, naming the offending field.
+pub fn parse_json_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = error.path().to_string();
+        let field = (path != "." && path != "?").then(|| path.clone());
+        let inner = error.into_inner();
+        let detail = match &field {
+            Some(field) => format!("field `{field}`: {inner}"),
+            None => format!("item: {inner}"),
+        };
+        ApiError::BadJson { detail, field }
+    })
 }
 
 /// Parses `bytes` as `T`, describing the first problem with its JSON path.

@@ -4,10 +4,12 @@
 //! (group-committed by the store) → warm the redirect cache → 201.
 
 use super::AppState;
-use super::extract::{AppJson, Caller, CodePath};
+use super::extract::{AppJson, Caller, CodePath, JsonBody, parse_json_value};
 use super::problem::ApiError;
 use crate::cache::CachedLink;
-use crate::domain::link::{KeyId, Link, LinkId, LinkRequest, PatchRequest, format_ms, now_ms};
+use crate::domain::link::{
+    KeyId, Link, LinkDraft, LinkId, LinkRequest, PatchRequest, UnixMillis, format_ms, now_ms,
+};
 use crate::store::{LinkQuery, LinkSort, ListPosition, NewLink, StoreError};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -22,6 +24,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/shorten", post(shorten))
         .route("/api/v1/links", post(create_link).get(list_links))
+        .route("/api/v1/links/bulk", post(create_links_bulk))
         .route(
             "/api/v1/links/{code}",
             get(get_link).patch(update_link).delete(delete_link),
@@ -40,6 +43,8 @@ pub struct CreateLinkBody {
     pub max_clicks: Option<i64>,
     pub redirect_type: Option<u16>,
 }
+
+impl JsonBody for CreateLinkBody {}
 
 impl From<CreateLinkBody> for LinkRequest {
     fn from(body: CreateLinkBody) -> Self {
@@ -108,6 +113,8 @@ pub struct UpdateLinkBody {
     pub disabled: Option<Option<bool>>,
 }
 
+impl JsonBody for UpdateLinkBody {}
+
 /// A field that was sent, possibly as `null` (absent fields stay `None` by default).
 fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
 where
@@ -154,33 +161,50 @@ pub struct ShortenBody {
 /// was already taken by a custom alias, so more than one is already rare.
 const MAX_CODE_ATTEMPTS: usize = 16;
 
+/// The record to store for a validated request.
+fn new_link(draft: &LinkDraft, code: String, owner: KeyId, now: UnixMillis) -> NewLink {
+    NewLink {
+        code,
+        url: draft.url.as_str().to_owned(),
+        title: draft.title.clone(),
+        created_at: now,
+        expires_at: draft.expires_at,
+        max_clicks: draft.max_clicks,
+        redirect: draft.redirect,
+        owner: Some(owner),
+    }
+}
+
+/// Puts a new link in the redirect cache, replacing a negative entry a scan may have
+/// left for its code.
+fn warm_cache(state: &AppState, link: &Link) {
+    match CachedLink::from_link(link) {
+        Some(cached) => state.cache.insert_link(&link.code, Arc::new(cached)),
+        None => state.cache.invalidate(&link.code),
+    }
+}
+
 /// Validates and stores a new link owned by `owner`, and warms the redirect cache.
 pub async fn create(
     state: &AppState,
     owner: KeyId,
     request: LinkRequest,
 ) -> Result<Link, ApiError> {
-    let draft = request.validate(&state.settings.url_policy, now_ms())?;
-    let record = |code: String| NewLink {
-        code,
-        url: draft.url.as_str().to_owned(),
-        title: draft.title.clone(),
-        created_at: now_ms(),
-        expires_at: draft.expires_at,
-        max_clicks: draft.max_clicks,
-        redirect: draft.redirect,
-        owner: Some(owner),
-    };
+    let now = now_ms();
+    let draft = request.validate(&state.settings.url_policy, now)?;
     let link = match &draft.alias {
-        Some(alias) => match state.stores.links.insert_link(record(alias.clone())).await {
-            Err(StoreError::Conflict) => return Err(ApiError::AliasTaken(alias.clone())),
-            other => other?,
-        },
+        Some(alias) => {
+            let record = new_link(&draft, alias.clone(), owner, now);
+            match state.stores.links.insert_link(record).await {
+                Err(StoreError::Conflict) => return Err(ApiError::AliasTaken(alias.clone())),
+                other => other?,
+            }
+        }
         None => {
             let mut attempts = 0;
             loop {
-                let code = state.codes.next().await?;
-                match state.stores.links.insert_link(record(code)).await {
+                let record = new_link(&draft, state.codes.next().await?, owner, now);
+                match state.stores.links.insert_link(record).await {
                     Err(StoreError::Conflict) if attempts < MAX_CODE_ATTEMPTS => attempts += 1,
                     Err(StoreError::Conflict) => {
                         return Err(ApiError::Internal("generated codes keep colliding".into()));
@@ -190,13 +214,123 @@ pub async fn create(
             }
         }
     };
-    // Replaces a negative entry a scan may have left for this code.
-    match CachedLink::from_link(&link) {
-        Some(cached) => state.cache.insert_link(&link.code, Arc::new(cached)),
-        None => state.cache.invalidate(&link.code),
-    }
+    warm_cache(state, &link);
     tracing::debug!(link.code = %link.code, "link created");
     Ok(link)
+}
+
+/// Most links one bulk request may create.
+pub const MAX_BULK: usize = 1000;
+
+/// Body of `POST /api/v1/links/bulk`. Items are parsed one by one, so that a bad item
+/// fails alone instead of failing the request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkBody {
+    pub links: Vec<serde_json::Value>,
+}
+
+impl JsonBody for BulkBody {
+    const BULK: bool = true;
+}
+
+/// One item's outcome, in input order.
+#[derive(Debug, Serialize)]
+pub struct BulkResult {
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<LinkBody>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<serde_json::Value>,
+}
+
+/// `POST /api/v1/links/bulk`: up to 1,000 creates in one transaction. Valid items are
+/// created even when others are not; the answer lists every item's outcome in order.
+pub async fn create_links_bulk(
+    State(state): State<AppState>,
+    caller: Caller,
+    AppJson(body): AppJson<BulkBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if body.links.is_empty() || body.links.len() > MAX_BULK {
+        return Err(ApiError::BadJson {
+            detail: format!(
+                "links must hold 1 to {MAX_BULK} items (got {})",
+                body.links.len()
+            ),
+            field: Some("links".into()),
+        });
+    }
+    let now = now_ms();
+    let owner = caller.0.id;
+    let mut outcomes: Vec<Option<Result<Link, ApiError>>> = Vec::with_capacity(body.links.len());
+    // (index in the input, draft) of every valid item not yet stored.
+    let mut pending: Vec<(usize, LinkDraft)> = Vec::new();
+    for (index, item) in body.links.into_iter().enumerate() {
+        let draft = parse_json_value::<CreateLinkBody>(item).and_then(|body| {
+            Ok(LinkRequest::from(body).validate(&state.settings.url_policy, now)?)
+        });
+        match draft {
+            Ok(draft) => {
+                outcomes.push(None);
+                pending.push((index, draft));
+            }
+            Err(error) => outcomes.push(Some(Err(error))),
+        }
+    }
+    // Generated codes that collide with an alias are retried with fresh codes.
+    for _ in 0..MAX_CODE_ATTEMPTS {
+        if pending.is_empty() {
+            break;
+        }
+        let mut records = Vec::with_capacity(pending.len());
+        for (_, draft) in &pending {
+            let code = match &draft.alias {
+                Some(alias) => alias.clone(),
+                None => state.codes.next().await?,
+            };
+            records.push(new_link(draft, code, owner, now));
+        }
+        let results = state.stores.links.insert_links(records).await?;
+        let mut retry = Vec::new();
+        for ((index, draft), result) in pending.into_iter().zip(results) {
+            match result {
+                Ok(link) => {
+                    warm_cache(&state, &link);
+                    outcomes[index] = Some(Ok(link));
+                }
+                Err(StoreError::Conflict) => match &draft.alias {
+                    Some(alias) => outcomes[index] = Some(Err(ApiError::AliasTaken(alias.clone()))),
+                    None => retry.push((index, draft)),
+                },
+                Err(error) => outcomes[index] = Some(Err(error.into())),
+            }
+        }
+        pending = retry;
+    }
+    for (index, _) in pending {
+        outcomes[index] = Some(Err(ApiError::Internal(
+            "generated codes keep colliding".into(),
+        )));
+    }
+    let base = &state.settings.base_url;
+    let results: Vec<BulkResult> = outcomes
+        .into_iter()
+        .map(
+            |outcome| match outcome.expect("every item has an outcome") {
+                Ok(link) => BulkResult {
+                    status: 201,
+                    link: Some(LinkBody::new(link, base)),
+                    problem: None,
+                },
+                Err(error) => BulkResult {
+                    status: error.kind().0.as_u16(),
+                    link: None,
+                    problem: Some(error.problem_json()),
+                },
+            },
+        )
+        .collect();
+    Ok(Json(serde_json::json!({ "results": results })))
 }
 
 /// A 201 with the link's API URL in `Location`.

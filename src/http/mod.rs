@@ -19,7 +19,7 @@ use crate::codes::CodeAllocator;
 use crate::domain::url::UrlPolicy;
 use crate::store::Stores;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
@@ -37,6 +37,7 @@ pub struct Settings {
     /// The `Cache-Control` value sent with every redirect.
     pub redirect_cache_control: HeaderValue,
     pub max_body_bytes: usize,
+    pub max_bulk_body_bytes: usize,
 }
 
 /// Everything a handler can reach, cheap to clone (one `Arc`).
@@ -66,14 +67,12 @@ impl Deref for AppState {
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
-    let max_body = state.settings.max_body_bytes;
     Router::new()
         .merge(links::router())
         .merge(health::router())
         .merge(redirect::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
 }

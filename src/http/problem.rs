@@ -173,17 +173,33 @@ impl From<AllocError> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    fn problem(&self) -> Problem<'_> {
         let (status, slug, title) = self.kind();
-        let problem = Problem {
+        Problem {
             kind: format!("{TYPE_PREFIX}{slug}"),
             title,
             status: status.as_u16(),
             detail: self.public_detail(),
             field: self.field(),
-        };
-        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        }
+    }
+
+    /// The problem document as a JSON value (for answers that embed problems, such
+    /// as bulk results). The cause of a 5xx is logged here, since no response
+    /// carries it to the middleware.
+    pub fn problem_json(&self) -> serde_json::Value {
+        if let Self::Unavailable(cause) | Self::Internal(cause) = self {
+            tracing::error!(error = %cause, "bulk item failed");
+        }
+        serde_json::to_value(self.problem()).unwrap_or_default()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.kind().0;
+        let body = serde_json::to_vec(&self.problem()).unwrap_or_default();
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(

@@ -121,6 +121,12 @@ pub trait LinkStore: Send + Sync {
     /// by a deleted link: codes are never reused, so old printed links never change
     /// target).
     async fn insert_link(&self, link: NewLink) -> Result<Link, StoreError>;
+    /// Inserts many links in one transaction; each item succeeds or fails on its own
+    /// (a taken code fails that item only). The outer error means none was stored.
+    async fn insert_links(
+        &self,
+        links: Vec<NewLink>,
+    ) -> Result<Vec<Result<Link, StoreError>>, StoreError>;
     /// The live (not deleted) link with this code.
     async fn link_by_code(&self, code: &str) -> Result<Option<Link>, StoreError>;
     /// One page of live links in the query's order, starting after `query.after`.

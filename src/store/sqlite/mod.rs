@@ -230,6 +230,44 @@ macro_rules! link_columns {
     };
 }
 
+/// Inserts one link, its id the next after the largest so far.
+fn insert_one(conn: &Connection, link: NewLink) -> rusqlite::Result<Link> {
+    let id = conn
+        .prepare_cached(
+            "INSERT INTO links (id, code, url, title, created_at, updated_at, \
+             expires_at, max_clicks, redirect_status, owner_key_id) \
+             VALUES ((SELECT COALESCE(MAX(id), 0) + 1 FROM links), \
+             ?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8) RETURNING id",
+        )?
+        .query_row(
+            params![
+                link.code,
+                link.url,
+                link.title,
+                link.created_at,
+                link.expires_at,
+                link.max_clicks.map(|n| n as i64),
+                link.redirect.code(),
+                link.owner.map(|k| k.0),
+            ],
+            |row| row.get::<_, i64>(0),
+        )?;
+    Ok(Link {
+        id: LinkId(id),
+        code: link.code,
+        url: link.url,
+        title: link.title,
+        created_at: link.created_at,
+        expires_at: link.expires_at,
+        max_clicks: link.max_clicks,
+        redirect: link.redirect,
+        clicks: 0,
+        owner: link.owner,
+        disabled: false,
+        updated_at: link.created_at,
+    })
+}
+
 fn link_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Link> {
     let status: u16 = row.get(7)?;
     Ok(Link {
@@ -262,41 +300,29 @@ fn key_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKey> {
 #[async_trait]
 impl LinkStore for SqliteStore {
     async fn insert_link(&self, link: NewLink) -> Result<Link, StoreError> {
+        self.write(move |conn| in_savepoint(conn, |conn| insert_one(conn, link)))
+            .await
+    }
+
+    async fn insert_links(
+        &self,
+        links: Vec<NewLink>,
+    ) -> Result<Vec<Result<Link, StoreError>>, StoreError> {
         self.write(move |conn| {
             in_savepoint(conn, |conn| {
-                let mut insert = conn.prepare_cached(
-                    "INSERT INTO links (id, code, url, title, created_at, updated_at, \
-                     expires_at, max_clicks, redirect_status, owner_key_id) \
-                     VALUES ((SELECT COALESCE(MAX(id), 0) + 1 FROM links), \
-                     ?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8) RETURNING id",
-                )?;
-                insert.query_row(
-                    params![
-                        link.code,
-                        link.url,
-                        link.title,
-                        link.created_at,
-                        link.expires_at,
-                        link.max_clicks.map(|n| n as i64),
-                        link.redirect.code(),
-                        link.owner.map(|k| k.0),
-                    ],
-                    |row| row.get::<_, i64>(0),
-                )
-            })
-            .map(|id| Link {
-                id: LinkId(id),
-                code: link.code,
-                url: link.url,
-                title: link.title,
-                created_at: link.created_at,
-                expires_at: link.expires_at,
-                max_clicks: link.max_clicks,
-                redirect: link.redirect,
-                clicks: 0,
-                owner: link.owner,
-                disabled: false,
-                updated_at: link.created_at,
+                links
+                    .into_iter()
+                    .map(|link| {
+                        // Each item in its own savepoint: a conflict undoes that item only.
+                        conn.execute_batch("SAVEPOINT item")?;
+                        let result = insert_one(conn, link);
+                        if result.is_err() {
+                            conn.execute_batch("ROLLBACK TO item")?;
+                        }
+                        conn.execute_batch("RELEASE item")?;
+                        Ok(result.map_err(StoreError::from))
+                    })
+                    .collect()
             })
         })
         .await

@@ -7,9 +7,10 @@ use crate::clicks::{Clicks, run_click_writer};
 use crate::codes::CodeAllocator;
 use crate::config::Config;
 use crate::domain::key;
+use crate::domain::link::now_ms;
 use crate::domain::url::UrlPolicy;
 use crate::http::{self, AppState, Settings, Shared};
-use crate::store::{self, NewApiKey, Stores};
+use crate::store::{self, IdempotencyStore, NewApiKey, Stores};
 use anyhow::Context;
 use axum::http::HeaderValue;
 use std::future::Future;
@@ -23,11 +24,14 @@ use tokio::task::JoinHandle;
 pub struct Background {
     stop: watch::Sender<bool>,
     click_writer: JoinHandle<()>,
+    maintenance: JoinHandle<()>,
 }
 
 impl Background {
     /// Writes every counted click, then returns.
     pub async fn stop(self) {
+        // Maintenance is idempotent and resumes on the next start.
+        self.maintenance.abort();
         let _ = self.stop.send(true);
         if let Err(e) = self.click_writer.await {
             tracing::error!(error = %e, "click writer ended abnormally");
@@ -75,6 +79,7 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
         Duration::from_millis(config.click_flush_interval_ms),
         stopped,
     ));
+    let maintenance = tokio::spawn(run_maintenance(stores.idempotency.clone()));
     let cache = LinkCache::new(
         config.cache_max_bytes,
         Duration::from_secs(config.cache_ttl_s),
@@ -87,7 +92,28 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
         codes: Arc::new(codes),
         settings,
     });
-    Ok((state, Background { stop, click_writer }))
+    Ok((
+        state,
+        Background {
+            stop,
+            click_writer,
+            maintenance,
+        },
+    ))
+}
+
+/// Periodic housekeeping: forgets idempotency keys older than their 24 hours.
+async fn run_maintenance(idempotency: Arc<dyn IdempotencyStore>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        tick.tick().await;
+        let before = now_ms() - crate::http::idempotency::KEY_LIFETIME_MS;
+        match idempotency.purge(before).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "expired idempotency keys removed"),
+            Err(error) => tracing::warn!(%error, "purging idempotency keys failed"),
+        }
+    }
 }
 
 /// Creates an admin key if no active key exists, so a fresh install is usable.

@@ -1234,3 +1234,150 @@ async fn bulk_creates_valid_items_and_reports_each_in_order() {
         .unwrap();
     assert_eq!(anonymous.status(), 401);
 }
+
+#[tokio::test]
+async fn idempotency_keys_replay_refuse_and_expire() {
+    let server = TestServer::start().await;
+    let post = |path: &'static str, key: &str, idempotency: &str, body: Value| {
+        server
+            .client
+            .post(server.url(path))
+            .bearer_auth(key.to_owned())
+            .header("idempotency-key", idempotency.to_owned())
+            .json(&body)
+            .send()
+    };
+    let admin = server.admin_key.clone();
+    let body = json!({"url": "https://example.com/once"});
+    let first = post("/api/v1/links", &admin, "order-1", body.clone())
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 201);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: Value = first.json().await.unwrap();
+    let again = post("/api/v1/links", &admin, "order-1", body.clone())
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<Value>().await.unwrap(), first);
+    assert_eq!(server.link_rows(), 1);
+
+    // Same key, other request: refused, nothing created.
+    for (path, other) in [
+        ("/api/v1/links", json!({"url": "https://example.com/twice"})),
+        ("/api/v1/shorten", body.clone()),
+    ] {
+        let response = post(path, &admin, "order-1", other).await.unwrap();
+        assert_eq!(response.status(), 422);
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["type"], "urn:hop:problem:idempotency-key-reused");
+    }
+    assert_eq!(server.link_rows(), 1);
+
+    // Keys belong to a caller: another caller's same key is a new request.
+    let other = create_key(&server.state, "other", false).await;
+    assert_eq!(
+        post("/api/v1/links", &other, "order-1", body.clone())
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    assert_eq!(server.link_rows(), 2);
+
+    // A failed request keeps nothing: the corrected retry with the same key works.
+    let bad = post(
+        "/api/v1/links",
+        &admin,
+        "order-2",
+        json!({"url": "ftp://x"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(bad.status(), 400);
+    let fixed = post(
+        "/api/v1/links",
+        &admin,
+        "order-2",
+        json!({"url": "https://example.com/fixed"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(fixed.status(), 201);
+
+    // Bulk replays too.
+    let bulk =
+        json!({"links": [{"url": "https://example.com/b1"}, {"url": "https://example.com/b2"}]});
+    let first_bulk: Value = post("/api/v1/links/bulk", &admin, "bulk-1", bulk.clone())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let replayed_bulk: Value = post("/api/v1/links/bulk", &admin, "bulk-1", bulk)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first_bulk, replayed_bulk);
+    assert_eq!(server.link_rows(), 5);
+
+    // Malformed keys are refused before anything happens.
+    for key in ["", &"k".repeat(256), "with space"] {
+        let response = post("/api/v1/links", &admin, key, body.clone())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{key:?}");
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["type"], "urn:hop:problem:invalid-header");
+        assert_eq!(problem["field"], "Idempotency-Key");
+    }
+    assert_eq!(server.link_rows(), 5);
+
+    // After 24 hours a key is forgotten (purged) and creates again.
+    let purged = server
+        .state
+        .stores
+        .idempotency
+        .purge(hop::domain::link::now_ms() + 1)
+        .await
+        .unwrap();
+    assert!(purged >= 4);
+    let after = post("/api/v1/links", &admin, "order-1", body)
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 201);
+    assert!(after.headers().get("idempotent-replayed").is_none());
+    assert_eq!(server.link_rows(), 6);
+}
+
+#[tokio::test]
+async fn concurrent_retries_with_one_idempotency_key_create_once() {
+    let server = TestServer::start().await;
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let request = server
+            .client
+            .post(server.url("/api/v1/links"))
+            .bearer_auth(&server.admin_key)
+            .header("idempotency-key", "same")
+            .json(&json!({"url": "https://example.com/race"}));
+        tasks.push(tokio::spawn(async move { request.send().await.unwrap() }));
+    }
+    let mut codes = HashSet::new();
+    for task in tasks {
+        let response = task.await.unwrap();
+        match response.status().as_u16() {
+            201 => {
+                let body: Value = response.json().await.unwrap();
+                codes.insert(body["code"].as_str().unwrap().to_owned());
+            }
+            409 => assert_eq!(response.headers()["retry-after"], "1"),
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(codes.len(), 1);
+    assert_eq!(server.link_rows(), 1);
+}

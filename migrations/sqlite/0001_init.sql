@@ -70,3 +70,17 @@ CREATE TABLE link_clicks_hourly (
     clicks     INTEGER NOT NULL,
     PRIMARY KEY (link_id, hour_start)
 ) WITHOUT ROWID;
+
+-- Idempotency keys of create requests, scoped by the caller's credential (SHA-256
+-- of the API key). `status` is NULL while the first request is being processed; a
+-- key is good for 24 hours, then purged.
+CREATE TABLE idempotency_keys (
+    scope        BLOB NOT NULL,
+    key          TEXT NOT NULL,
+    request_hash BLOB NOT NULL,
+    status       INTEGER,
+    body         BLOB,
+    created_at   INTEGER NOT NULL,
+    PRIMARY KEY (scope, key)
+) WITHOUT ROWID;
+CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at);

@@ -6,8 +6,8 @@ use super::problem::ApiError;
 use crate::domain::key;
 use crate::store::ApiKey;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
 
@@ -121,6 +121,31 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
+/// The API key a request presents (`Authorization: Bearer KEY` or `X-Api-Key: KEY`),
+/// not yet checked; `None` when it presents none.
+pub fn presented_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let value = value
+            .to_str()
+            .map_err(|_| ApiError::Unauthorized("Authorization header is not valid text"))?;
+        return match value.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+                Ok(Some(token.trim()))
+            }
+            _ => Err(ApiError::Unauthorized(
+                "Authorization header must be `Bearer <API key>`",
+            )),
+        };
+    }
+    match headers.get("x-api-key") {
+        Some(value) => value
+            .to_str()
+            .map(|v| Some(v.trim()))
+            .map_err(|_| ApiError::Unauthorized("X-Api-Key header is not valid text")),
+        None => Ok(None),
+    }
+}
+
 /// The authenticated API key behind a request.
 pub struct Caller(pub ApiKey);
 
@@ -135,28 +160,9 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let secret = if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
-            let value = value
-                .to_str()
-                .map_err(|_| ApiError::Unauthorized("Authorization header is not valid text"))?;
-            match value.split_once(' ') {
-                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
-                _ => {
-                    return Err(ApiError::Unauthorized(
-                        "Authorization header must be `Bearer <API key>`",
-                    ));
-                }
-            }
-        } else if let Some(value) = parts.headers.get("x-api-key") {
-            value
-                .to_str()
-                .map_err(|_| ApiError::Unauthorized("X-Api-Key header is not valid text"))?
-                .trim()
-        } else {
-            return Err(ApiError::Unauthorized(
-                "an API key is required: send `Authorization: Bearer <API key>`",
-            ));
-        };
+        let secret = presented_key(&parts.headers)?.ok_or(ApiError::Unauthorized(
+            "an API key is required: send `Authorization: Bearer <API key>`",
+        ))?;
         if !key::looks_like_key(secret) {
             return Err(ApiError::Unauthorized("API key is not valid"));
         }

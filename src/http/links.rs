@@ -3,9 +3,9 @@
 //! Create path: validate → allocate a code (or take the alias) → durable insert
 //! (group-committed by the store) → warm the redirect cache → 201.
 
-use super::AppState;
 use super::extract::{AppJson, Caller, CodePath, JsonBody, parse_json_value};
 use super::problem::ApiError;
+use super::{AppState, idempotency};
 use crate::cache::CachedLink;
 use crate::domain::link::{
     KeyId, Link, LinkDraft, LinkId, LinkRequest, PatchRequest, UnixMillis, format_ms, now_ms,
@@ -16,15 +16,23 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Json, Router, middleware};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-pub fn router() -> Router<AppState> {
+pub fn router(state: &AppState) -> Router<AppState> {
+    // Every POST that creates honours Idempotency-Key.
+    let idempotent = middleware::from_fn_with_state(state.clone(), idempotency::idempotent);
     Router::new()
-        .route("/api/v1/shorten", post(shorten))
-        .route("/api/v1/links", post(create_link).get(list_links))
-        .route("/api/v1/links/bulk", post(create_links_bulk))
+        .route("/api/v1/shorten", post(shorten).layer(idempotent.clone()))
+        .route(
+            "/api/v1/links",
+            post(create_link).layer(idempotent.clone()).get(list_links),
+        )
+        .route(
+            "/api/v1/links/bulk",
+            post(create_links_bulk).layer(idempotent),
+        )
         .route(
             "/api/v1/links/{code}",
             get(get_link).patch(update_link).delete(delete_link),

@@ -8,6 +8,7 @@
 
 pub mod extract;
 pub mod health;
+pub mod idempotency;
 pub mod links;
 pub mod problem;
 pub mod redirect;
@@ -68,7 +69,7 @@ impl Deref for AppState {
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .merge(links::router())
+        .merge(links::router(&state))
         .merge(health::router())
         .merge(redirect::router())
         .fallback(not_found)

@@ -27,6 +27,17 @@ pub enum ApiError {
     },
     #[error("{detail}")]
     InvalidParameter { detail: String, parameter: String },
+    #[error("{detail}")]
+    InvalidHeader {
+        detail: String,
+        header: &'static str,
+    },
+    #[error(
+        "this Idempotency-Key was used with a different request; use a new key for a new request"
+    )]
+    IdempotencyKeyReused,
+    #[error("a request with this Idempotency-Key is still being processed; retry shortly")]
+    IdempotencyKeyInUse,
     #[error("request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
     #[error(transparent)]
@@ -83,6 +94,21 @@ impl ApiError {
                 S::BAD_REQUEST,
                 "invalid-parameter",
                 "Query parameter is not valid",
+            ),
+            Self::InvalidHeader { .. } => (
+                S::BAD_REQUEST,
+                "invalid-header",
+                "Request header is not valid",
+            ),
+            Self::IdempotencyKeyReused => (
+                S::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "Idempotency key reused",
+            ),
+            Self::IdempotencyKeyInUse => (
+                S::CONFLICT,
+                "idempotency-key-in-use",
+                "Idempotency key in use",
             ),
             Self::PayloadTooLarge(_) => (
                 S::PAYLOAD_TOO_LARGE,
@@ -148,6 +174,7 @@ impl ApiError {
         match self {
             Self::BadJson { field, .. } => field.as_deref(),
             Self::InvalidParameter { parameter, .. } => Some(parameter),
+            Self::InvalidHeader { header, .. } => Some(header),
             Self::Invalid(e) => Some(e.field()),
             Self::AliasTaken(_) => Some("alias"),
             _ => None,

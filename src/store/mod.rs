@@ -171,6 +171,45 @@ pub trait MetaStore: Send + Sync {
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
+/// What a stored idempotency key says about a new request that carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyState {
+    /// First use (or the earlier use expired): the caller now holds the key and must
+    /// [`IdempotencyStore::complete`] or [`IdempotencyStore::release`] it.
+    Claimed,
+    /// The same request was answered before: send this answer again.
+    Replay { status: u16, body: Vec<u8> },
+    /// The key was used with a different request.
+    Mismatch,
+    /// A request with this key is still being processed.
+    InProgress,
+}
+
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// Claims `key` for a request with fingerprint `request_hash`, unless it was used
+    /// after `valid_after`. Keys are scoped by `scope` (the caller's credential).
+    async fn claim(
+        &self,
+        scope: [u8; 32],
+        key: &str,
+        request_hash: [u8; 32],
+        valid_after: UnixMillis,
+    ) -> Result<IdempotencyState, StoreError>;
+    /// Records the answer to replay for a claimed key.
+    async fn complete(
+        &self,
+        scope: [u8; 32],
+        key: &str,
+        status: u16,
+        body: Vec<u8>,
+    ) -> Result<(), StoreError>;
+    /// Gives a claimed key up (the request failed and may be retried).
+    async fn release(&self, scope: [u8; 32], key: &str) -> Result<(), StoreError>;
+    /// Deletes keys last claimed before `before`; returns how many.
+    async fn purge(&self, before: UnixMillis) -> Result<u64, StoreError>;
+}
+
 /// The handles to every kind of data, all backed by the same database.
 #[derive(Clone)]
 pub struct Stores {
@@ -178,6 +217,7 @@ pub struct Stores {
     pub clicks: Arc<dyn ClickStore>,
     pub keys: Arc<dyn KeyStore>,
     pub meta: Arc<dyn MetaStore>,
+    pub idempotency: Arc<dyn IdempotencyStore>,
 }
 
 /// Why [`connect`] failed.
@@ -204,7 +244,8 @@ pub fn connect(url: &str) -> Result<Stores, ConnectError> {
                 links: store.clone(),
                 clicks: store.clone(),
                 keys: store.clone(),
-                meta: store,
+                meta: store.clone(),
+                idempotency: store,
             })
         }
         other => Err(ConnectError::Scheme(other.to_owned())),

@@ -19,10 +19,10 @@
 //! grew to 650 MB in a 30-second run.
 
 use super::{
-    ApiKey, ClickDelta, ClickStore, KeyStore, LinkQuery, LinkSort, LinkStore, MetaStore, NewApiKey,
-    NewLink, RedirectRecord, StoreError,
+    ApiKey, ClickDelta, ClickStore, IdempotencyState, IdempotencyStore, KeyStore, LinkQuery,
+    LinkSort, LinkStore, MetaStore, NewApiKey, NewLink, RedirectRecord, StoreError,
 };
-use crate::domain::link::{KeyId, Link, LinkChanges, LinkId, RedirectType, now_ms};
+use crate::domain::link::{KeyId, Link, LinkChanges, LinkId, RedirectType, UnixMillis, now_ms};
 use async_trait::async_trait;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 use std::ops::Range;
@@ -559,6 +559,93 @@ impl KeyStore for SqliteStore {
             )
         })
         .map(|n| n as u64)
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for SqliteStore {
+    async fn claim(
+        &self,
+        scope: [u8; 32],
+        key: &str,
+        request_hash: [u8; 32],
+        valid_after: UnixMillis,
+    ) -> Result<IdempotencyState, StoreError> {
+        let key = key.to_owned();
+        self.write(move |conn| {
+            in_savepoint(conn, |conn| {
+                let existing: Option<(Vec<u8>, Option<u16>, Option<Vec<u8>>, i64)> = conn
+                    .prepare_cached(
+                        "SELECT request_hash, status, body, created_at FROM idempotency_keys \
+                         WHERE scope = ?1 AND key = ?2",
+                    )?
+                    .query_row(params![&scope[..], key], |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                    })
+                    .optional()?;
+                if let Some((hash, status, body, created_at)) = existing
+                    && created_at > valid_after
+                {
+                    return Ok(if hash != request_hash {
+                        IdempotencyState::Mismatch
+                    } else if let Some(status) = status {
+                        IdempotencyState::Replay {
+                            status,
+                            body: body.unwrap_or_default(),
+                        }
+                    } else {
+                        IdempotencyState::InProgress
+                    });
+                }
+                conn.prepare_cached(
+                    "INSERT INTO idempotency_keys (scope, key, request_hash, created_at) \
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (scope, key) DO UPDATE SET \
+                     request_hash = ?3, status = NULL, body = NULL, created_at = ?4",
+                )?
+                .execute(params![&scope[..], key, &request_hash[..], now_ms()])?;
+                Ok(IdempotencyState::Claimed)
+            })
+        })
+        .await
+    }
+
+    async fn complete(
+        &self,
+        scope: [u8; 32],
+        key: &str,
+        status: u16,
+        body: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE idempotency_keys SET status = ?3, body = ?4 WHERE scope = ?1 AND key = ?2",
+            )?
+            .execute(params![&scope[..], key, status, body])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn release(&self, scope: [u8; 32], key: &str) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "DELETE FROM idempotency_keys WHERE scope = ?1 AND key = ?2 AND status IS NULL",
+            )?
+            .execute(params![&scope[..], key])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn purge(&self, before: UnixMillis) -> Result<u64, StoreError> {
+        self.write(move |conn| {
+            Ok(conn
+                .prepare_cached("DELETE FROM idempotency_keys WHERE created_at < ?1")?
+                .execute([before])? as u64)
+        })
+        .await
     }
 }
 

@@ -173,6 +173,7 @@ mod tests {
             owner: None,
             disabled: false,
             updated_at: 0,
+            tags: Vec::new(),
         }
     }
 

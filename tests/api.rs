@@ -204,6 +204,7 @@ async fn unknown_expired_and_exhausted_links() {
             max_clicks: None,
             redirect: hop::domain::link::RedirectType::Found,
             owner: None,
+            tags: Vec::new(),
         })
         .await
         .unwrap();
@@ -1380,4 +1381,130 @@ async fn concurrent_retries_with_one_idempotency_key_create_once() {
     }
     assert_eq!(codes.len(), 1);
     assert_eq!(server.link_rows(), 1);
+}
+
+#[tokio::test]
+async fn tags_on_create_patch_filter_and_counts() {
+    let server = TestServer::start().await;
+    let alice = create_key(&server.state, "alice", false).await;
+    let created = server
+        .create_as(&alice, json!({"url": "https://example.com/t1", "alias": "t1", "tags": ["Launch", " q3 ", "launch"]}))
+        .await;
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.unwrap();
+    assert_eq!(created["tags"], json!(["launch", "q3"]));
+    server
+        .create_as(
+            &alice,
+            json!({"url": "https://example.com/t2", "alias": "t2", "tags": ["launch"]}),
+        )
+        .await;
+    server
+        .create(json!({"url": "https://example.com/t3", "alias": "t3", "tags": ["admin-only"]}))
+        .await;
+    let bulk: Value = server
+        .client
+        .post(server.url("/api/v1/links/bulk"))
+        .bearer_auth(&alice)
+        .json(&json!({"links": [{"url": "https://example.com/t4", "alias": "t4", "tags": ["q3"]}, {"url": "https://example.com/t5", "tags": ["bad/tag"]}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bulk["results"][0]["link"]["tags"], json!(["q3"]));
+    assert_eq!(
+        bulk["results"][1]["problem"]["type"],
+        "urn:hop:problem:invalid-tags"
+    );
+
+    let tagged = |key: String, query: &'static str| {
+        let server = &server;
+        async move {
+            let mut found = codes(
+                &list(server, &key, query)
+                    .await
+                    .json::<Value>()
+                    .await
+                    .unwrap(),
+            );
+            found.sort();
+            found
+        }
+    };
+    assert_eq!(tagged(alice.clone(), "?tag=launch").await, ["t1", "t2"]);
+    assert_eq!(tagged(alice.clone(), "?tag=Q3").await, ["t1", "t4"]);
+    assert_eq!(
+        tagged(alice.clone(), "?tag=admin-only").await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        tagged(server.admin_key.clone(), "?tag=admin-only").await,
+        ["t3"]
+    );
+
+    let counts: Value = server
+        .client
+        .get(server.url("/api/v1/tags"))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        counts,
+        json!({"items": [{"tag": "launch", "links": 2}, {"tag": "q3", "links": 2}]})
+    );
+
+    // PATCH replaces the set; [] clears it; null is refused.
+    let patch = |body: Value| {
+        server
+            .client
+            .patch(server.url("/api/v1/links/t1"))
+            .bearer_auth(&alice)
+            .json(&body)
+            .send()
+    };
+    let patched: Value = patch(json!({"tags": ["Evergreen"]}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(patched["tags"], json!(["evergreen"]));
+    assert_eq!(tagged(alice.clone(), "?tag=launch").await, ["t2"]);
+    let cleared: Value = patch(json!({"tags": []}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cleared["tags"], json!([]));
+    assert_eq!(patch(json!({"tags": null})).await.unwrap().status(), 400);
+    let bad = patch(json!({"tags": ["x".repeat(51)]})).await.unwrap();
+    assert_eq!(bad.status(), 400);
+    assert_eq!(bad.json::<Value>().await.unwrap()["field"], "tags");
+    // Deleted links leave the counts.
+    server
+        .client
+        .delete(server.url("/api/v1/links/t2"))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    let counts: Value = server
+        .client
+        .get(server.url("/api/v1/tags"))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(counts, json!({"items": [{"tag": "q3", "links": 1}]}));
+    assert_eq!(list(&server, &alice, "?tag=a/b").await.status(), 400);
 }

@@ -54,6 +54,14 @@ CREATE TABLE links (
 CREATE INDEX links_by_created ON links (created_at, id);
 CREATE INDEX links_by_owner ON links (owner_key_id, created_at, id);
 
+-- Tags on links (lower-case). The second index serves "links with tag X" and counts.
+CREATE TABLE link_tags (
+    link_id INTEGER NOT NULL REFERENCES links (id),
+    tag     TEXT NOT NULL,
+    PRIMARY KEY (link_id, tag)
+) WITHOUT ROWID;
+CREATE INDEX link_tags_by_tag ON link_tags (tag, link_id);
+
 -- Total clicks per link, flushed in batches by the click writer. Kept apart from
 -- `links` on purpose: a click batch spread over many links then rewrites a few
 -- pages of narrow rows instead of one page of wide link rows per link (measured in

@@ -97,6 +97,8 @@ pub struct Link {
     /// A disabled link answers 410 instead of redirecting.
     pub disabled: bool,
     pub updated_at: UnixMillis,
+    /// Sorted, lower-case.
+    pub tags: Vec<String>,
 }
 
 impl Link {
@@ -115,6 +117,7 @@ pub struct LinkRequest {
     pub expires_at: Option<String>,
     pub max_clicks: Option<i64>,
     pub redirect_type: Option<u16>,
+    pub tags: Option<Vec<String>>,
 }
 
 /// A create request that passed validation; `alias` is `None` for a generated code.
@@ -126,10 +129,15 @@ pub struct LinkDraft {
     pub expires_at: Option<UnixMillis>,
     pub max_clicks: Option<u64>,
     pub redirect: RedirectType,
+    pub tags: Vec<String>,
 }
 
 /// Longest title accepted, in characters.
 pub const MAX_TITLE_CHARS: usize = 512;
+/// Most tags on one link.
+pub const MAX_TAGS: usize = 20;
+/// Longest tag, in characters.
+pub const MAX_TAG_CHARS: usize = 50;
 
 /// A field of a create request and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -148,6 +156,10 @@ pub enum DraftError {
     MaxClicks(i64),
     #[error("redirectType must be one of 301, 302, 307, 308 (got {0})")]
     RedirectType(u16),
+    #[error(
+        "tags must be at most {MAX_TAGS} tags of 1 to {MAX_TAG_CHARS} letters, digits, `-`, `_`, `.` or spaces ({0})"
+    )]
+    Tags(String),
 }
 
 impl DraftError {
@@ -160,6 +172,7 @@ impl DraftError {
             Self::ExpiryFormat(_) | Self::ExpiryPast(_) => "expiresAt",
             Self::MaxClicks(_) => "maxClicks",
             Self::RedirectType(_) => "redirectType",
+            Self::Tags(_) => "tags",
         }
     }
 }
@@ -195,6 +208,29 @@ fn valid_max_clicks(n: i64) -> Result<u64, DraftError> {
     Ok(n as u64)
 }
 
+/// Tags as stored: trimmed, lower-cased (so `News` and `news` are one tag), sorted and
+/// without duplicates.
+pub fn valid_tags(tags: Vec<String>) -> Result<Vec<String>, DraftError> {
+    if tags.len() > MAX_TAGS {
+        return Err(DraftError::Tags(format!("got {}", tags.len())));
+    }
+    let mut clean = Vec::with_capacity(tags.len());
+    for tag in tags {
+        let tag = tag.trim().to_lowercase();
+        let ok = (1..=MAX_TAG_CHARS).contains(&tag.chars().count())
+            && tag
+                .chars()
+                .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | ' '));
+        if !ok {
+            return Err(DraftError::Tags(format!("`{tag}` is not a valid tag")));
+        }
+        clean.push(tag);
+    }
+    clean.sort();
+    clean.dedup();
+    Ok(clean)
+}
+
 fn valid_redirect(code: u16) -> Result<RedirectType, DraftError> {
     RedirectType::from_code(code).ok_or(DraftError::RedirectType(code))
 }
@@ -217,6 +253,7 @@ impl LinkRequest {
                 .map(valid_redirect)
                 .transpose()?
                 .unwrap_or_default(),
+            tags: valid_tags(self.tags.unwrap_or_default())?,
         })
     }
 }
@@ -231,6 +268,7 @@ pub struct PatchRequest {
     pub max_clicks: Option<Option<i64>>,
     pub redirect_type: Option<u16>,
     pub disabled: Option<bool>,
+    pub tags: Option<Vec<String>>,
 }
 
 /// A validated change; `None` fields stay as they are.
@@ -242,6 +280,8 @@ pub struct LinkChanges {
     pub max_clicks: Option<Option<u64>>,
     pub redirect: Option<RedirectType>,
     pub disabled: Option<bool>,
+    /// Replaces the link's tags.
+    pub tags: Option<Vec<String>>,
 }
 
 impl PatchRequest {
@@ -260,6 +300,7 @@ impl PatchRequest {
                 .transpose()?,
             redirect: self.redirect_type.map(valid_redirect).transpose()?,
             disabled: self.disabled,
+            tags: self.tags.map(valid_tags).transpose()?,
         })
     }
 }
@@ -411,6 +452,23 @@ mod tests {
             bad.validate(&policy(), NOW).unwrap_err().field(),
             "expiresAt"
         );
+    }
+
+    #[test]
+    fn tags_are_normalised_and_bounded() {
+        let tags = valid_tags(vec![
+            " News ".into(),
+            "news".into(),
+            "q3-2030".into(),
+            "a.b c_d".into(),
+        ])
+        .unwrap();
+        assert_eq!(tags, ["a.b c_d", "news", "q3-2030"]);
+        assert!(valid_tags(vec!["".into()]).is_err());
+        assert!(valid_tags(vec!["x".repeat(51)]).is_err());
+        assert!(valid_tags(vec!["a/b".into()]).is_err());
+        assert!(valid_tags((0..21).map(|i| i.to_string()).collect()).is_err());
+        assert_eq!(valid_tags(vec!["Ünïcode".into()]).unwrap(), ["ünïcode"]);
     }
 
     #[test]

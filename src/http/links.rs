@@ -29,6 +29,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
             "/api/v1/links",
             post(create_link).layer(idempotent.clone()).get(list_links),
         )
+        .route("/api/v1/tags", get(list_tags))
         .route(
             "/api/v1/links/bulk",
             post(create_links_bulk).layer(idempotent),
@@ -50,6 +51,7 @@ pub struct CreateLinkBody {
     pub expires_at: Option<String>,
     pub max_clicks: Option<i64>,
     pub redirect_type: Option<u16>,
+    pub tags: Option<Vec<String>>,
 }
 
 impl JsonBody for CreateLinkBody {}
@@ -63,6 +65,7 @@ impl From<CreateLinkBody> for LinkRequest {
             expires_at: body.expires_at,
             max_clicks: body.max_clicks,
             redirect_type: body.redirect_type,
+            tags: body.tags,
         }
     }
 }
@@ -82,6 +85,7 @@ pub struct LinkBody {
     pub clicks: u64,
     pub disabled: bool,
     pub updated_at: String,
+    pub tags: Vec<String>,
 }
 
 impl LinkBody {
@@ -98,6 +102,7 @@ impl LinkBody {
             clicks: link.clicks,
             disabled: link.disabled,
             updated_at: format_ms(link.updated_at),
+            tags: link.tags,
         }
     }
 }
@@ -119,6 +124,9 @@ pub struct UpdateLinkBody {
     pub redirect_type: Option<Option<u16>>,
     #[serde(default, deserialize_with = "present")]
     pub disabled: Option<Option<bool>>,
+    /// Replaces the link's tags (`[]` removes them all).
+    #[serde(default, deserialize_with = "present")]
+    pub tags: Option<Option<Vec<String>>>,
 }
 
 impl JsonBody for UpdateLinkBody {}
@@ -152,6 +160,7 @@ impl UpdateLinkBody {
             max_clicks: self.max_clicks,
             redirect_type: not_null(self.redirect_type, "redirectType")?,
             disabled: not_null(self.disabled, "disabled")?,
+            tags: not_null(self.tags, "tags")?,
         })
     }
 }
@@ -180,6 +189,7 @@ fn new_link(draft: &LinkDraft, code: String, owner: KeyId, now: UnixMillis) -> N
         max_clicks: draft.max_clicks,
         redirect: draft.redirect,
         owner: Some(owner),
+        tags: draft.tags.clone(),
     }
 }
 
@@ -507,6 +517,11 @@ fn parse_list_params(
                 }
                 query.text = Some(value);
             }
+            "tag" => {
+                let tag = crate::domain::link::valid_tags(vec![value.clone()])
+                    .map_err(|_| invalid("tag", format!("`{value}` is not a valid tag")))?;
+                query.tag = tag.into_iter().next();
+            }
             "createdFrom" => query.created_from = Some(parse_time("createdFrom", &value)?),
             "createdBefore" => query.created_before = Some(parse_time("createdBefore", &value)?),
             "sort" => {
@@ -529,7 +544,7 @@ fn parse_list_params(
                 return Err(invalid(
                     other,
                     format!(
-                        "unknown parameter `{other}`; known: limit, cursor, q, createdFrom, createdBefore, sort"
+                        "unknown parameter `{other}`; known: limit, cursor, q, tag, createdFrom, createdBefore, sort"
                     ),
                 ));
             }
@@ -575,6 +590,21 @@ pub async fn list_links(
             .collect(),
         next_cursor,
     }))
+}
+
+/// `GET /api/v1/tags`: every tag on the caller's links (everyone's for admins), with
+/// how many links carry it, most used first.
+pub async fn list_tags(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let owner = (!caller.0.admin).then_some(caller.0.id);
+    let counts = state.stores.links.tag_counts(owner).await?;
+    let items: Vec<serde_json::Value> = counts
+        .into_iter()
+        .map(|(tag, links)| serde_json::json!({ "tag": tag, "links": links }))
+        .collect();
+    Ok(Json(serde_json::json!({ "items": items })))
 }
 
 /// `GET /api/v1/links/{code}`.

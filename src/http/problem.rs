@@ -127,6 +127,7 @@ impl ApiError {
                     "invalid-max-clicks",
                     "Click limit is not valid",
                 ),
+                DraftError::Tags(_) => (S::BAD_REQUEST, "invalid-tags", "Tags are not valid"),
                 DraftError::RedirectType(_) => (
                     S::BAD_REQUEST,
                     "invalid-redirect-type",

@@ -53,6 +53,8 @@ pub struct LinkQuery {
     pub text: Option<String>,
     pub created_from: Option<UnixMillis>,
     pub created_before: Option<UnixMillis>,
+    /// Only links with this tag.
+    pub tag: Option<String>,
     pub sort: LinkSort,
     pub after: Option<ListPosition>,
     pub limit: usize,
@@ -69,6 +71,7 @@ pub struct NewLink {
     pub max_clicks: Option<u64>,
     pub redirect: RedirectType,
     pub owner: Option<KeyId>,
+    pub tags: Vec<String>,
 }
 
 /// What a redirect needs of a link: [`Link`] without the fields only the API shows.
@@ -129,6 +132,9 @@ pub trait LinkStore: Send + Sync {
     ) -> Result<Vec<Result<Link, StoreError>>, StoreError>;
     /// The live (not deleted) link with this code.
     async fn link_by_code(&self, code: &str) -> Result<Option<Link>, StoreError>;
+    /// Each tag on `owner`'s live links (everyone's for `None`) with how many links
+    /// carry it, most used first.
+    async fn tag_counts(&self, owner: Option<KeyId>) -> Result<Vec<(String, u64)>, StoreError>;
     /// One page of live links in the query's order, starting after `query.after`.
     async fn list_links(&self, query: LinkQuery) -> Result<Vec<Link>, StoreError>;
     /// The redirect-relevant part of the live link with this code (the redirect-miss

@@ -232,11 +232,13 @@ macro_rules! link_columns {
     () => {
         "id, code, url, title, created_at, expires_at, max_clicks, redirect_status, \
          COALESCE((SELECT clicks FROM link_clicks WHERE link_id = links.id), 0), owner_key_id, \
-         disabled, updated_at"
+         disabled, updated_at, \
+         (SELECT group_concat(tag, char(31)) FROM link_tags WHERE link_id = links.id)"
     };
 }
 
-/// Inserts one link, its id the next after the largest so far.
+/// Inserts one link (and its tags), its id the next after the largest so far. More
+/// than one statement only when there are tags: callers run it in a savepoint then.
 fn insert_one(conn: &Connection, link: NewLink) -> rusqlite::Result<Link> {
     let id = conn
         .prepare_cached(
@@ -258,6 +260,7 @@ fn insert_one(conn: &Connection, link: NewLink) -> rusqlite::Result<Link> {
             ],
             |row| row.get::<_, i64>(0),
         )?;
+    insert_tags(conn, LinkId(id), &link.tags)?;
     Ok(Link {
         id: LinkId(id),
         code: link.code,
@@ -271,7 +274,25 @@ fn insert_one(conn: &Connection, link: NewLink) -> rusqlite::Result<Link> {
         owner: link.owner,
         disabled: false,
         updated_at: link.created_at,
+        tags: link.tags,
     })
+}
+
+/// Tags as read with `group_concat(tag, char(31))`, in order.
+fn split_tags(joined: Option<String>) -> Vec<String> {
+    let mut tags: Vec<String> = joined
+        .map(|text| text.split('\u{1f}').map(str::to_owned).collect())
+        .unwrap_or_default();
+    tags.sort();
+    tags
+}
+
+fn insert_tags(conn: &Connection, link: LinkId, tags: &[String]) -> rusqlite::Result<()> {
+    let mut insert = conn.prepare_cached("INSERT INTO link_tags (link_id, tag) VALUES (?1, ?2)")?;
+    for tag in tags {
+        insert.execute(params![link.0, tag])?;
+    }
+    Ok(())
 }
 
 fn link_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Link> {
@@ -289,6 +310,7 @@ fn link_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Link> {
         owner: row.get::<_, Option<i64>>(9)?.map(KeyId),
         disabled: row.get(10)?,
         updated_at: row.get(11)?,
+        tags: split_tags(row.get::<_, Option<String>>(12)?),
     })
 }
 
@@ -306,8 +328,15 @@ fn key_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKey> {
 #[async_trait]
 impl LinkStore for SqliteStore {
     async fn insert_link(&self, link: NewLink) -> Result<Link, StoreError> {
-        // One statement: a conflict undoes itself and nothing else.
-        self.write(move |conn| Ok(insert_one(conn, link)?)).await
+        // Without tags one statement: a conflict undoes itself and nothing else.
+        self.write(move |conn| {
+            if link.tags.is_empty() {
+                Ok(insert_one(conn, link)?)
+            } else {
+                in_savepoint(conn, |conn| insert_one(conn, link))
+            }
+        })
+        .await
     }
 
     async fn insert_links(
@@ -318,7 +347,13 @@ impl LinkStore for SqliteStore {
         self.write(move |conn| {
             Ok(links
                 .into_iter()
-                .map(|link| insert_one(conn, link).map_err(StoreError::from))
+                .map(|link| {
+                    if link.tags.is_empty() {
+                        insert_one(conn, link).map_err(StoreError::from)
+                    } else {
+                        in_savepoint(conn, |conn| insert_one(conn, link))
+                    }
+                })
                 .collect())
         })
         .await
@@ -359,6 +394,20 @@ impl LinkStore for SqliteStore {
         })
     }
 
+    async fn tag_counts(&self, owner: Option<KeyId>) -> Result<Vec<(String, u64)>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT t.tag, COUNT(*) FROM link_tags t JOIN links l ON l.id = t.link_id \
+                 WHERE l.deleted_at IS NULL AND (?1 IS NULL OR l.owner_key_id = ?1) \
+                 GROUP BY t.tag ORDER BY COUNT(*) DESC, t.tag",
+            )?
+            .query_map([owner.map(|k| k.0)], |row| {
+                Ok((row.get(0)?, row.get::<_, i64>(1)? as u64))
+            })?
+            .collect()
+        })
+    }
+
     async fn list_links(&self, query: LinkQuery) -> Result<Vec<Link>, StoreError> {
         // The sort key: a value and the id as tie-breaker, compared as a row value so
         // that a page starts exactly after the previous one, whatever was inserted
@@ -387,6 +436,13 @@ impl LinkStore for SqliteStore {
         }
         if let Some(before) = query.created_before {
             bind(&mut sql, " AND links.created_at < ?", before.into());
+        }
+        if let Some(tag) = &query.tag {
+            bind(
+                &mut sql,
+                " AND EXISTS (SELECT 1 FROM link_tags t WHERE t.link_id = links.id AND t.tag = ?)",
+                tag.clone().into(),
+            );
         }
         if let Some(text) = &query.text {
             let escaped = text
@@ -457,6 +513,11 @@ impl LinkStore for SqliteStore {
                     ])?;
                 if changed == 0 {
                     return Ok(None);
+                }
+                if let Some(tags) = &changes.tags {
+                    conn.prepare_cached("DELETE FROM link_tags WHERE link_id = ?1")?
+                        .execute([id.0])?;
+                    insert_tags(conn, id, tags)?;
                 }
                 conn.prepare_cached(concat!(
                     "SELECT ",
@@ -715,6 +776,7 @@ mod tests {
             max_clicks: None,
             redirect: RedirectType::Found,
             owner: None,
+            tags: Vec::new(),
         }
     }
 

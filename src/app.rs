@@ -7,10 +7,10 @@ use crate::clicks::{Clicks, run_click_writer};
 use crate::codes::CodeAllocator;
 use crate::config::Config;
 use crate::domain::key;
-use crate::domain::link::now_ms;
+use crate::domain::link::{UnixMillis, now_ms};
 use crate::domain::url::UrlPolicy;
 use crate::http::{self, AppState, Settings, Shared};
-use crate::store::{self, IdempotencyStore, NewApiKey, Stores};
+use crate::store::{self, ApiKey, IdempotencyStore, NewApiKey, Stores, User};
 use anyhow::Context;
 use axum::http::HeaderValue;
 use std::future::Future;
@@ -116,23 +116,42 @@ async fn run_maintenance(idempotency: Arc<dyn IdempotencyStore>) {
     }
 }
 
-/// Creates an admin key if no active key exists, so a fresh install is usable.
-/// Returns the secret to show once.
+/// Issues a new API key for `user`; returns the stored key and the secret, which
+/// exists nowhere else and must be shown once.
+pub async fn issue_key(
+    stores: &Stores,
+    user: &User,
+    label: &str,
+    expires_at: Option<UnixMillis>,
+) -> anyhow::Result<(ApiKey, String)> {
+    let generated = key::generate();
+    let stored = stores
+        .keys
+        .insert_key(NewApiKey {
+            user: user.id,
+            name: label.to_owned(),
+            prefix: generated.prefix,
+            hash: generated.hash,
+            expires_at,
+        })
+        .await
+        .context("storing the key")?;
+    Ok((stored, generated.secret))
+}
+
+/// Creates an admin key (for the user `admin`, created if needed) if no active key
+/// exists, so a fresh install is usable. Returns the secret to show once.
 pub async fn bootstrap_admin_key(stores: &Stores) -> anyhow::Result<Option<String>> {
     if stores.keys.count_active_keys().await? > 0 {
         return Ok(None);
     }
-    let generated = key::generate();
-    stores
-        .keys
-        .insert_key(NewApiKey {
-            name: "admin".into(),
-            prefix: generated.prefix.clone(),
-            hash: generated.hash,
-            admin: true,
-        })
-        .await?;
-    Ok(Some(generated.secret))
+    let user = match stores.keys.user_by_name("admin").await? {
+        Some(user) if user.admin => user,
+        Some(_) => stores.keys.insert_user("hop-admin", true).await?,
+        None => stores.keys.insert_user("admin", true).await?,
+    };
+    let (_, secret) = issue_key(stores, &user, "bootstrap", None).await?;
+    Ok(Some(secret))
 }
 
 /// Builds hop from `config` and serves it on `listener` until `shutdown` completes

@@ -3,8 +3,8 @@
 
 use crate::app;
 use crate::config::{Config, DEFAULT_TOML, LogFormat, Overrides};
-use crate::domain::key;
-use crate::store::NewApiKey;
+use crate::domain::link::{UnixMillis, format_ms, now_ms};
+use crate::store::StoreError;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -26,6 +26,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP server.
     Serve(ServeArgs),
+    /// Manage users (they own links and API keys).
+    #[command(subcommand)]
+    Users(UsersCommand),
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -51,16 +54,50 @@ pub struct ServeArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum KeysCommand {
-    /// Create an API key and print it (alone, on the last line of output).
-    Create {
-        /// A name to recognise the key by, e.g. the person or program using it.
-        #[arg(long)]
+pub enum UsersCommand {
+    /// Add a user.
+    Add {
+        /// The user's name (1 to 64 characters).
         name: String,
-        /// Give the key admin rights (it sees and changes every link).
+        /// Make the user an admin (sees and changes every link).
         #[arg(long)]
         admin: bool,
     },
+    /// List users with their role and number of usable keys.
+    List,
+    /// Remove a user and revoke their keys (their links stay).
+    Remove { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create an API key and print it (alone, on the last line of output).
+    ///
+    /// With --user, the key belongs to that existing user and --name labels it.
+    /// Without --user, --name names the user, who is created if needed (an admin
+    /// with --admin).
+    Create {
+        /// The user the key belongs to.
+        #[arg(long, value_name = "USER")]
+        user: Option<String>,
+        /// A label for the key; without --user, the user's name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Without --user: create the user as an admin.
+        #[arg(long)]
+        admin: bool,
+        /// When the key stops working (RFC 3339, e.g. 2030-01-31T00:00:00Z).
+        #[arg(long, value_name = "TIME")]
+        expires_at: Option<String>,
+    },
+    /// List keys (prefix, label, user, role, state); never the secrets.
+    List {
+        /// Only this user's keys.
+        #[arg(long, value_name = "USER")]
+        user: Option<String>,
+    },
+    /// Revoke a key by its visible prefix (as `keys list` shows it).
+    Revoke { prefix: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -94,42 +131,169 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 app::serve(config, listener, app::shutdown_signal()).await
             })
         }
-        Command::Keys(KeysCommand::Create { name, admin }) => {
+        Command::Users(command) => {
             let config = load_config(cli.config.as_deref(), &overrides)?;
-            validate_key_name(&name)?;
-            runtime()?.block_on(async {
-                let stores = app::open_stores(&config)?;
-                let generated = key::generate();
-                let stored = stores
-                    .keys
-                    .insert_key(NewApiKey {
-                        name,
-                        prefix: generated.prefix,
-                        hash: generated.hash,
-                        admin,
-                    })
-                    .await
-                    .context("storing the key")?;
-                let role = if stored.admin { "admin" } else { "user" };
-                println!(
-                    "Created {role} key `{}` (id {}, prefix {}). It is shown once; store it now:",
-                    stored.name, stored.id.0, stored.prefix
-                );
-                println!("{}", generated.secret);
-                Ok(())
-            })
+            runtime()?.block_on(run_users(command, &config))
+        }
+        Command::Keys(command) => {
+            let config = load_config(cli.config.as_deref(), &overrides)?;
+            runtime()?.block_on(run_keys(command, &config))
         }
     }
+}
+
+async fn run_users(command: UsersCommand, config: &Config) -> anyhow::Result<()> {
+    let stores = app::open_stores(config)?;
+    match command {
+        UsersCommand::Add { name, admin } => {
+            validate_name("user name", &name)?;
+            let user = match stores.keys.insert_user(&name, admin).await {
+                Err(StoreError::Conflict) => anyhow::bail!("a user named `{name}` already exists"),
+                other => other?,
+            };
+            let role = if user.admin { "admin" } else { "user" };
+            println!("Added {role} `{}` (id {}).", user.name, user.id.0);
+        }
+        UsersCommand::List => {
+            let users = stores.keys.list_users().await?;
+            println!("{:<24} {:<6} {:>5}  CREATED", "NAME", "ROLE", "KEYS");
+            for (user, keys) in users {
+                let role = if user.admin { "admin" } else { "user" };
+                println!(
+                    "{:<24} {role:<6} {keys:>5}  {}",
+                    user.name,
+                    format_ms(user.created_at)
+                );
+            }
+        }
+        UsersCommand::Remove { name } => {
+            if !stores.keys.remove_user(&name).await? {
+                anyhow::bail!("no user named `{name}`");
+            }
+            println!("Removed user `{name}` and revoked their keys; their links remain.");
+        }
+    }
+    Ok(())
+}
+
+async fn run_keys(command: KeysCommand, config: &Config) -> anyhow::Result<()> {
+    let stores = app::open_stores(config)?;
+    match command {
+        KeysCommand::Create {
+            user,
+            name,
+            admin,
+            expires_at,
+        } => {
+            let expires_at = expires_at
+                .map(|text| parse_future_time("--expires-at", &text))
+                .transpose()?;
+            let (user, label) = match user {
+                Some(user_name) => {
+                    if admin {
+                        anyhow::bail!(
+                            "--admin applies to new users; with --user the key takes that user's role"
+                        );
+                    }
+                    let user = stores.keys.user_by_name(&user_name).await?.ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "no user named `{user_name}`; add one with `hop users add {user_name}`"
+                        )
+                    })?;
+                    let label = name.unwrap_or_else(|| "default".into());
+                    (user, label)
+                }
+                None => {
+                    let Some(user_name) = name else {
+                        anyhow::bail!(
+                            "give --user USER (an existing user) or --name NAME (a user to find or create)"
+                        );
+                    };
+                    validate_name("--name", &user_name)?;
+                    let user = match stores.keys.user_by_name(&user_name).await? {
+                        Some(user) if admin && !user.admin => anyhow::bail!(
+                            "user `{user_name}` exists and is not an admin; an admin key needs an admin user"
+                        ),
+                        Some(user) => user,
+                        None => stores.keys.insert_user(&user_name, admin).await?,
+                    };
+                    (user, "default".to_owned())
+                }
+            };
+            validate_name("--name", &label)?;
+            let (stored, secret) = app::issue_key(&stores, &user, &label, expires_at).await?;
+            let role = if stored.user.admin { "admin" } else { "user" };
+            println!(
+                "Created key `{}` for {role} `{}` (prefix {}). It is shown once; store it now:",
+                stored.name, stored.user.name, stored.prefix
+            );
+            println!("{secret}");
+        }
+        KeysCommand::List { user } => {
+            let owner = match user {
+                Some(name) => Some(
+                    stores
+                        .keys
+                        .user_by_name(&name)
+                        .await?
+                        .ok_or_else(|| anyhow::anyhow!("no user named `{name}`"))?
+                        .id,
+                ),
+                None => None,
+            };
+            let now = now_ms();
+            println!(
+                "{:<13} {:<20} {:<20} {:<6} {:<8} CREATED",
+                "PREFIX", "LABEL", "USER", "ROLE", "STATE"
+            );
+            for key in stores.keys.list_keys(owner).await? {
+                let role = if key.user.admin { "admin" } else { "user" };
+                let state = if key.revoked {
+                    "revoked"
+                } else if !key.is_usable(now) {
+                    "expired"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{:<13} {:<20} {:<20} {role:<6} {state:<8} {}",
+                    key.prefix,
+                    key.name,
+                    key.user.name,
+                    format_ms(key.created_at)
+                );
+            }
+        }
+        KeysCommand::Revoke { prefix } => {
+            if !stores.keys.revoke_key(&prefix).await? {
+                anyhow::bail!("no active key with prefix `{prefix}` (see `hop keys list`)");
+            }
+            println!("Revoked key {prefix}; requests with it now get 401.");
+        }
+    }
+    Ok(())
+}
+
+fn parse_future_time(flag: &str, text: &str) -> anyhow::Result<UnixMillis> {
+    let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| {
+            anyhow::anyhow!("{flag} `{text}` is not an RFC 3339 time such as 2030-01-31T00:00:00Z")
+        })?;
+    let ms = (at.unix_timestamp_nanos() / 1_000_000) as i64;
+    if ms <= now_ms() {
+        anyhow::bail!("{flag} `{text}` is not in the future");
+    }
+    Ok(ms)
 }
 
 fn load_config(file: Option<&std::path::Path>, overrides: &Overrides) -> anyhow::Result<Config> {
     Ok(Config::load(file, std::env::vars(), overrides)?)
 }
 
-fn validate_key_name(name: &str) -> anyhow::Result<()> {
+fn validate_name(what: &str, name: &str) -> anyhow::Result<()> {
     let length = name.chars().count();
     if name.trim().is_empty() || length > 64 || name.chars().any(char::is_control) {
-        anyhow::bail!("--name must be 1 to 64 characters without control characters");
+        anyhow::bail!("{what} must be 1 to 64 characters without control characters");
     }
     Ok(())
 }

@@ -20,9 +20,11 @@ fn hop(args: &[&str], data_dir: &std::path::Path) -> std::process::Output {
 }
 
 fn new_key(data_dir: &std::path::Path, admin: bool) -> String {
-    let mut args = vec!["keys", "create", "--name", "tester"];
+    let mut args = vec!["keys", "create", "--name"];
     if admin {
-        args.push("--admin");
+        args.extend(["tester-admin", "--admin"]);
+    } else {
+        args.push("tester");
     }
     let output = hop(&args, data_dir);
     assert!(
@@ -438,4 +440,186 @@ async fn click_limits_hold_across_restarts() {
             .status(),
     ];
     assert_eq!(statuses.map(|s| s.as_u16()), [302, 410]);
+}
+
+fn run_ok(args: &[&str], data_dir: &std::path::Path) -> String {
+    let output = hop(args, data_dir);
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn run_err(args: &[&str], data_dir: &std::path::Path) -> String {
+    let output = hop(args, data_dir);
+    assert!(!output.status.success(), "{args:?} should fail");
+    String::from_utf8(output.stderr).unwrap()
+}
+
+#[tokio::test]
+async fn users_and_keys_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    run_ok(&["users", "add", "ana"], d);
+    run_ok(&["users", "add", "root", "--admin"], d);
+    assert!(run_err(&["users", "add", "ana"], d).contains("already exists"));
+    let ana_1 = run_ok(&["keys", "create", "--user", "ana", "--name", "laptop"], d);
+    let ana_1 = ana_1.lines().last().unwrap().to_owned();
+    let ana_2 = run_ok(&["keys", "create", "--user", "ana", "--name", "ci"], d);
+    let ana_2 = ana_2.lines().last().unwrap().to_owned();
+    assert!(run_err(&["keys", "create", "--user", "nobody"], d).contains("hop users add nobody"));
+    assert!(run_err(&["keys", "create", "--user", "ana", "--admin"], d).contains("--admin"));
+    assert!(run_err(&["keys", "create"], d).contains("--user"));
+    assert!(run_err(&["keys", "create", "--name", "ana", "--admin"], d).contains("not an admin"));
+    assert!(
+        run_err(
+            &[
+                "keys",
+                "create",
+                "--user",
+                "ana",
+                "--expires-at",
+                "2001-01-01T00:00:00Z"
+            ],
+            d
+        )
+        .contains("not in the future")
+    );
+    let soon = time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
+    let soon = soon
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let expiring = run_ok(
+        &[
+            "keys",
+            "create",
+            "--user",
+            "ana",
+            "--name",
+            "temp",
+            "--expires-at",
+            &soon,
+        ],
+        d,
+    );
+    let expiring = expiring.lines().last().unwrap().to_owned();
+
+    let users = run_ok(&["users", "list"], d);
+    assert!(
+        users
+            .lines()
+            .any(|l| l.starts_with("ana ") && l.contains(" user ") && l.contains(" 3 ")),
+        "{users}"
+    );
+    assert!(
+        users
+            .lines()
+            .any(|l| l.starts_with("root ") && l.contains(" admin ")),
+        "{users}"
+    );
+
+    let server = HopProcess::start(d, &[]);
+    let http = client();
+    // Both of ana's keys act for ana: a link made with one is hers through the other.
+    let created: Value = http
+        .post(server.url("/api/v1/links"))
+        .bearer_auth(&ana_1)
+        .json(&json!({"url": "https://example.com/ana", "alias": "ana-link"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(created["code"], "ana-link");
+    let via_other = http
+        .get(server.url("/api/v1/links/ana-link"))
+        .bearer_auth(&ana_2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(via_other.status(), 200);
+    assert_eq!(
+        http.get(server.url("/api/v1/links/ana-link"))
+            .bearer_auth(&expiring)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // Revoking and expiry take effect on the running server.
+    let listing = run_ok(&["keys", "list", "--user", "ana"], d);
+    let laptop_prefix = listing
+        .lines()
+        .find(|l| l.contains("laptop"))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(ana_1.starts_with(&laptop_prefix));
+    assert!(!listing.contains(&ana_1), "a secret was listed");
+    run_ok(&["keys", "revoke", &laptop_prefix], d);
+    assert!(run_err(&["keys", "revoke", &laptop_prefix], d).contains("no active key"));
+    let revoked = http
+        .get(server.url("/api/v1/links/ana-link"))
+        .bearer_auth(&ana_1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 401);
+    let problem: Value = revoked.json().await.unwrap();
+    assert!(problem["detail"].as_str().unwrap().contains("revoked"));
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let expired = http
+        .get(server.url("/api/v1/links/ana-link"))
+        .bearer_auth(&expiring)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(expired.status(), 401);
+    assert!(
+        expired.json::<Value>().await.unwrap()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("expired")
+    );
+    let states = run_ok(&["keys", "list"], d);
+    assert!(
+        states
+            .lines()
+            .any(|l| l.contains("laptop") && l.contains("revoked")),
+        "{states}"
+    );
+    assert!(
+        states
+            .lines()
+            .any(|l| l.contains("temp") && l.contains("expired")),
+        "{states}"
+    );
+
+    // Removing a user revokes every key of theirs; their links stay.
+    run_ok(&["users", "remove", "ana"], d);
+    assert!(run_err(&["users", "remove", "ana"], d).contains("no user"));
+    assert_eq!(
+        http.get(server.url("/api/v1/links/ana-link"))
+            .bearer_auth(&ana_2)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        http.get(server.url("/ana-link"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        302
+    );
 }

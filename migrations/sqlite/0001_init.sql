@@ -14,14 +14,26 @@ CREATE TABLE counters (
     next INTEGER NOT NULL
 ) WITHOUT ROWID;
 
+-- Users own links and keys; `is_admin` users see and change every link. Removal is
+-- soft so that links keep an owner.
+CREATE TABLE users (
+    id         INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    is_admin   INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    removed_at INTEGER
+);
+CREATE UNIQUE INDEX users_by_name ON users (name) WHERE removed_at IS NULL;
+
 -- API keys, stored as SHA-256 of the secret; `prefix` is the visible start of the key.
 CREATE TABLE api_keys (
     id         INTEGER PRIMARY KEY,
+    user_id    INTEGER NOT NULL REFERENCES users (id),
     name       TEXT NOT NULL,
-    prefix     TEXT NOT NULL,
+    prefix     TEXT NOT NULL UNIQUE,
     hash       BLOB NOT NULL UNIQUE,
-    is_admin   INTEGER NOT NULL,
     created_at INTEGER NOT NULL,
+    expires_at INTEGER,
     revoked_at INTEGER
 );
 
@@ -42,7 +54,7 @@ CREATE TABLE links (
     expires_at      INTEGER,
     max_clicks      INTEGER,
     redirect_status INTEGER NOT NULL,
-    owner_key_id    INTEGER REFERENCES api_keys (id),
+    owner_user_id   INTEGER REFERENCES users (id),
     -- A disabled link answers 410 until it is enabled again.
     disabled        INTEGER NOT NULL DEFAULT 0,
     deleted_at      INTEGER,
@@ -52,7 +64,7 @@ CREATE TABLE links (
 -- Listings page by (created_at, id), everyone's (admins) or one owner's. Both grow at
 -- their end as links are created, so they cost creates little.
 CREATE INDEX links_by_created ON links (created_at, id);
-CREATE INDEX links_by_owner ON links (owner_key_id, created_at, id);
+CREATE INDEX links_by_owner ON links (owner_user_id, created_at, id);
 
 -- Tags on links (lower-case). The second index serves "links with tag X" and counts.
 CREATE TABLE link_tags (

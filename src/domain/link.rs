@@ -15,6 +15,10 @@ pub struct LinkId(pub i64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct KeyId(pub i64);
 
+/// Database id of a user (links belong to users; keys belong to users).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UserId(pub i64);
+
 /// Milliseconds since the Unix epoch: the one time representation in storage and in
 /// the hot path (cheap to compare, no time zone).
 pub type UnixMillis = i64;
@@ -93,7 +97,7 @@ pub struct Link {
     pub redirect: RedirectType,
     /// Clicks flushed to the database so far.
     pub clicks: u64,
-    pub owner: Option<KeyId>,
+    pub owner: Option<UserId>,
     /// A disabled link answers 410 instead of redirecting.
     pub disabled: bool,
     pub updated_at: UnixMillis,

@@ -4,6 +4,7 @@
 use super::AppState;
 use super::problem::ApiError;
 use crate::domain::key;
+use crate::domain::link::{UserId, now_ms};
 use crate::store::ApiKey;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
@@ -150,9 +151,19 @@ pub fn presented_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
 pub struct Caller(pub ApiKey);
 
 impl Caller {
+    /// The user the key belongs to: the owner of what the caller creates.
+    pub fn user(&self) -> UserId {
+        self.0.user.id
+    }
+
+    /// Whose links a listing shows: the caller's own, or everyone's (`None`) for admins.
+    pub fn visible_owner(&self) -> Option<UserId> {
+        (!self.0.user.admin).then_some(self.0.user.id)
+    }
+
     /// Whether this caller may see and change `owner`'s links.
-    pub fn can_access(&self, owner: Option<crate::domain::link::KeyId>) -> bool {
-        self.0.admin || owner == Some(self.0.id)
+    pub fn can_access(&self, owner: Option<UserId>) -> bool {
+        self.0.user.admin || owner == Some(self.0.user.id)
     }
 }
 
@@ -167,8 +178,9 @@ impl FromRequestParts<AppState> for Caller {
             return Err(ApiError::Unauthorized("API key is not valid"));
         }
         match state.stores.keys.key_by_hash(&key::hash(secret)).await? {
-            Some(key) if !key.revoked => Ok(Caller(key)),
-            Some(_) => Err(ApiError::Unauthorized("API key has been revoked")),
+            Some(key) if key.is_usable(now_ms()) => Ok(Caller(key)),
+            Some(key) if key.revoked => Err(ApiError::Unauthorized("API key has been revoked")),
+            Some(_) => Err(ApiError::Unauthorized("API key has expired")),
             None => Err(ApiError::Unauthorized("API key is not valid")),
         }
     }

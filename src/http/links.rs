@@ -8,7 +8,7 @@ use super::problem::ApiError;
 use super::{AppState, idempotency};
 use crate::cache::CachedLink;
 use crate::domain::link::{
-    KeyId, Link, LinkDraft, LinkId, LinkRequest, PatchRequest, UnixMillis, format_ms, now_ms,
+    Link, LinkDraft, LinkId, LinkRequest, PatchRequest, UnixMillis, UserId, format_ms, now_ms,
 };
 use crate::store::{LinkQuery, LinkSort, ListPosition, NewLink, StoreError};
 use axum::extract::rejection::QueryRejection;
@@ -179,7 +179,7 @@ pub struct ShortenBody {
 const MAX_CODE_ATTEMPTS: usize = 16;
 
 /// The record to store for a validated request.
-fn new_link(draft: &LinkDraft, code: String, owner: KeyId, now: UnixMillis) -> NewLink {
+fn new_link(draft: &LinkDraft, code: String, owner: UserId, now: UnixMillis) -> NewLink {
     NewLink {
         code,
         url: draft.url.as_str().to_owned(),
@@ -205,7 +205,7 @@ fn warm_cache(state: &AppState, link: &Link) {
 /// Validates and stores a new link owned by `owner`, and warms the redirect cache.
 pub async fn create(
     state: &AppState,
-    owner: KeyId,
+    owner: UserId,
     request: LinkRequest,
 ) -> Result<Link, ApiError> {
     let now = now_ms();
@@ -279,7 +279,7 @@ pub async fn create_links_bulk(
         });
     }
     let now = now_ms();
-    let owner = caller.0.id;
+    let owner = caller.user();
     let mut outcomes: Vec<Option<Result<Link, ApiError>>> = Vec::with_capacity(body.links.len());
     // (index in the input, draft) of every valid item not yet stored.
     let mut pending: Vec<(usize, LinkDraft)> = Vec::new();
@@ -366,7 +366,7 @@ pub async fn create_link(
     caller: Caller,
     AppJson(body): AppJson<CreateLinkBody>,
 ) -> Result<Response, ApiError> {
-    let link = create(&state, caller.0.id, body.into()).await?;
+    let link = create(&state, caller.user(), body.into()).await?;
     let code = link.code.clone();
     Ok(created(
         &code,
@@ -380,7 +380,7 @@ pub async fn shorten(
     caller: Caller,
     AppJson(body): AppJson<CreateLinkBody>,
 ) -> Result<Response, ApiError> {
-    let link = create(&state, caller.0.id, body.into()).await?;
+    let link = create(&state, caller.user(), body.into()).await?;
     let body = ShortenBody {
         short_url: format!("{}/{}", state.settings.base_url, link.code),
         code: link.code.clone(),
@@ -481,7 +481,7 @@ fn parse_time(parameter: &str, text: &str) -> Result<i64, ApiError> {
 /// typo never silently returns an unfiltered listing.
 fn parse_list_params(
     pairs: Vec<(String, String)>,
-    owner: Option<KeyId>,
+    owner: Option<UserId>,
 ) -> Result<LinkQuery, ApiError> {
     let mut query = LinkQuery {
         owner,
@@ -564,7 +564,7 @@ pub async fn list_links(
 ) -> Result<Json<LinkPage>, ApiError> {
     let Query(pairs) =
         params.map_err(|e| invalid("query", format!("query string is not valid: {e}")))?;
-    let owner = (!caller.0.admin).then_some(caller.0.id);
+    let owner = caller.visible_owner();
     let mut query = parse_list_params(pairs, owner)?;
     let (limit, sort) = (query.limit, query.sort);
     // One more than asked for says whether another page exists.
@@ -598,7 +598,7 @@ pub async fn list_tags(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let owner = (!caller.0.admin).then_some(caller.0.id);
+    let owner = caller.visible_owner();
     let counts = state.stores.links.tag_counts(owner).await?;
     let items: Vec<serde_json::Value> = counts
         .into_iter()

@@ -7,7 +7,7 @@
 
 pub mod sqlite;
 
-use crate::domain::link::{KeyId, Link, LinkChanges, LinkId, RedirectType, UnixMillis};
+use crate::domain::link::{KeyId, Link, LinkChanges, LinkId, RedirectType, UnixMillis, UserId};
 use async_trait::async_trait;
 use std::ops::Range;
 use std::sync::Arc;
@@ -48,7 +48,7 @@ pub struct ListPosition {
 #[derive(Debug, Clone, Default)]
 pub struct LinkQuery {
     /// Only links of this owner (`None`: everyone's, for admins).
-    pub owner: Option<KeyId>,
+    pub owner: Option<UserId>,
     /// Case-insensitive substring of the code, URL or title.
     pub text: Option<String>,
     pub created_from: Option<UnixMillis>,
@@ -70,7 +70,7 @@ pub struct NewLink {
     pub expires_at: Option<UnixMillis>,
     pub max_clicks: Option<u64>,
     pub redirect: RedirectType,
-    pub owner: Option<KeyId>,
+    pub owner: Option<UserId>,
     pub tags: Vec<String>,
 }
 
@@ -97,25 +97,44 @@ pub struct ClickDelta {
     pub clicks: u64,
 }
 
-/// A stored API key (never the secret itself).
+/// A user: owns links and API keys; admins see and change every link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    pub name: String,
+    pub admin: bool,
+    pub created_at: UnixMillis,
+}
+
+/// A stored API key (never the secret itself), with the user it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKey {
     pub id: KeyId,
+    /// A label to recognise the key by.
     pub name: String,
     /// The first characters of the key, safe to show.
     pub prefix: String,
-    pub admin: bool,
+    pub user: User,
     pub created_at: UnixMillis,
+    pub expires_at: Option<UnixMillis>,
     pub revoked: bool,
+}
+
+impl ApiKey {
+    /// Whether the key may be used at `now`.
+    pub fn is_usable(&self, now: UnixMillis) -> bool {
+        !self.revoked && self.expires_at.is_none_or(|at| at > now)
+    }
 }
 
 /// A key to insert.
 #[derive(Debug, Clone)]
 pub struct NewApiKey {
+    pub user: UserId,
     pub name: String,
     pub prefix: String,
     pub hash: [u8; 32],
-    pub admin: bool,
+    pub expires_at: Option<UnixMillis>,
 }
 
 #[async_trait]
@@ -134,7 +153,7 @@ pub trait LinkStore: Send + Sync {
     async fn link_by_code(&self, code: &str) -> Result<Option<Link>, StoreError>;
     /// Each tag on `owner`'s live links (everyone's for `None`) with how many links
     /// carry it, most used first.
-    async fn tag_counts(&self, owner: Option<KeyId>) -> Result<Vec<(String, u64)>, StoreError>;
+    async fn tag_counts(&self, owner: Option<UserId>) -> Result<Vec<(String, u64)>, StoreError>;
     /// One page of live links in the query's order, starting after `query.after`.
     async fn list_links(&self, query: LinkQuery) -> Result<Vec<Link>, StoreError>;
     /// The redirect-relevant part of the live link with this code (the redirect-miss
@@ -159,9 +178,22 @@ pub trait ClickStore: Send + Sync {
 
 #[async_trait]
 pub trait KeyStore: Send + Sync {
+    /// Adds a user; [`StoreError::Conflict`] if the name is taken.
+    async fn insert_user(&self, name: &str, admin: bool) -> Result<User, StoreError>;
+    /// The user (not removed) with this name.
+    async fn user_by_name(&self, name: &str) -> Result<Option<User>, StoreError>;
+    /// Every user (not removed) with the number of usable keys they hold, by name.
+    async fn list_users(&self) -> Result<Vec<(User, u64)>, StoreError>;
+    /// Removes a user and revokes their keys; their links stay (an admin still sees
+    /// them). `false` if there was no such user.
+    async fn remove_user(&self, name: &str) -> Result<bool, StoreError>;
     async fn insert_key(&self, key: NewApiKey) -> Result<ApiKey, StoreError>;
     /// The key whose SHA-256 is `hash`, revoked or not.
     async fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ApiKey>, StoreError>;
+    /// Keys, newest first; only `user`'s when given.
+    async fn list_keys(&self, user: Option<UserId>) -> Result<Vec<ApiKey>, StoreError>;
+    /// Revokes the key with this visible prefix; `false` if none is active.
+    async fn revoke_key(&self, prefix: &str) -> Result<bool, StoreError>;
     /// Number of keys that are not revoked.
     async fn count_active_keys(&self) -> Result<u64, StoreError>;
 }

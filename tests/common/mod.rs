@@ -4,8 +4,6 @@
 #![allow(dead_code)]
 
 use hop::config::{Config, Overrides};
-use hop::domain::key;
-use hop::store::NewApiKey;
 use reqwest::redirect::Policy;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -141,20 +139,13 @@ impl TestServer {
     }
 }
 
+/// Adds a user called `name` (an admin if asked) and returns a new key of theirs.
 pub async fn create_key(state: &hop::http::AppState, name: &str, admin: bool) -> String {
-    let generated = key::generate();
-    state
-        .stores
-        .keys
-        .insert_key(NewApiKey {
-            name: name.into(),
-            prefix: generated.prefix,
-            hash: generated.hash,
-            admin,
-        })
+    let user = state.stores.keys.insert_user(name, admin).await.unwrap();
+    let (_, secret) = hop::app::issue_key(&state.stores, &user, "test", None)
         .await
         .unwrap();
-    generated.secret
+    secret
 }
 
 pub fn count_rows(db: &Path, sql: &str) -> i64 {

@@ -20,9 +20,11 @@
 
 use super::{
     ApiKey, ClickDelta, ClickStore, IdempotencyState, IdempotencyStore, KeyStore, LinkQuery,
-    LinkSort, LinkStore, MetaStore, NewApiKey, NewLink, RedirectRecord, StoreError,
+    LinkSort, LinkStore, MetaStore, NewApiKey, NewLink, RedirectRecord, StoreError, User,
 };
-use crate::domain::link::{KeyId, Link, LinkChanges, LinkId, RedirectType, UnixMillis, now_ms};
+use crate::domain::link::{
+    KeyId, Link, LinkChanges, LinkId, RedirectType, UnixMillis, UserId, now_ms,
+};
 use async_trait::async_trait;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 use std::ops::Range;
@@ -231,7 +233,7 @@ fn in_savepoint<T>(
 macro_rules! link_columns {
     () => {
         "id, code, url, title, created_at, expires_at, max_clicks, redirect_status, \
-         COALESCE((SELECT clicks FROM link_clicks WHERE link_id = links.id), 0), owner_key_id, \
+         COALESCE((SELECT clicks FROM link_clicks WHERE link_id = links.id), 0), owner_user_id, \
          disabled, updated_at, \
          (SELECT group_concat(tag, char(31)) FROM link_tags WHERE link_id = links.id)"
     };
@@ -243,7 +245,7 @@ fn insert_one(conn: &Connection, link: NewLink) -> rusqlite::Result<Link> {
     let id = conn
         .prepare_cached(
             "INSERT INTO links (id, code, url, title, created_at, updated_at, \
-             expires_at, max_clicks, redirect_status, owner_key_id) \
+             expires_at, max_clicks, redirect_status, owner_user_id) \
              VALUES ((SELECT COALESCE(MAX(id), 0) + 1 FROM links), \
              ?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8) RETURNING id",
         )?
@@ -307,21 +309,40 @@ fn link_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Link> {
         max_clicks: row.get::<_, Option<i64>>(6)?.map(|n| n as u64),
         redirect: RedirectType::from_code(status).unwrap_or_default(),
         clicks: row.get::<_, i64>(8)? as u64,
-        owner: row.get::<_, Option<i64>>(9)?.map(KeyId),
+        owner: row.get::<_, Option<i64>>(9)?.map(UserId),
         disabled: row.get(10)?,
         updated_at: row.get(11)?,
         tags: split_tags(row.get::<_, Option<String>>(12)?),
     })
 }
 
+/// Columns read by [`key_from_row`]: the key joined with its user as `u`.
+const KEY_COLUMNS: &str = "k.id, k.name, k.prefix, k.created_at, k.expires_at, k.revoked_at, \
+                           u.id, u.name, u.is_admin, u.created_at";
+
 fn key_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKey> {
     Ok(ApiKey {
         id: KeyId(row.get(0)?),
         name: row.get(1)?,
         prefix: row.get(2)?,
-        admin: row.get(3)?,
-        created_at: row.get(4)?,
+        created_at: row.get(3)?,
+        expires_at: row.get(4)?,
         revoked: row.get::<_, Option<i64>>(5)?.is_some(),
+        user: User {
+            id: UserId(row.get(6)?),
+            name: row.get(7)?,
+            admin: row.get(8)?,
+            created_at: row.get(9)?,
+        },
+    })
+}
+
+fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+    Ok(User {
+        id: UserId(row.get(0)?),
+        name: row.get(1)?,
+        admin: row.get(2)?,
+        created_at: row.get(3)?,
     })
 }
 
@@ -394,11 +415,11 @@ impl LinkStore for SqliteStore {
         })
     }
 
-    async fn tag_counts(&self, owner: Option<KeyId>) -> Result<Vec<(String, u64)>, StoreError> {
+    async fn tag_counts(&self, owner: Option<UserId>) -> Result<Vec<(String, u64)>, StoreError> {
         self.read(|conn| {
             conn.prepare_cached(
                 "SELECT t.tag, COUNT(*) FROM link_tags t JOIN links l ON l.id = t.link_id \
-                 WHERE l.deleted_at IS NULL AND (?1 IS NULL OR l.owner_key_id = ?1) \
+                 WHERE l.deleted_at IS NULL AND (?1 IS NULL OR l.owner_user_id = ?1) \
                  GROUP BY t.tag ORDER BY COUNT(*) DESC, t.tag",
             )?
             .query_map([owner.map(|k| k.0)], |row| {
@@ -429,7 +450,7 @@ impl LinkStore for SqliteStore {
             sql.push_str(&clause.replace('?', &format!("?{}", binds.len())));
         };
         if let Some(owner) = query.owner {
-            bind(&mut sql, " AND links.owner_key_id = ?", owner.0.into());
+            bind(&mut sql, " AND links.owner_user_id = ?", owner.0.into());
         }
         if let Some(from) = query.created_from {
             bind(&mut sql, " AND links.created_at >= ?", from.into());
@@ -578,23 +599,94 @@ impl ClickStore for SqliteStore {
 
 #[async_trait]
 impl KeyStore for SqliteStore {
+    async fn insert_user(&self, name: &str, admin: bool) -> Result<User, StoreError> {
+        let name = name.to_owned();
+        self.write(move |conn| {
+            let created_at = now_ms();
+            conn.prepare_cached(
+                "INSERT INTO users (name, is_admin, created_at) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![name, admin, created_at])?;
+            Ok(User {
+                id: UserId(conn.last_insert_rowid()),
+                name,
+                admin,
+                created_at,
+            })
+        })
+        .await
+    }
+
+    async fn user_by_name(&self, name: &str) -> Result<Option<User>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT id, name, is_admin, created_at FROM users \
+                 WHERE name = ?1 AND removed_at IS NULL",
+            )?
+            .query_row([name], user_from_row)
+            .optional()
+        })
+    }
+
+    async fn list_users(&self) -> Result<Vec<(User, u64)>, StoreError> {
+        let now = now_ms();
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT u.id, u.name, u.is_admin, u.created_at, \
+                 (SELECT COUNT(*) FROM api_keys k WHERE k.user_id = u.id \
+                  AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > ?1)) \
+                 FROM users u WHERE u.removed_at IS NULL ORDER BY u.name",
+            )?
+            .query_map([now], |row| {
+                Ok((user_from_row(row)?, row.get::<_, i64>(4)? as u64))
+            })?
+            .collect()
+        })
+    }
+
+    async fn remove_user(&self, name: &str) -> Result<bool, StoreError> {
+        let name = name.to_owned();
+        self.write(move |conn| {
+            in_savepoint(conn, |conn| {
+                let now = now_ms();
+                let removed = conn.execute(
+                    "UPDATE users SET removed_at = ?2 WHERE name = ?1 AND removed_at IS NULL",
+                    params![name, now],
+                )?;
+                conn.execute(
+                    "UPDATE api_keys SET revoked_at = ?1 WHERE revoked_at IS NULL AND user_id IN \
+                     (SELECT id FROM users WHERE name = ?2 AND removed_at = ?1)",
+                    params![now, name],
+                )?;
+                Ok(removed > 0)
+            })
+        })
+        .await
+    }
+
     async fn insert_key(&self, key: NewApiKey) -> Result<ApiKey, StoreError> {
         self.write(move |conn| {
             in_savepoint(conn, |conn| {
-                let created_at = now_ms();
                 conn.execute(
-                    "INSERT INTO api_keys (name, prefix, hash, is_admin, created_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![key.name, key.prefix, key.hash, key.admin, created_at],
+                    "INSERT INTO api_keys (user_id, name, prefix, hash, created_at, expires_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        key.user.0,
+                        key.name,
+                        key.prefix,
+                        key.hash,
+                        now_ms(),
+                        key.expires_at
+                    ],
                 )?;
-                Ok(ApiKey {
-                    id: KeyId(conn.last_insert_rowid()),
-                    name: key.name,
-                    prefix: key.prefix,
-                    admin: key.admin,
-                    created_at,
-                    revoked: false,
-                })
+                conn.query_row(
+                    &format!(
+                        "SELECT {KEY_COLUMNS} FROM api_keys k JOIN users u ON u.id = k.user_id \
+                         WHERE k.id = ?1"
+                    ),
+                    [conn.last_insert_rowid()],
+                    key_from_row,
+                )
             })
         })
         .await
@@ -602,13 +694,35 @@ impl KeyStore for SqliteStore {
 
     async fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ApiKey>, StoreError> {
         self.read(|conn| {
-            conn.prepare_cached(
-                "SELECT id, name, prefix, is_admin, created_at, revoked_at \
-                 FROM api_keys WHERE hash = ?1",
-            )?
+            conn.prepare_cached(&format!(
+                "SELECT {KEY_COLUMNS} FROM api_keys k JOIN users u ON u.id = k.user_id \
+                 WHERE k.hash = ?1"
+            ))?
             .query_row([&hash[..]], key_from_row)
             .optional()
         })
+    }
+
+    async fn list_keys(&self, user: Option<UserId>) -> Result<Vec<ApiKey>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {KEY_COLUMNS} FROM api_keys k JOIN users u ON u.id = k.user_id \
+                 WHERE ?1 IS NULL OR k.user_id = ?1 ORDER BY k.id DESC"
+            ))?
+            .query_map([user.map(|u| u.0)], key_from_row)?
+            .collect()
+        })
+    }
+
+    async fn revoke_key(&self, prefix: &str) -> Result<bool, StoreError> {
+        let prefix = prefix.to_owned();
+        self.write(move |conn| {
+            Ok(conn.execute(
+                "UPDATE api_keys SET revoked_at = ?2 WHERE prefix = ?1 AND revoked_at IS NULL",
+                params![prefix, now_ms()],
+            )? > 0)
+        })
+        .await
     }
 
     async fn count_active_keys(&self) -> Result<u64, StoreError> {

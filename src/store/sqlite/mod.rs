@@ -76,9 +76,6 @@ fn configure(conn: &Connection, writer: bool) -> rusqlite::Result<()> {
         // the WAL mid-transaction. Savepoint journals stay in memory too.
         conn.pragma_update(None, "cache_size", -65536)?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
-        // Checkpoint every 32 MiB of WAL instead of 4 MiB: a page that several commits
-        // dirty in between is copied into the database once.
-        conn.pragma_update(None, "wal_autocheckpoint", 8192)?;
     } else {
         conn.pragma_update(None, "query_only", true)?;
     }

@@ -458,7 +458,8 @@ impl LinkStore for SqliteStore {
         if let Some(tag) = &query.tag {
             bind(
                 &mut sql,
-                " AND EXISTS (SELECT 1 FROM link_tags t WHERE t.link_id = links.id AND t.tag = ?)",
+                // Driven from the tag's index: a rare tag must not scan every link.
+                " AND links.id IN (SELECT link_id FROM link_tags WHERE tag = ?)",
                 tag.clone().into(),
             );
         }

@@ -67,6 +67,7 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
         ))?,
         max_body_bytes: config.max_body_bytes,
         max_bulk_body_bytes: config.max_bulk_body_bytes,
+        cache_ttl_s: config.cache_ttl_s,
     };
     let codes = CodeAllocator::new(stores.meta.clone(), config.code_length)
         .await

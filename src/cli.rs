@@ -3,8 +3,8 @@
 
 use crate::app;
 use crate::config::{Config, DEFAULT_TOML, LogFormat, Overrides};
-use crate::domain::link::{UnixMillis, format_ms, now_ms};
-use crate::store::StoreError;
+use crate::domain::link::{Link, LinkRequest, UnixMillis, format_ms, now_ms, valid_tags};
+use crate::store::{LinkQuery, StoreError, User};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -32,6 +32,9 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage links on the same database as the server.
+    #[command(subcommand)]
+    Links(LinksCommand),
     /// Configuration helpers.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -101,6 +104,55 @@ pub enum KeysCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum LinksCommand {
+    /// Create a link (validated like the API) and print its short URL last.
+    Create {
+        /// The target URL.
+        url: String,
+        /// The user who owns the link.
+        #[arg(long, value_name = "USER")]
+        user: String,
+        /// A custom code instead of a generated one.
+        #[arg(long)]
+        alias: Option<String>,
+        #[arg(long)]
+        title: Option<String>,
+        /// When the link stops redirecting (RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        expires_at: Option<String>,
+        /// Clicks after which the link stops redirecting.
+        #[arg(long, value_name = "N")]
+        max_clicks: Option<i64>,
+        /// 301, 302 (default), 307 or 308.
+        #[arg(long, value_name = "STATUS")]
+        redirect_type: Option<u16>,
+        /// A tag (repeat for more).
+        #[arg(long = "tag", value_name = "TAG")]
+        tags: Vec<String>,
+    },
+    /// List links, newest first.
+    List {
+        /// Only this user's links.
+        #[arg(long, value_name = "USER")]
+        user: Option<String>,
+        /// Only links whose code, URL or title contains this text.
+        #[arg(long, value_name = "TEXT")]
+        query: Option<String>,
+        /// Only links with this tag.
+        #[arg(long)]
+        tag: Option<String>,
+        /// How many (1 to 1000).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Show one link.
+    Get { code: String },
+    /// Delete a link. A running server stops redirecting it when its cache entry
+    /// expires (cache_ttl_s, 300 s by default); the API's DELETE acts at once.
+    Delete { code: String },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Print the default configuration file, with comments.
     Default,
@@ -138,6 +190,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(command) => {
             let config = load_config(cli.config.as_deref(), &overrides)?;
             runtime()?.block_on(run_keys(command, &config))
+        }
+        Command::Links(command) => {
+            let config = load_config(cli.config.as_deref(), &overrides)?;
+            runtime()?.block_on(run_links(command, &config))
         }
     }
 }
@@ -269,6 +325,142 @@ async fn run_keys(command: KeysCommand, config: &Config) -> anyhow::Result<()> {
                 anyhow::bail!("no active key with prefix `{prefix}` (see `hop keys list`)");
             }
             println!("Revoked key {prefix}; requests with it now get 401.");
+        }
+    }
+    Ok(())
+}
+
+async fn run_links(command: LinksCommand, config: &Config) -> anyhow::Result<()> {
+    // The same state the server builds, so that creates take exactly the API's path
+    // (validation, code allocation, group commit).
+    let (state, background) = app::build(config).await?;
+    let result = links_command(command, &state).await;
+    background.stop().await;
+    result
+}
+
+async fn find_user(state: &crate::http::AppState, name: &str) -> anyhow::Result<User> {
+    state.stores.keys.user_by_name(name).await?.ok_or_else(|| {
+        anyhow::anyhow!("no user named `{name}`; add one with `hop users add {name}`")
+    })
+}
+
+fn print_link(link: &Link, base_url: &str) {
+    println!("code:         {}", link.code);
+    println!("url:          {}", link.url);
+    if let Some(title) = &link.title {
+        println!("title:        {title}");
+    }
+    println!("clicks:       {}", link.clicks);
+    println!("created:      {}", format_ms(link.created_at));
+    if let Some(at) = link.expires_at {
+        println!("expires:      {}", format_ms(at));
+    }
+    if let Some(max) = link.max_clicks {
+        println!("max clicks:   {max}");
+    }
+    println!("redirect:     {}", link.redirect.code());
+    if link.disabled {
+        println!("disabled:     yes");
+    }
+    if !link.tags.is_empty() {
+        println!("tags:         {}", link.tags.join(", "));
+    }
+    println!("{base_url}/{}", link.code);
+}
+
+async fn links_command(command: LinksCommand, state: &crate::http::AppState) -> anyhow::Result<()> {
+    let base_url = &state.settings.base_url;
+    match command {
+        LinksCommand::Create {
+            url,
+            user,
+            alias,
+            title,
+            expires_at,
+            max_clicks,
+            redirect_type,
+            tags,
+        } => {
+            let owner = find_user(state, &user).await?;
+            let request = LinkRequest {
+                url,
+                alias,
+                title,
+                expires_at,
+                max_clicks,
+                redirect_type,
+                tags: Some(tags),
+            };
+            let link = crate::http::links::create(state, owner.id, request)
+                .await
+                .map_err(|error| anyhow::anyhow!("{}", error.public_detail()))?;
+            print_link(&link, base_url);
+        }
+        LinksCommand::List {
+            user,
+            query,
+            tag,
+            limit,
+        } => {
+            if !(1..=1000).contains(&limit) {
+                anyhow::bail!("--limit must be 1 to 1000");
+            }
+            let owner = match user {
+                Some(name) => Some(find_user(state, &name).await?.id),
+                None => None,
+            };
+            let tag = match tag {
+                Some(tag) => Some(
+                    valid_tags(vec![tag.clone()])
+                        .map_err(|_| anyhow::anyhow!("`{tag}` is not a valid tag"))?
+                        .remove(0),
+                ),
+                None => None,
+            };
+            let links = state
+                .stores
+                .links
+                .list_links(LinkQuery {
+                    owner,
+                    text: query.filter(|q| !q.is_empty()),
+                    tag,
+                    limit,
+                    ..LinkQuery::default()
+                })
+                .await?;
+            println!("{:<16} {:>8}  {:<24} URL", "CODE", "CLICKS", "CREATED");
+            for link in links {
+                println!(
+                    "{:<16} {:>8}  {:<24} {}",
+                    link.code,
+                    link.clicks,
+                    format_ms(link.created_at),
+                    link.url
+                );
+            }
+        }
+        LinksCommand::Get { code } => {
+            let link = state
+                .stores
+                .links
+                .link_by_code(&code)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no link with code `{code}`"))?;
+            print_link(&link, base_url);
+        }
+        LinksCommand::Delete { code } => {
+            let link = state
+                .stores
+                .links
+                .link_by_code(&code)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no link with code `{code}`"))?;
+            state.stores.links.delete_link(link.id).await?;
+            println!(
+                "Deleted {code}. A running server stops redirecting it within cache_ttl_s ({} s).",
+                state.settings.cache_ttl_s
+            );
         }
     }
     Ok(())

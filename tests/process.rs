@@ -623,3 +623,109 @@ async fn users_and_keys_from_the_cli() {
         302
     );
 }
+
+#[tokio::test]
+async fn links_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    run_ok(&["users", "add", "ana"], d);
+    let created = run_ok(
+        &[
+            "links",
+            "create",
+            "https://example.com/cli",
+            "--user",
+            "ana",
+            "--alias",
+            "from-cli",
+            "--title",
+            "CLI",
+            "--tag",
+            "Ops",
+            "--max-clicks",
+            "5",
+        ],
+        d,
+    );
+    assert!(
+        created.lines().last().unwrap().ends_with("/from-cli"),
+        "{created}"
+    );
+    assert!(created.contains("tags:         ops"), "{created}");
+    let generated = run_ok(
+        &[
+            "links",
+            "create",
+            "https://example.com/gen",
+            "--user",
+            "ana",
+        ],
+        d,
+    );
+    let short_url = generated.lines().last().unwrap().to_owned();
+    let code = short_url.rsplit('/').next().unwrap().to_owned();
+    assert_eq!(code.len(), 7);
+
+    assert!(
+        run_err(
+            &["links", "create", "javascript:alert(1)", "--user", "ana"],
+            d
+        )
+        .contains("scheme")
+    );
+    assert!(
+        run_err(
+            &["links", "create", "https://example.com", "--user", "nobody"],
+            d
+        )
+        .contains("no user")
+    );
+    assert!(
+        run_err(
+            &[
+                "links",
+                "create",
+                "https://example.com",
+                "--user",
+                "ana",
+                "--alias",
+                "from-cli"
+            ],
+            d
+        )
+        .contains("already taken")
+    );
+    assert!(run_err(&["links", "create", "https://example.com"], d).contains("--user"));
+
+    let listed = run_ok(&["links", "list", "--user", "ana"], d);
+    assert!(
+        listed.contains("from-cli") && listed.contains(&code),
+        "{listed}"
+    );
+    let tagged = run_ok(&["links", "list", "--tag", "ops"], d);
+    assert!(
+        tagged.contains("from-cli") && !tagged.contains(&code),
+        "{tagged}"
+    );
+    let shown = run_ok(&["links", "get", "from-cli"], d);
+    assert!(
+        shown.contains("https://example.com/cli") && shown.contains("max clicks:   5"),
+        "{shown}"
+    );
+
+    // The server redirects what the CLI made, and no longer what it deleted.
+    let server = HopProcess::start(d, &[]);
+    let http = client();
+    let response = http.get(server.url("/from-cli")).send().await.unwrap();
+    assert_eq!(response.headers()["location"], "https://example.com/cli");
+    run_ok(&["links", "delete", &code], d);
+    assert_eq!(
+        http.get(server.url(&format!("/{code}")))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert!(run_err(&["links", "get", &code], d).contains("no link"));
+}

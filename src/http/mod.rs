@@ -39,6 +39,8 @@ pub struct Settings {
     pub redirect_cache_control: HeaderValue,
     pub max_body_bytes: usize,
     pub max_bulk_body_bytes: usize,
+    /// How long a link may stay cached (what a change from another process waits for).
+    pub cache_ttl_s: u64,
 }
 
 /// Everything a handler can reach, cheap to clone (one `Arc`).

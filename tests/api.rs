@@ -1508,3 +1508,83 @@ async fn tags_on_create_patch_filter_and_counts() {
     assert_eq!(counts, json!({"items": [{"tag": "q3", "links": 1}]}));
     assert_eq!(list(&server, &alice, "?tag=a/b").await.status(), 400);
 }
+
+/// Decodes a QR code from a greyscale PNG, as a phone camera would read it.
+fn read_qr(png_bytes: &[u8]) -> String {
+    let decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
+    let mut reader = decoder.read_info().unwrap();
+    let mut pixels = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut pixels).unwrap();
+    assert_eq!(info.color_type, png::ColorType::Grayscale);
+    let (w, h) = (info.width as usize, info.height as usize);
+    let mut image = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| pixels[y * w + x]);
+    let grids = image.detect_grids();
+    assert_eq!(grids.len(), 1);
+    grids[0].decode().unwrap().1
+}
+
+#[tokio::test]
+async fn qr_codes_of_the_short_url() {
+    let server = TestServer::start().await;
+    server
+        .create_ok(json!({"url": "https://example.com/qr", "alias": "scan-me"}))
+        .await;
+    let qr = |query: &str, key: &str| {
+        server
+            .client
+            .get(server.url(&format!("/api/v1/links/scan-me/qr{query}")))
+            .bearer_auth(key.to_owned())
+            .send()
+    };
+    let admin = server.admin_key.clone();
+    for size in [64u32, 256, 1000] {
+        let png = qr(&format!("?format=png&size={size}"), &admin)
+            .await
+            .unwrap();
+        assert_eq!(png.status(), 200);
+        assert_eq!(png.headers()["content-type"], "image/png");
+        let bytes = png.bytes().await.unwrap();
+        assert_eq!(read_qr(&bytes), format!("{}/scan-me", server.base));
+        let width = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
+        assert!(width <= size && width > size / 2, "{width} for {size}");
+    }
+    let svg = qr("", &admin).await.unwrap();
+    assert_eq!(svg.headers()["content-type"], "image/svg+xml");
+    let text = svg.text().await.unwrap();
+    let width: u32 = text
+        .split("width=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .and_then(|w| w.parse().ok())
+        .unwrap();
+    // Whole pixels per module, so the image is at most the size asked for.
+    assert!(
+        text.contains("<svg") && width <= 256 && width > 128,
+        "{width}"
+    );
+
+    for (query, parameter) in [
+        ("?size=10", "size"),
+        ("?size=5000", "size"),
+        ("?size=big", "size"),
+        ("?format=gif", "format"),
+        ("?colour=red", "colour"),
+    ] {
+        let response = qr(query, &admin).await.unwrap();
+        assert_eq!(response.status(), 400, "{query}");
+        assert_eq!(response.json::<Value>().await.unwrap()["field"], parameter);
+    }
+    let stranger = create_key(&server.state, "stranger", false).await;
+    assert_eq!(qr("", &stranger).await.unwrap().status(), 404);
+    assert_eq!(
+        server
+            .client
+            .get(server.url("/api/v1/links/nope/qr"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+}

@@ -391,7 +391,7 @@ pub async fn shorten(
 
 /// The caller's live link with this code; someone else's answers 404 as if it did not
 /// exist, so codes owned by others cannot be probed.
-async fn owned_link(state: &AppState, caller: &Caller, code: &str) -> Result<Link, ApiError> {
+pub async fn owned_link(state: &AppState, caller: &Caller, code: &str) -> Result<Link, ApiError> {
     let not_found = || ApiError::NotFound(format!("no link with code `{code}`"));
     if !crate::domain::code::is_code_syntax(code) {
         return Err(not_found());

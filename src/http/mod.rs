@@ -11,6 +11,7 @@ pub mod health;
 pub mod idempotency;
 pub mod links;
 pub mod problem;
+pub mod qr;
 pub mod redirect;
 pub mod server;
 
@@ -72,6 +73,7 @@ impl Deref for AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(links::router(&state))
+        .merge(qr::router())
         .merge(health::router())
         .merge(redirect::router())
         .fallback(not_found)

@@ -1,0 +1,150 @@
+//! `GET /api/v1/links/{code}/qr`: a QR code of the link's short URL, as SVG or PNG.
+//!
+//! Rendered with a 4-module quiet zone (what scanners expect) and error correction
+//! level M. The PNG is drawn here from the module grid (8-bit greyscale, each module a
+//! whole number of pixels) rather than through an image library: the png crate alone
+//! is enough, and pixels stay crisp at any size.
+
+use super::AppState;
+use super::extract::{Caller, CodePath};
+use super::links::owned_link;
+use super::problem::ApiError;
+use axum::Router;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use qrcode::{Color, EcLevel, QrCode};
+
+/// Smallest and largest image edge accepted, in pixels.
+pub const MIN_SIZE: u32 = 64;
+pub const MAX_SIZE: u32 = 2048;
+const DEFAULT_SIZE: u32 = 256;
+/// Light modules around the code, as the QR standard asks.
+const QUIET_ZONE: usize = 4;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/links/{code}/qr", get(link_qr))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Svg,
+    Png,
+}
+
+fn invalid(parameter: &str, detail: String) -> ApiError {
+    ApiError::InvalidParameter {
+        detail,
+        parameter: parameter.to_owned(),
+    }
+}
+
+fn parse_params(pairs: Vec<(String, String)>) -> Result<(Format, u32), ApiError> {
+    let (mut format, mut size) = (Format::Svg, DEFAULT_SIZE);
+    for (name, value) in pairs {
+        match name.as_str() {
+            "format" => {
+                format = match value.as_str() {
+                    "svg" => Format::Svg,
+                    "png" => Format::Png,
+                    _ => {
+                        return Err(invalid(
+                            "format",
+                            format!("format must be svg or png (got `{value}`)"),
+                        ));
+                    }
+                }
+            }
+            "size" => {
+                size = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (MIN_SIZE..=MAX_SIZE).contains(n))
+                    .ok_or_else(|| {
+                        invalid(
+                            "size",
+                            format!("size must be {MIN_SIZE} to {MAX_SIZE} pixels (got `{value}`)"),
+                        )
+                    })?;
+            }
+            other => {
+                return Err(invalid(
+                    other,
+                    format!("unknown parameter `{other}`; known: format, size"),
+                ));
+            }
+        }
+    }
+    Ok((format, size))
+}
+
+/// `GET /api/v1/links/{code}/qr?format=svg|png&size=N`.
+async fn link_qr(
+    State(state): State<AppState>,
+    caller: Caller,
+    CodePath(code): CodePath,
+    params: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(pairs) =
+        params.map_err(|e| invalid("query", format!("query string is not valid: {e}")))?;
+    let (format, size) = parse_params(pairs)?;
+    let link = owned_link(&state, &caller, &code).await?;
+    let short_url = format!("{}/{}", state.settings.base_url, link.code);
+    let qr = QrCode::with_error_correction_level(short_url.as_bytes(), EcLevel::M)
+        .map_err(|e| ApiError::Internal(format!("QR encoding failed: {e}")))?;
+    let (content_type, body) = match format {
+        Format::Svg => ("image/svg+xml", render_svg(&qr, size).into_bytes()),
+        Format::Png => ("image/png", render_png(&qr, size)?),
+    };
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=3600"),
+    );
+    Ok(response)
+}
+
+fn render_svg(qr: &QrCode, size: u32) -> String {
+    qr.render::<qrcode::render::svg::Color>()
+        .quiet_zone(true)
+        .min_dimensions(size, size)
+        .max_dimensions(size, size)
+        .build()
+}
+
+/// A greyscale PNG of at most `size` pixels a side, each module a square of pixels.
+fn render_png(qr: &QrCode, size: u32) -> Result<Vec<u8>, ApiError> {
+    let modules = qr.width();
+    let colors = qr.to_colors();
+    let total = modules + 2 * QUIET_ZONE;
+    // Whole pixels per module; the smallest size still gives one pixel per module.
+    let scale = (size as usize / total).max(1);
+    let edge = total * scale;
+    let mut pixels = vec![255u8; edge * edge];
+    for (index, color) in colors.iter().enumerate() {
+        if *color == Color::Dark {
+            let (mx, my) = (index % modules + QUIET_ZONE, index / modules + QUIET_ZONE);
+            for y in my * scale..(my + 1) * scale {
+                pixels[y * edge + mx * scale..y * edge + (mx + 1) * scale].fill(0);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, edge as u32, edge as u32);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder
+        .write_header()
+        .map_err(|e| ApiError::Internal(format!("PNG encoding failed: {e}")))?;
+    writer
+        .write_image_data(&pixels)
+        .map_err(|e| ApiError::Internal(format!("PNG encoding failed: {e}")))?;
+    writer
+        .finish()
+        .map_err(|e| ApiError::Internal(format!("PNG encoding failed: {e}")))?;
+    Ok(out)
+}

@@ -92,6 +92,7 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
         clicks,
         codes: Arc::new(codes),
         settings,
+        attempts: Default::default(),
     });
     Ok((
         state,

@@ -33,6 +33,8 @@ pub struct CachedLink {
     /// Clicks stored when the link was loaded (the base for click limits).
     pub stored_clicks: u64,
     pub disabled: bool,
+    /// Set for a password-protected link: GET shows a form, POST checks against it.
+    pub password_hash: Option<Arc<str>>,
 }
 
 impl CachedLink {
@@ -47,6 +49,7 @@ impl CachedLink {
             max_clicks: link.max_clicks,
             stored_clicks: link.clicks,
             disabled: link.disabled,
+            password_hash: link.password_hash.as_deref().map(Arc::from),
         })
     }
 
@@ -60,6 +63,7 @@ impl CachedLink {
             max_clicks: record.max_clicks,
             stored_clicks: record.limited_clicks,
             disabled: record.disabled,
+            password_hash: record.password_hash.as_deref().map(Arc::from),
         })
     }
 }
@@ -174,6 +178,7 @@ mod tests {
             disabled: false,
             updated_at: 0,
             tags: Vec::new(),
+            password_hash: None,
         }
     }
 

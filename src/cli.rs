@@ -391,6 +391,7 @@ async fn links_command(command: LinksCommand, state: &crate::http::AppState) -> 
                 max_clicks,
                 redirect_type,
                 tags: Some(tags),
+                password: None,
             };
             let link = crate::http::links::create(state, owner.id, request)
                 .await

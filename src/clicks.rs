@@ -191,6 +191,7 @@ mod tests {
             max_clicks: Some(100),
             stored_clicks: 40,
             disabled: false,
+            password_hash: None,
         };
         let taken: usize = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..4)

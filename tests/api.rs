@@ -205,6 +205,7 @@ async fn unknown_expired_and_exhausted_links() {
             redirect: hop::domain::link::RedirectType::Found,
             owner: None,
             tags: Vec::new(),
+            password_hash: None,
         })
         .await
         .unwrap();
@@ -1587,4 +1588,110 @@ async fn qr_codes_of_the_short_url() {
             .status(),
         404
     );
+}
+
+#[tokio::test]
+async fn password_protected_links() {
+    let server = TestServer::start().await;
+    let created = server
+        .create_ok(json!({"url": "https://example.com/secret", "alias": "locked", "password": "open sesame"}))
+        .await;
+    assert_eq!(created["passwordProtected"], true);
+    assert!(!created.to_string().contains("argon2") && !created.to_string().contains("sesame"));
+
+    // The form instead of a redirect; no click yet.
+    let page = server.get("/locked").await;
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["cache-control"], "no-store");
+    let html = page.text().await.unwrap();
+    assert!(html.contains("<form method=\"post\">") && html.contains("name=\"password\""));
+    assert_eq!(
+        server
+            .client
+            .head(server.url("/locked"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    let post = |password: &'static str| {
+        server
+            .client
+            .post(server.url("/locked"))
+            .form(&[("password", password)])
+            .send()
+    };
+    let wrong = post("open sesami").await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert!(wrong.text().await.unwrap().contains("not right"));
+    let right = post("open sesame").await.unwrap();
+    assert_eq!(right.status(), 303);
+    assert_eq!(right.headers()["location"], "https://example.com/secret");
+    assert!(
+        eventually(Duration::from_secs(2), || async {
+            server
+                .get_link("locked")
+                .await
+                .json::<Value>()
+                .await
+                .unwrap()["clicks"]
+                == 1
+        })
+        .await
+    );
+
+    // Attempts are limited per link and client: 10 in the window, then 429.
+    for _ in 0..8 {
+        assert_eq!(post("guess").await.unwrap().status(), 401);
+    }
+    let limited = post("open sesame").await.unwrap();
+    assert_eq!(limited.status(), 429);
+    assert!(
+        limited.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            > 0
+    );
+
+    // Removing the password makes it an ordinary link again.
+    let patched: Value = server
+        .client
+        .patch(server.url("/api/v1/links/locked"))
+        .bearer_auth(&server.admin_key)
+        .json(&json!({"password": null}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(patched["passwordProtected"], false);
+    assert_eq!(server.get("/locked").await.status(), 302);
+    assert_eq!(post("anything").await.unwrap().status(), 405);
+
+    let short = server
+        .create(json!({"url": "https://example.com", "password": "abc"}))
+        .await;
+    assert_eq!(short.status(), 400);
+    assert_eq!(
+        short.json::<Value>().await.unwrap()["type"],
+        "urn:hop:problem:invalid-password"
+    );
+    let bulk: Value = server
+        .client
+        .post(server.url("/api/v1/links/bulk"))
+        .bearer_auth(&server.admin_key)
+        .json(&json!({"links": [{"url": "https://example.com", "password": "long enough"}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bulk["results"][0]["status"], 400);
+    assert_eq!(bulk["results"][0]["problem"]["field"], "password");
 }

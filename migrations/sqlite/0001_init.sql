@@ -57,6 +57,8 @@ CREATE TABLE links (
     owner_user_id   INTEGER REFERENCES users (id),
     -- A disabled link answers 410 until it is enabled again.
     disabled        INTEGER NOT NULL DEFAULT 0,
+    -- Argon2id PHC string of the link's password, if it has one.
+    password_hash   TEXT,
     deleted_at      INTEGER,
     PRIMARY KEY (domain, code)
 ) WITHOUT ROWID;

@@ -103,6 +103,8 @@ pub struct Link {
     pub updated_at: UnixMillis,
     /// Sorted, lower-case.
     pub tags: Vec<String>,
+    /// Argon2id PHC string when the link is password-protected.
+    pub password_hash: Option<String>,
 }
 
 impl Link {
@@ -122,6 +124,7 @@ pub struct LinkRequest {
     pub max_clicks: Option<i64>,
     pub redirect_type: Option<u16>,
     pub tags: Option<Vec<String>>,
+    pub password: Option<String>,
 }
 
 /// A create request that passed validation; `alias` is `None` for a generated code.
@@ -134,6 +137,8 @@ pub struct LinkDraft {
     pub max_clicks: Option<u64>,
     pub redirect: RedirectType,
     pub tags: Vec<String>,
+    /// In clear: the HTTP layer hashes it (slowly, off the async workers).
+    pub password: Option<String>,
 }
 
 /// Longest title accepted, in characters.
@@ -164,6 +169,12 @@ pub enum DraftError {
         "tags must be at most {MAX_TAGS} tags of 1 to {MAX_TAG_CHARS} letters, digits, `-`, `_`, `.` or spaces ({0})"
     )]
     Tags(String),
+    #[error(
+        "password must be {} to {} characters without control characters",
+        super::password::MIN_CHARS,
+        super::password::MAX_CHARS
+    )]
+    Password,
 }
 
 impl DraftError {
@@ -177,6 +188,7 @@ impl DraftError {
             Self::MaxClicks(_) => "maxClicks",
             Self::RedirectType(_) => "redirectType",
             Self::Tags(_) => "tags",
+            Self::Password => "password",
         }
     }
 }
@@ -235,6 +247,14 @@ pub fn valid_tags(tags: Vec<String>) -> Result<Vec<String>, DraftError> {
     Ok(clean)
 }
 
+fn valid_password(password: String) -> Result<String, DraftError> {
+    if super::password::is_valid(&password) {
+        Ok(password)
+    } else {
+        Err(DraftError::Password)
+    }
+}
+
 fn valid_redirect(code: u16) -> Result<RedirectType, DraftError> {
     RedirectType::from_code(code).ok_or(DraftError::RedirectType(code))
 }
@@ -258,6 +278,7 @@ impl LinkRequest {
                 .transpose()?
                 .unwrap_or_default(),
             tags: valid_tags(self.tags.unwrap_or_default())?,
+            password: self.password.map(valid_password).transpose()?,
         })
     }
 }
@@ -273,6 +294,7 @@ pub struct PatchRequest {
     pub redirect_type: Option<u16>,
     pub disabled: Option<bool>,
     pub tags: Option<Vec<String>>,
+    pub password: Option<Option<String>>,
 }
 
 /// A validated change; `None` fields stay as they are.
@@ -286,6 +308,11 @@ pub struct LinkChanges {
     pub disabled: Option<bool>,
     /// Replaces the link's tags.
     pub tags: Option<Vec<String>>,
+    /// A new password in clear (`Some(None)` removes protection); the HTTP layer
+    /// hashes it into `password_hash` before the store sees the change.
+    pub password: Option<Option<String>>,
+    /// What the store writes: the PHC string, or `Some(None)` to clear.
+    pub password_hash: Option<Option<String>>,
 }
 
 impl PatchRequest {
@@ -305,6 +332,11 @@ impl PatchRequest {
             redirect: self.redirect_type.map(valid_redirect).transpose()?,
             disabled: self.disabled,
             tags: self.tags.map(valid_tags).transpose()?,
+            password: self
+                .password
+                .map(|p| p.map(valid_password).transpose())
+                .transpose()?,
+            password_hash: None,
         })
     }
 }

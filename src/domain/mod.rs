@@ -4,4 +4,5 @@
 pub mod code;
 pub mod key;
 pub mod link;
+pub mod password;
 pub mod url;

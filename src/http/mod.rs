@@ -11,6 +11,7 @@ pub mod health;
 pub mod idempotency;
 pub mod links;
 pub mod problem;
+pub mod protected;
 pub mod qr;
 pub mod redirect;
 pub mod server;
@@ -54,6 +55,8 @@ pub struct Shared {
     pub clicks: Arc<Clicks>,
     pub codes: Arc<CodeAllocator>,
     pub settings: Settings,
+    /// Password attempts per link and client.
+    pub attempts: protected::AttemptLimiter,
 }
 
 impl AppState {

@@ -54,6 +54,8 @@ pub enum ApiError {
     Disabled(String),
     #[error("method not allowed on this path")]
     MethodNotAllowed,
+    #[error("too many password attempts for this link; retry in {0} seconds")]
+    TooManyAttempts(u64),
     #[error("{0}")]
     CodeSpaceExhausted(String),
     /// A dependency is down; the message is for the log only.
@@ -128,6 +130,11 @@ impl ApiError {
                     "Click limit is not valid",
                 ),
                 DraftError::Tags(_) => (S::BAD_REQUEST, "invalid-tags", "Tags are not valid"),
+                DraftError::Password => (
+                    S::BAD_REQUEST,
+                    "invalid-password",
+                    "Password is not allowed",
+                ),
                 DraftError::RedirectType(_) => (
                     S::BAD_REQUEST,
                     "invalid-redirect-type",
@@ -142,6 +149,11 @@ impl ApiError {
                 S::GONE,
                 "click-limit-reached",
                 "Link has reached its click limit",
+            ),
+            Self::TooManyAttempts(_) => (
+                S::TOO_MANY_REQUESTS,
+                "too-many-attempts",
+                "Too many password attempts",
             ),
             Self::MethodNotAllowed => (
                 S::METHOD_NOT_ALLOWED,

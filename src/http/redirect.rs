@@ -5,10 +5,10 @@
 //! step waits on a write. `HEAD` answers exactly like `GET` but is not a click.
 
 use super::problem::ApiError;
+use super::protected::{password_form, unavailable};
 use super::{AppState, RequestTimer, negotiate};
 use crate::cache::{CachedLink, Entry};
 use crate::domain::code::{is_code_syntax, is_reserved};
-use crate::domain::link::now_ms;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
@@ -19,7 +19,10 @@ use std::sync::Arc;
 
 pub fn router() -> Router<AppState> {
     // `get` also answers HEAD (without a body).
-    Router::new().route("/{code}", get(follow_link))
+    Router::new().route(
+        "/{code}",
+        get(follow_link).post(super::protected::submit_password),
+    )
 }
 
 /// What the fast path made of a request.
@@ -126,17 +129,14 @@ fn answer(
         Entry::Link(link) => link,
         Entry::Missing => return negotiate(headers, unknown(code)),
     };
-    if link.disabled {
-        return negotiate(headers, ApiError::Disabled(code.to_owned()));
+    if let Some(gone) = unavailable(state, &link, code) {
+        return negotiate(headers, gone);
     }
-    if link.expires_at.is_some_and(|at| at <= now_ms()) {
-        return negotiate(headers, ApiError::Expired(code.to_owned()));
+    if link.password_hash.is_some() {
+        // The click is counted when the right password is posted.
+        return password_form(code, None);
     }
-    if head {
-        if state.clicks.limit_reached(&link) {
-            return negotiate(headers, ApiError::ClickLimit(code.to_owned()));
-        }
-    } else {
+    if !head {
         if !state.clicks.try_take(&link) {
             return negotiate(headers, ApiError::ClickLimit(code.to_owned()));
         }
@@ -153,8 +153,17 @@ fn answer(
     response
 }
 
-fn unknown(code: &str) -> ApiError {
+pub fn unknown(code: &str) -> ApiError {
     ApiError::NotFound(format!("no link with code `{code}`"))
+}
+
+/// The cache entry for a code, read from the store on a miss.
+pub async fn load_entry(state: &AppState, code: &str) -> Result<Entry, ApiError> {
+    match state.cache.get(code) {
+        Some(entry) => Ok(entry),
+        None if !is_code_syntax(code) => Ok(Entry::Missing),
+        None => load(state, code).await,
+    }
 }
 
 /// Reads a code from the store and caches what was found, or that nothing was.

@@ -15,6 +15,7 @@ use super::AppState;
 use super::redirect::{self, FastPath};
 use axum::Router;
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::routing::future::RouteFuture;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -22,6 +23,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -39,17 +41,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     timeout: Duration,
 ) -> bool {
-    let service = HopService {
-        router: super::router(state.clone()),
-        state,
-    };
+    let router = super::router(state.clone());
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
@@ -63,7 +62,12 @@ pub async fn serve(
         };
         // Responses are written whole; waiting to coalesce them only adds latency.
         let _ = stream.set_nodelay(true);
-        let connection = http.serve_connection(TokioIo::new(stream), service.clone());
+        let service = HopService {
+            state: state.clone(),
+            router: router.clone(),
+            peer,
+        };
+        let connection = http.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             // Client resets and timeouts end a connection; nothing to report.
@@ -82,6 +86,9 @@ pub async fn serve(
 struct HopService {
     state: AppState,
     router: Router,
+    /// The connection's peer, handed to routed requests as `ConnectInfo` (password
+    /// attempts are limited per client). Never logged.
+    peer: SocketAddr,
 }
 
 impl hyper::service::Service<hyper::Request<Incoming>> for HopService {
@@ -98,7 +105,11 @@ impl hyper::service::Service<hyper::Request<Incoming>> for HopService {
                 request,
             ))),
             // `Router` is always ready; calling it on a clone is what axum::serve does.
-            FastPath::NotMine => Answer::Routed(self.router.clone().call(request.map(Body::new))),
+            FastPath::NotMine => {
+                let mut request = request.map(Body::new);
+                request.extensions_mut().insert(ConnectInfo(self.peer));
+                Answer::Routed(self.router.clone().call(request))
+            }
         }
     }
 }

@@ -72,6 +72,7 @@ pub struct NewLink {
     pub redirect: RedirectType,
     pub owner: Option<UserId>,
     pub tags: Vec<String>,
+    pub password_hash: Option<String>,
 }
 
 /// What a redirect needs of a link: [`Link`] without the fields only the API shows.
@@ -83,6 +84,7 @@ pub struct RedirectRecord {
     pub max_clicks: Option<u64>,
     pub redirect: RedirectType,
     pub disabled: bool,
+    pub password_hash: Option<String>,
     /// Stored clicks; read only for links with a click limit (0 otherwise), since
     /// nothing else on the redirect path needs them.
     pub limited_clicks: u64,

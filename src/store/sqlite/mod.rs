@@ -232,7 +232,8 @@ macro_rules! link_columns {
         "id, code, url, title, created_at, expires_at, max_clicks, redirect_status, \
          COALESCE((SELECT clicks FROM link_clicks WHERE link_id = links.id), 0), owner_user_id, \
          disabled, updated_at, \
-         (SELECT group_concat(tag, char(31)) FROM link_tags WHERE link_id = links.id)"
+         (SELECT group_concat(tag, char(31)) FROM link_tags WHERE link_id = links.id), \
+         password_hash"
     };
 }
 
@@ -242,9 +243,9 @@ fn insert_one(conn: &Connection, link: NewLink) -> rusqlite::Result<Link> {
     let id = conn
         .prepare_cached(
             "INSERT INTO links (id, code, url, title, created_at, updated_at, \
-             expires_at, max_clicks, redirect_status, owner_user_id) \
+             expires_at, max_clicks, redirect_status, owner_user_id, password_hash) \
              VALUES ((SELECT COALESCE(MAX(id), 0) + 1 FROM links), \
-             ?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8) RETURNING id",
+             ?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
         )?
         .query_row(
             params![
@@ -256,6 +257,7 @@ fn insert_one(conn: &Connection, link: NewLink) -> rusqlite::Result<Link> {
                 link.max_clicks.map(|n| n as i64),
                 link.redirect.code(),
                 link.owner.map(|k| k.0),
+                link.password_hash,
             ],
             |row| row.get::<_, i64>(0),
         )?;
@@ -274,6 +276,7 @@ fn insert_one(conn: &Connection, link: NewLink) -> rusqlite::Result<Link> {
         disabled: false,
         updated_at: link.created_at,
         tags: link.tags,
+        password_hash: link.password_hash,
     })
 }
 
@@ -310,6 +313,7 @@ fn link_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Link> {
         disabled: row.get(10)?,
         updated_at: row.get(11)?,
         tags: split_tags(row.get::<_, Option<String>>(12)?),
+        password_hash: row.get(13)?,
     })
 }
 
@@ -392,7 +396,7 @@ impl LinkStore for SqliteStore {
     async fn redirect_by_code(&self, code: &str) -> Result<Option<RedirectRecord>, StoreError> {
         self.read(|conn| {
             conn.prepare_cached(
-                "SELECT id, url, expires_at, max_clicks, redirect_status, disabled, \
+                "SELECT id, url, expires_at, max_clicks, redirect_status, disabled, password_hash, \
                  CASE WHEN max_clicks IS NULL THEN 0 ELSE \
                  COALESCE((SELECT clicks FROM link_clicks WHERE link_id = links.id), 0) END \
                  FROM links WHERE domain = '' AND code = ?1 AND deleted_at IS NULL",
@@ -405,7 +409,8 @@ impl LinkStore for SqliteStore {
                     max_clicks: row.get::<_, Option<i64>>(3)?.map(|n| n as u64),
                     redirect: RedirectType::from_code(row.get(4)?).unwrap_or_default(),
                     disabled: row.get(5)?,
-                    limited_clicks: row.get::<_, i64>(6)? as u64,
+                    password_hash: row.get(6)?,
+                    limited_clicks: row.get::<_, i64>(7)? as u64,
                 })
             })
             .optional()
@@ -513,7 +518,8 @@ impl LinkStore for SqliteStore {
                          max_clicks = CASE WHEN ?8 THEN ?9 ELSE max_clicks END, \
                          redirect_status = COALESCE(?10, redirect_status), \
                          disabled = COALESCE(?11, disabled), \
-                         updated_at = ?12 \
+                         updated_at = ?12, \
+                         password_hash = CASE WHEN ?13 THEN ?14 ELSE password_hash END \
                          WHERE id = ?1 AND deleted_at IS NULL",
                     )?
                     .execute(params![
@@ -529,6 +535,8 @@ impl LinkStore for SqliteStore {
                         changes.redirect.map(|r| r.code()),
                         changes.disabled,
                         now_ms(),
+                        changes.password_hash.is_some(),
+                        changes.password_hash.clone().flatten(),
                     ])?;
                 if changed == 0 {
                     return Ok(None);
@@ -889,6 +897,7 @@ mod tests {
             redirect: RedirectType::Found,
             owner: None,
             tags: Vec::new(),
+            password_hash: None,
         }
     }
 

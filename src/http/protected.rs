@@ -1,0 +1,169 @@
+//! Password-protected links: `GET /{code}` shows a small form instead of redirecting,
+//! the form posts `password` to the same URL, and the right password redirects (a
+//! click is counted then). Attempts are limited per link and client address, so a
+//! password cannot be guessed by brute force.
+
+use super::problem::ApiError;
+use super::redirect::{load_entry, unknown};
+use super::{AppState, escape_html, negotiate};
+use crate::cache::{CachedLink, Entry};
+use crate::domain::link::{LinkId, now_ms};
+use axum::Form;
+use axum::body::Body;
+use axum::extract::rejection::{FormRejection, PathRejection};
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use axum::response::{Html, IntoResponse};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Attempts one client may make on one link per window.
+pub const MAX_ATTEMPTS: u32 = 10;
+/// The window attempts are counted in.
+pub const ATTEMPT_WINDOW: Duration = Duration::from_secs(300);
+/// Entries kept before expired ones are swept (bounds the map under a scan).
+const SWEEP_ABOVE: usize = 10_000;
+
+/// Counts password attempts per (link, client address) in fixed windows.
+#[derive(Default)]
+pub struct AttemptLimiter {
+    windows: Mutex<HashMap<(LinkId, IpAddr), (Instant, u32)>>,
+}
+
+impl AttemptLimiter {
+    /// Counts an attempt; `Err(seconds)` when the client must wait that long.
+    pub fn attempt(&self, link: LinkId, client: IpAddr) -> Result<(), u64> {
+        let now = Instant::now();
+        let mut windows = self.windows.lock().expect("attempt limiter poisoned");
+        if windows.len() > SWEEP_ABOVE {
+            windows.retain(|_, (start, _)| now.duration_since(*start) < ATTEMPT_WINDOW);
+        }
+        let (start, count) = windows.entry((link, client)).or_insert((now, 0));
+        if now.duration_since(*start) >= ATTEMPT_WINDOW {
+            *start = now;
+            *count = 0;
+        }
+        if *count >= MAX_ATTEMPTS {
+            let left = ATTEMPT_WINDOW.saturating_sub(now.duration_since(*start));
+            return Err(left.as_secs().max(1));
+        }
+        *count += 1;
+        Ok(())
+    }
+}
+
+/// The form a protected link shows (status 200), or shows again after a wrong
+/// password (status 401, with the error).
+pub fn password_form(code: &str, error: Option<&str>) -> Response<Body> {
+    let status = if error.is_some() {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::OK
+    };
+    let error = error
+        .map(|e| {
+            format!(
+                "<p role=\"alert\" style=\"color:#b00\">{}</p>",
+                escape_html(e)
+            )
+        })
+        .unwrap_or_default();
+    let page = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta name=\"robots\" content=\"noindex\"><title>Protected link</title>\
+         <style>body{{font-family:system-ui,sans-serif;max-width:24rem;margin:4rem auto;\
+         padding:0 1rem;color:#222}}input,button{{font:inherit;padding:.4rem;margin:.3rem 0}}\
+         </style></head><body><h1>This link is protected</h1>\
+         <p>Enter the password for <code>/{}</code> to continue.</p>{error}\
+         <form method=\"post\"><label>Password<br><input type=\"password\" name=\"password\" \
+         autocomplete=\"current-password\" required autofocus></label><br>\
+         <button type=\"submit\">Continue</button></form></body></html>",
+        escape_html(code)
+    );
+    let mut response = (status, Html(page)).into_response();
+    // A form with an error must not be cached, nor a form that leads to a redirect.
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PasswordForm {
+    password: String,
+}
+
+/// `POST /{code}`: checks a protected link's password.
+pub async fn submit_password(
+    State(state): State<AppState>,
+    code: Result<Path<String>, PathRejection>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    form: Result<Form<PasswordForm>, FormRejection>,
+) -> Response<Body> {
+    let Ok(Path(code)) = code else {
+        return negotiate(
+            &headers,
+            ApiError::NotFound("no link with this code".into()),
+        );
+    };
+    let link = match load_entry(&state, &code).await {
+        Ok(Entry::Link(link)) => link,
+        Ok(Entry::Missing) => return negotiate(&headers, unknown(&code)),
+        Err(error) => return negotiate(&headers, error),
+    };
+    let Some(phc) = link.password_hash.clone() else {
+        return negotiate(&headers, ApiError::MethodNotAllowed);
+    };
+    if let Some(gone) = unavailable(&state, &link, &code) {
+        return negotiate(&headers, gone);
+    }
+    if let Err(wait) = state.attempts.attempt(link.id, peer.ip()) {
+        let mut response = negotiate(&headers, ApiError::TooManyAttempts(wait));
+        if let Ok(value) = HeaderValue::from_str(&wait.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
+    }
+    let Ok(Form(form)) = form else {
+        return password_form(&code, Some("Enter the password."));
+    };
+    let matches =
+        tokio::task::spawn_blocking(move || crate::domain::password::verify(&form.password, &phc))
+            .await
+            .unwrap_or(false);
+    if !matches {
+        return password_form(&code, Some("That password is not right."));
+    }
+    if !state.clicks.try_take(&link) {
+        return negotiate(&headers, ApiError::ClickLimit(code));
+    }
+    state.clicks.record(link.id);
+    // 303: the browser follows with a GET whatever the link's own redirect type.
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    response
+        .headers_mut()
+        .insert(header::LOCATION, link.location.clone());
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Why a link cannot be followed now (disabled, expired, out of clicks), if so.
+pub fn unavailable(state: &AppState, link: &CachedLink, code: &str) -> Option<ApiError> {
+    if link.disabled {
+        Some(ApiError::Disabled(code.to_owned()))
+    } else if link.expires_at.is_some_and(|at| at <= now_ms()) {
+        Some(ApiError::Expired(code.to_owned()))
+    } else if state.clicks.limit_reached(link) {
+        Some(ApiError::ClickLimit(code.to_owned()))
+    } else {
+        None
+    }
+}

@@ -207,17 +207,16 @@ async fn run_users(command: UsersCommand, config: &Config) -> anyhow::Result<()>
                 Err(StoreError::Conflict) => anyhow::bail!("a user named `{name}` already exists"),
                 other => other?,
             };
-            let role = if user.admin { "admin" } else { "user" };
-            println!("Added {role} `{}` (id {}).", user.name, user.id.0);
+            println!("Added {} `{}` (id {}).", user.role(), user.name, user.id.0);
         }
         UsersCommand::List => {
             let users = stores.keys.list_users().await?;
             println!("{:<24} {:<6} {:>5}  CREATED", "NAME", "ROLE", "KEYS");
             for (user, keys) in users {
-                let role = if user.admin { "admin" } else { "user" };
                 println!(
-                    "{:<24} {role:<6} {keys:>5}  {}",
+                    "{:<24} {:<6} {keys:>5}  {}",
                     user.name,
+                    user.role(),
                     format_ms(user.created_at)
                 );
             }
@@ -278,10 +277,12 @@ async fn run_keys(command: KeysCommand, config: &Config) -> anyhow::Result<()> {
             };
             validate_name("--name", &label)?;
             let (stored, secret) = app::issue_key(&stores, &user, &label, expires_at).await?;
-            let role = if stored.user.admin { "admin" } else { "user" };
             println!(
-                "Created key `{}` for {role} `{}` (prefix {}). It is shown once; store it now:",
-                stored.name, stored.user.name, stored.prefix
+                "Created key `{}` for {} `{}` (prefix {}). It is shown once; store it now:",
+                stored.name,
+                stored.user.role(),
+                stored.user.name,
+                stored.prefix
             );
             println!("{secret}");
         }
@@ -303,7 +304,6 @@ async fn run_keys(command: KeysCommand, config: &Config) -> anyhow::Result<()> {
                 "PREFIX", "LABEL", "USER", "ROLE", "STATE"
             );
             for key in stores.keys.list_keys(owner).await? {
-                let role = if key.user.admin { "admin" } else { "user" };
                 let state = if key.revoked {
                     "revoked"
                 } else if !key.is_usable(now) {
@@ -312,10 +312,11 @@ async fn run_keys(command: KeysCommand, config: &Config) -> anyhow::Result<()> {
                     "active"
                 };
                 println!(
-                    "{:<13} {:<20} {:<20} {role:<6} {state:<8} {}",
+                    "{:<13} {:<20} {:<20} {:<6} {state:<8} {}",
                     key.prefix,
                     key.name,
                     key.user.name,
+                    key.user.role(),
                     format_ms(key.created_at)
                 );
             }

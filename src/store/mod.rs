@@ -108,6 +108,13 @@ pub struct User {
     pub created_at: UnixMillis,
 }
 
+impl User {
+    /// `admin` or `user`, as the CLI shows it.
+    pub fn role(&self) -> &'static str {
+        if self.admin { "admin" } else { "user" }
+    }
+}
+
 /// A stored API key (never the secret itself), with the user it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKey {

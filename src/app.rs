@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::domain::key;
 use crate::domain::link::{UnixMillis, now_ms};
 use crate::domain::url::UrlPolicy;
-use crate::http::{self, AppState, Settings, Shared};
+use crate::http::{self, AppState, Limits, Settings, Shared};
 use crate::store::{self, ApiKey, IdempotencyStore, NewApiKey, Stores, User};
 use anyhow::Context;
 use axum::http::HeaderValue;
@@ -68,6 +68,14 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
         max_body_bytes: config.max_body_bytes,
         max_bulk_body_bytes: config.max_bulk_body_bytes,
         cache_ttl_s: config.cache_ttl_s,
+        trusted_proxies: config.trusted_proxy_nets().map_err(anyhow::Error::msg)?,
+        limits: Limits {
+            anonymous: config.rate_limit_anonymous_per_minute,
+            user: config.rate_limit_user_per_minute,
+            admin: config.rate_limit_admin_per_minute,
+            redirect: config.rate_limit_redirect_per_minute,
+            key_overrides: config.rate_limit_key_overrides.clone(),
+        },
     };
     let codes = CodeAllocator::new(stores.meta.clone(), config.code_length)
         .await
@@ -93,6 +101,7 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
         codes: Arc::new(codes),
         settings,
         attempts: Default::default(),
+        limiter: Default::default(),
     });
     Ok((
         state,

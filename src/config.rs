@@ -69,6 +69,23 @@ pub struct Config {
     /// How long a graceful shutdown waits for in-flight requests, in seconds.
     #[serde(deserialize_with = "lenient")]
     pub shutdown_timeout_s: u64,
+    /// Proxies (CIDRs) whose `X-Forwarded-For` is believed for the client address.
+    #[serde(deserialize_with = "string_list")]
+    pub trusted_proxies: Vec<String>,
+    /// API requests per minute without a valid key, per client address (0: no limit).
+    #[serde(deserialize_with = "lenient")]
+    pub rate_limit_anonymous_per_minute: u32,
+    /// API requests per minute for a user's key (0: no limit).
+    #[serde(deserialize_with = "lenient")]
+    pub rate_limit_user_per_minute: u32,
+    /// API requests per minute for an admin's key (0: no limit).
+    #[serde(deserialize_with = "lenient")]
+    pub rate_limit_admin_per_minute: u32,
+    /// Redirects per minute per client address (0: no limit).
+    #[serde(deserialize_with = "lenient")]
+    pub rate_limit_redirect_per_minute: u32,
+    /// Per-key limits by visible key prefix, e.g. `{ "hop_AbCd1234" = 20000 }`.
+    pub rate_limit_key_overrides: std::collections::HashMap<String, u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -98,6 +115,12 @@ impl Default for Config {
             negative_cache_ttl_ms: 2000,
             click_flush_interval_ms: 1000,
             shutdown_timeout_s: 30,
+            trusted_proxies: Vec::new(),
+            rate_limit_anonymous_per_minute: 60,
+            rate_limit_user_per_minute: 1200,
+            rate_limit_admin_per_minute: 6000,
+            rate_limit_redirect_per_minute: 60000,
+            rate_limit_key_overrides: std::collections::HashMap::new(),
         }
     }
 }
@@ -158,6 +181,22 @@ click_flush_interval_ms = 1000
 
 # How long a graceful shutdown waits for in-flight requests, in seconds.
 shutdown_timeout_s = 30
+
+# Proxies (CIDRs) whose X-Forwarded-For header is believed for the client address,
+# e.g. ["127.0.0.1/32", "10.0.0.0/8"]. From anyone else the header is ignored.
+trusted_proxies = []
+
+# Rate limits in requests per minute (token buckets: a client may burst up to a
+# minute's allowance). 0 turns a limit off. Over a limit: 429 with Retry-After.
+# API calls without a valid key, per client address:
+rate_limit_anonymous_per_minute = 60
+# API calls per key, by the key's role:
+rate_limit_user_per_minute = 1200
+rate_limit_admin_per_minute = 6000
+# Redirects per client address, counted apart from API calls:
+rate_limit_redirect_per_minute = 60000
+# Per-key limits by the key's visible prefix (as `hop keys list` shows it).
+rate_limit_key_overrides = {}
 "#;
 
 /// Why configuration could not be loaded; each message names the file, variable or key.
@@ -310,6 +349,7 @@ impl Config {
                 return invalid(format!("{name} must be greater than 0"));
             }
         }
+        self.trusted_proxy_nets().map_err(ConfigError::Invalid)?;
         tracing_subscriber::EnvFilter::try_new(&self.log_level)
             .map_err(|e| ConfigError::Invalid(format!("log_level `{}`: {e}", self.log_level)))?;
         Ok(())
@@ -335,6 +375,20 @@ impl Config {
             ));
         }
         Ok(parsed)
+    }
+
+    /// `trusted_proxies` parsed; a bare address counts as a single-address network.
+    pub fn trusted_proxy_nets(&self) -> Result<Vec<ipnet::IpNet>, String> {
+        self.trusted_proxies
+            .iter()
+            .map(|text| {
+                text.parse::<ipnet::IpNet>()
+                    .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        format!("trusted_proxies entry `{text}` is not a CIDR such as 10.0.0.0/8")
+                    })
+            })
+            .collect()
     }
 
     /// The database URL, defaulting to the SQLite file in the data directory.
@@ -417,7 +471,7 @@ mod tests {
         let from_file = Config::from_table(DEFAULT_TOML.parse().unwrap()).unwrap();
         let defaults = Config::default();
         assert_eq!(format!("{from_file:?}"), format!("{defaults:?}"));
-        assert_eq!(Config::keys().len(), 17);
+        assert_eq!(Config::keys().len(), 23);
     }
 
     #[test]
@@ -472,6 +526,28 @@ mod tests {
             let err = Config::load(None, env(&pairs), &Overrides::default()).unwrap_err();
             assert!(err.to_string().contains(needle), "{err}");
         }
+    }
+
+    #[test]
+    fn proxies_and_key_overrides_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hop.toml");
+        std::fs::write(
+            &path,
+            "trusted_proxies = [\"10.0.0.0/8\", \"127.0.0.1\"]\n\
+             [rate_limit_key_overrides]\nhop_AbCd1234 = 50000\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&path), env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(config.trusted_proxy_nets().unwrap().len(), 2);
+        assert_eq!(config.rate_limit_key_overrides["hop_AbCd1234"], 50000);
+        let err = Config::load(
+            None,
+            env(&[("HOP_TRUSTED_PROXIES", "10.0.0.0/33")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("10.0.0.0/33"), "{err}");
     }
 
     #[test]

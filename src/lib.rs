@@ -22,4 +22,5 @@ pub mod codes;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod ratelimit;
 pub mod store;

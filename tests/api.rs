@@ -1695,3 +1695,79 @@ async fn password_protected_links() {
     assert_eq!(bulk["results"][0]["status"], 400);
     assert_eq!(bulk["results"][0]["problem"]["field"], "password");
 }
+
+#[tokio::test]
+async fn api_rate_limits_per_key_and_per_anonymous_client() {
+    let server = TestServer::start_with(&[
+        ("HOP_RATE_LIMIT_USER_PER_MINUTE", "5"),
+        ("HOP_RATE_LIMIT_ANONYMOUS_PER_MINUTE", "3"),
+    ])
+    .await;
+    let alice = create_key(&server.state, "alice", false).await;
+    let bob = create_key(&server.state, "bob", false).await;
+    for remaining in (0..5).rev() {
+        let response = list(&server, &alice, "").await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["ratelimit-limit"], "5");
+        assert_eq!(
+            response.headers()["ratelimit-remaining"],
+            remaining.to_string().as_str()
+        );
+    }
+    let limited = list(&server, &alice, "").await;
+    assert_eq!(limited.status(), 429);
+    assert_eq!(limited.headers()["retry-after"], "12");
+    assert_eq!(
+        limited.json::<Value>().await.unwrap()["type"],
+        "urn:hop:problem:rate-limited"
+    );
+    // Another key, and the admin's higher tier, are untouched.
+    assert_eq!(list(&server, &bob, "").await.status(), 200);
+    assert_eq!(list(&server, &server.admin_key, "").await.status(), 200);
+    // Without a valid key: the client address's anonymous bucket.
+    for _ in 0..3 {
+        assert_eq!(list(&server, "hop_not_a_key", "").await.status(), 401);
+    }
+    assert_eq!(list(&server, "hop_not_a_key", "").await.status(), 429);
+    // Redirects are counted apart: still served.
+    server
+        .create_ok(json!({"url": "https://example.com/rl", "alias": "rl"}))
+        .await;
+    assert_eq!(server.get("/rl").await.status(), 302);
+}
+
+#[tokio::test]
+async fn redirect_limits_per_client_behind_trusted_proxies() {
+    let server = TestServer::start_with(&[
+        ("HOP_RATE_LIMIT_REDIRECT_PER_MINUTE", "2"),
+        ("HOP_TRUSTED_PROXIES", "127.0.0.1/32"),
+    ])
+    .await;
+    server
+        .create_ok(json!({"url": "https://example.com/r", "alias": "r"}))
+        .await;
+    let from = |client: &'static str| {
+        server
+            .client
+            .get(server.url("/r"))
+            .header("x-forwarded-for", client)
+            .header("accept", "application/json")
+            .send()
+    };
+    assert_eq!(from("203.0.113.1").await.unwrap().status(), 302);
+    assert_eq!(from("203.0.113.1").await.unwrap().status(), 302);
+    let limited = from("203.0.113.1").await.unwrap();
+    assert_eq!(limited.status(), 429);
+    assert!(limited.headers().contains_key("retry-after"));
+    assert_eq!(
+        limited.json::<Value>().await.unwrap()["type"],
+        "urn:hop:problem:rate-limited"
+    );
+    // Another client behind the same proxy has its own allowance (the right-most
+    // address that is not a trusted proxy is the client).
+    assert_eq!(from("203.0.113.2").await.unwrap().status(), 302);
+    assert_eq!(from("203.0.113.2, 10.0.0.1").await.unwrap().status(), 302);
+    // The API is not affected by redirect traffic.
+    assert_eq!(server.get_link("r").await.status(), 200);
+    assert_eq!(server.get("/healthz").await.status(), 200);
+}

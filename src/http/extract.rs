@@ -171,6 +171,10 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        // Already read and checked by the rate-limit middleware.
+        if let Some(super::ratelimit::AuthenticatedKey(key)) = parts.extensions.remove() {
+            return Ok(Caller(key));
+        }
         let secret = presented_key(&parts.headers)?.ok_or(ApiError::Unauthorized(
             "an API key is required: send `Authorization: Bearer <API key>`",
         ))?;

@@ -13,6 +13,7 @@ pub mod links;
 pub mod problem;
 pub mod protected;
 pub mod qr;
+pub mod ratelimit;
 pub mod redirect;
 pub mod server;
 
@@ -43,6 +44,19 @@ pub struct Settings {
     pub max_bulk_body_bytes: usize,
     /// How long a link may stay cached (what a change from another process waits for).
     pub cache_ttl_s: u64,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub limits: Limits,
+}
+
+/// Requests per minute for each kind of bucket (0: unlimited).
+#[derive(Debug, Clone, Default)]
+pub struct Limits {
+    pub anonymous: u32,
+    pub user: u32,
+    pub admin: u32,
+    pub redirect: u32,
+    /// By visible key prefix.
+    pub key_overrides: std::collections::HashMap<String, u32>,
 }
 
 /// Everything a handler can reach, cheap to clone (one `Arc`).
@@ -57,6 +71,8 @@ pub struct Shared {
     pub settings: Settings,
     /// Password attempts per link and client.
     pub attempts: protected::AttemptLimiter,
+    /// API and redirect rate limits.
+    pub limiter: crate::ratelimit::RateLimiter,
 }
 
 impl AppState {
@@ -75,8 +91,9 @@ impl Deref for AppState {
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .merge(links::router(&state))
-        .merge(qr::router())
+        .merge(links::router(&state).merge(qr::router()).route_layer(
+            middleware::from_fn_with_state(state.clone(), ratelimit::limit_api),
+        ))
         .merge(health::router())
         .merge(redirect::router())
         .fallback(not_found)

@@ -56,6 +56,8 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("too many password attempts for this link; retry in {0} seconds")]
     TooManyAttempts(u64),
+    #[error("rate limit exceeded; retry in {0} seconds")]
+    RateLimited(u64),
     #[error("{0}")]
     CodeSpaceExhausted(String),
     /// A dependency is down; the message is for the log only.
@@ -150,6 +152,7 @@ impl ApiError {
                 "click-limit-reached",
                 "Link has reached its click limit",
             ),
+            Self::RateLimited(_) => (S::TOO_MANY_REQUESTS, "rate-limited", "Too many requests"),
             Self::TooManyAttempts(_) => (
                 S::TOO_MANY_REQUESTS,
                 "too-many-attempts",

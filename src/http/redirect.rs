@@ -6,15 +6,17 @@
 
 use super::problem::ApiError;
 use super::protected::{password_form, unavailable};
+use super::ratelimit::redirect_limited;
 use super::{AppState, RequestTimer, negotiate};
 use crate::cache::{CachedLink, Entry};
 use crate::domain::code::{is_code_syntax, is_reserved};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, Method, Request, Response, header};
 use axum::routing::get;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 pub fn router() -> Router<AppState> {
@@ -38,7 +40,7 @@ pub enum FastPath {
 /// The fast path, called for every request before routing: `GET`/`HEAD /{code}` is
 /// answered here, from the cache or, on a miss, by [`answer_miss`] without going
 /// through axum's routing and extractors. Everything else goes to the router.
-pub fn fast_path<B>(state: &AppState, request: &Request<B>) -> FastPath {
+pub fn fast_path<B>(state: &AppState, request: &Request<B>, peer: IpAddr) -> FastPath {
     let method = request.method();
     if method != Method::GET && method != Method::HEAD {
         return FastPath::NotMine;
@@ -51,11 +53,17 @@ pub fn fast_path<B>(state: &AppState, request: &Request<B>) -> FastPath {
         return FastPath::NotMine;
     }
     let timer = RequestTimer::start();
-    let Some(entry) = state.cache.get(code) else {
-        // hop's own paths (`/healthz`, …) are never links, so never cached.
-        if is_reserved(code) {
-            return FastPath::NotMine;
-        }
+    let entry = state.cache.get(code);
+    // hop's own paths (`/healthz`, …) are never links, so never cached: only a miss
+    // needs the check.
+    if entry.is_none() && is_reserved(code) {
+        return FastPath::NotMine;
+    }
+    if let Some(limited) = redirect_limited(state, peer, request.headers()) {
+        timer.log(method, ROUTE, limited.status());
+        return FastPath::Answered(limited);
+    }
+    let Some(entry) = entry else {
         return FastPath::Miss(code.to_owned());
     };
     let head = *method == Method::HEAD;
@@ -92,10 +100,14 @@ const ROUTE: &str = "/{code}";
 /// extractor, which would copy every header; headers are only read on errors.
 pub async fn follow_link(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     code: Result<Path<String>, PathRejection>,
     request: Request<Body>,
 ) -> Response<Body> {
     let headers = request.headers();
+    if let Some(limited) = redirect_limited(&state, peer.ip(), headers) {
+        return limited;
+    }
     // Not UTF-8 after percent-decoding: cannot be a code.
     let Ok(Path(code)) = code else {
         return negotiate(headers, ApiError::NotFound("no link with this code".into()));

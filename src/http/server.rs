@@ -97,7 +97,7 @@ impl hyper::service::Service<hyper::Request<Incoming>> for HopService {
     type Future = Answer;
 
     fn call(&self, request: hyper::Request<Incoming>) -> Answer {
-        match redirect::fast_path(&self.state, &request) {
+        match redirect::fast_path(&self.state, &request, self.peer.ip()) {
             FastPath::Answered(response) => Answer::Ready(Some(response)),
             FastPath::Miss(code) => Answer::Loading(Box::pin(redirect::answer_miss(
                 self.state.clone(),

@@ -1,0 +1,209 @@
+//! Rate limits: token buckets per API key, per anonymous client and, for redirects,
+//! per client address, plus the trusted-proxy rule that says which address a request
+//! comes from.
+//!
+//! A bucket holds up to a minute's allowance and refills continuously, so a client
+//! may burst up to its per-minute limit and then proceeds at the steady rate. Buckets
+//! live in a few mutex-guarded shards; a bucket idle for a minute is full again and
+//! is dropped when its shard grows, which bounds memory under address scans.
+//! API and redirect traffic use separate buckets: a busy API client never blocks
+//! redirects, and the other way round.
+
+use crate::domain::link::KeyId;
+use ipnet::IpNet;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Whose allowance a request draws on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BucketKey {
+    /// An authenticated API key.
+    Key(KeyId),
+    /// API requests without a valid key, per client address.
+    Anonymous(IpAddr),
+    /// Redirects, per client address.
+    Redirect(IpAddr),
+}
+
+/// The outcome of one request against its bucket, with what the `RateLimit-*`
+/// headers report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    /// Requests per minute for this bucket.
+    pub limit: u32,
+    pub remaining: u32,
+    /// Seconds until the bucket is full again.
+    pub reset_s: u64,
+    /// When refused: seconds until one request is allowed.
+    pub retry_after_s: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    updated: Instant,
+}
+
+/// Shards grow past this many buckets before idle ones are dropped.
+const SWEEP_ABOVE: usize = 4096;
+
+pub struct RateLimiter {
+    shards: Box<[Mutex<HashMap<BucketKey, Bucket>>]>,
+}
+
+impl Default for RateLimiter {
+    fn default() -> Self {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let shards = (threads * 4).next_power_of_two();
+        Self {
+            shards: (0..shards).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
+    }
+}
+
+impl RateLimiter {
+    /// Takes one request from `key`'s bucket at `per_minute` (0: unlimited).
+    pub fn check(&self, key: BucketKey, per_minute: u32, now: Instant) -> Decision {
+        if per_minute == 0 {
+            return Decision {
+                allowed: true,
+                limit: 0,
+                remaining: 0,
+                reset_s: 0,
+                retry_after_s: 0,
+            };
+        }
+        let capacity = f64::from(per_minute);
+        let per_second = capacity / 60.0;
+        let shard = &self.shards[shard_of(&key) & (self.shards.len() - 1)];
+        let mut buckets = shard.lock().expect("rate limiter poisoned");
+        if buckets.len() > SWEEP_ABOVE {
+            buckets.retain(|_, b| now.duration_since(b.updated) < Duration::from_secs(60));
+        }
+        let bucket = buckets.entry(key).or_insert(Bucket {
+            tokens: capacity,
+            updated: now,
+        });
+        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * per_second).min(capacity);
+        bucket.updated = now;
+        let allowed = bucket.tokens >= 1.0;
+        if allowed {
+            bucket.tokens -= 1.0;
+        }
+        Decision {
+            allowed,
+            limit: per_minute,
+            remaining: bucket.tokens.floor() as u32,
+            reset_s: ((capacity - bucket.tokens) / per_second).ceil() as u64,
+            retry_after_s: if allowed {
+                0
+            } else {
+                ((1.0 - bucket.tokens) / per_second).ceil().max(1.0) as u64
+            },
+        }
+    }
+}
+
+fn shard_of(key: &BucketKey) -> usize {
+    match key {
+        BucketKey::Key(id) => id.0 as usize,
+        BucketKey::Anonymous(ip) | BucketKey::Redirect(ip) => match ip {
+            IpAddr::V4(v4) => u32::from(*v4) as usize,
+            IpAddr::V6(v6) => u128::from(*v6) as usize,
+        },
+    }
+}
+
+/// The address a request comes from: the peer, unless the peer is a trusted proxy,
+/// in which case the right-most `X-Forwarded-For` entry that is not itself a trusted
+/// proxy. Anything unparsable stops the walk (the last trusted hop is used then).
+pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpNet]) -> IpAddr {
+    if !trusted.iter().any(|net| net.contains(&peer)) {
+        return peer;
+    }
+    let mut client = peer;
+    if let Some(header) = forwarded_for {
+        for entry in header.rsplit(',') {
+            let Ok(ip) = entry.trim().parse::<IpAddr>() else {
+                break;
+            };
+            client = ip;
+            if !trusted.iter().any(|net| net.contains(&ip)) {
+                break;
+            }
+        }
+    }
+    client
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn buckets_burst_then_refill() {
+        let limiter = RateLimiter::default();
+        let start = Instant::now();
+        let key = BucketKey::Key(KeyId(1));
+        for n in (0..6).rev() {
+            let decision = limiter.check(key, 6, start);
+            assert!(decision.allowed);
+            assert_eq!(decision.remaining, n);
+        }
+        let refused = limiter.check(key, 6, start);
+        assert!(!refused.allowed);
+        assert_eq!(refused.retry_after_s, 10);
+        // Six a minute: one more after ten seconds.
+        assert!(
+            limiter
+                .check(key, 6, start + Duration::from_secs(10))
+                .allowed
+        );
+        assert!(
+            !limiter
+                .check(key, 6, start + Duration::from_secs(11))
+                .allowed
+        );
+        // Other buckets are untouched.
+        assert!(limiter.check(BucketKey::Key(KeyId(2)), 6, start).allowed);
+        assert!(
+            limiter
+                .check(BucketKey::Redirect(ip("10.0.0.1")), 0, start)
+                .allowed
+        );
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted: Vec<IpNet> = vec![
+            "127.0.0.1/32".parse().unwrap(),
+            "10.0.0.0/8".parse().unwrap(),
+        ];
+        let xff = Some("203.0.113.7, 198.51.100.2, 10.1.2.3");
+        // An untrusted peer's header is ignored.
+        assert_eq!(client_ip(ip("192.0.2.9"), xff, &trusted), ip("192.0.2.9"));
+        // From a trusted proxy: the right-most address that is not a proxy.
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), xff, &trusted),
+            ip("198.51.100.2")
+        );
+        assert_eq!(client_ip(ip("127.0.0.1"), None, &trusted), ip("127.0.0.1"));
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), Some("garbage"), &trusted),
+            ip("127.0.0.1")
+        );
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), Some("10.0.0.5"), &trusted),
+            ip("10.0.0.5")
+        );
+        assert_eq!(client_ip(ip("::1"), xff, &trusted), ip("::1"));
+    }
+}

@@ -4,7 +4,7 @@
 use crate::app;
 use crate::config::{Config, DEFAULT_TOML, LogFormat, Overrides};
 use crate::domain::link::{Link, LinkRequest, UnixMillis, format_ms, now_ms, valid_tags};
-use crate::store::{LinkQuery, StoreError, User};
+use crate::store::{LinkQuery, StoreError, Stores, User};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -250,11 +250,7 @@ async fn run_keys(command: KeysCommand, config: &Config) -> anyhow::Result<()> {
                             "--admin applies to new users; with --user the key takes that user's role"
                         );
                     }
-                    let user = stores.keys.user_by_name(&user_name).await?.ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "no user named `{user_name}`; add one with `hop users add {user_name}`"
-                        )
-                    })?;
+                    let user = find_user(&stores, &user_name).await?;
                     let label = name.unwrap_or_else(|| "default".into());
                     (user, label)
                 }
@@ -288,14 +284,7 @@ async fn run_keys(command: KeysCommand, config: &Config) -> anyhow::Result<()> {
         }
         KeysCommand::List { user } => {
             let owner = match user {
-                Some(name) => Some(
-                    stores
-                        .keys
-                        .user_by_name(&name)
-                        .await?
-                        .ok_or_else(|| anyhow::anyhow!("no user named `{name}`"))?
-                        .id,
-                ),
+                Some(name) => Some(find_user(&stores, &name).await?.id),
                 None => None,
             };
             let now = now_ms();
@@ -340,8 +329,9 @@ async fn run_links(command: LinksCommand, config: &Config) -> anyhow::Result<()>
     result
 }
 
-async fn find_user(state: &crate::http::AppState, name: &str) -> anyhow::Result<User> {
-    state.stores.keys.user_by_name(name).await?.ok_or_else(|| {
+/// The user called `name`, or an error that says how to add one.
+async fn find_user(stores: &Stores, name: &str) -> anyhow::Result<User> {
+    stores.keys.user_by_name(name).await?.ok_or_else(|| {
         anyhow::anyhow!("no user named `{name}`; add one with `hop users add {name}`")
     })
 }
@@ -383,7 +373,7 @@ async fn links_command(command: LinksCommand, state: &crate::http::AppState) -> 
             redirect_type,
             tags,
         } => {
-            let owner = find_user(state, &user).await?;
+            let owner = find_user(&state.stores, &user).await?;
             let request = LinkRequest {
                 url,
                 alias,
@@ -409,7 +399,7 @@ async fn links_command(command: LinksCommand, state: &crate::http::AppState) -> 
                 anyhow::bail!("--limit must be 1 to 1000");
             }
             let owner = match user {
-                Some(name) => Some(find_user(state, &name).await?.id),
+                Some(name) => Some(find_user(&state.stores, &name).await?.id),
                 None => None,
             };
             let tag = match tag {

@@ -74,16 +74,9 @@ async fn keys_create_prints_a_working_key() {
     let server = HopProcess::start(dir.path(), &[]);
     // Keys existed already, so no bootstrap key was printed.
     assert!(server.stderr_lines(0).iter().all(|l| !l.contains("hop_")));
-    let created: Value = client()
-        .post(server.url("/api/v1/links"))
-        .bearer_auth(&user_key)
-        .json(&json!({"url": "https://example.com/k"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created: Value = server
+        .create_link(&user_key, json!({"url": "https://example.com/k"}))
+        .await;
     let code = created["code"].as_str().unwrap();
     let fetched = client()
         .get(server.url(&format!("/api/v1/links/{code}")))
@@ -174,16 +167,9 @@ async fn json_logs_have_one_line_per_request_and_no_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let key = new_key(dir.path(), true);
     let server = HopProcess::start(dir.path(), &[]);
-    let created: Value = client()
-        .post(server.url("/api/v1/links"))
-        .bearer_auth(&key)
-        .json(&json!({"url": "https://example.com/logged"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created: Value = server
+        .create_link(&key, json!({"url": "https://example.com/logged"}))
+        .await;
     let code = created["code"].as_str().unwrap();
     client()
         .get(server.url(&format!("/{code}")))
@@ -234,16 +220,9 @@ async fn graceful_shutdown_loses_no_click() {
     // A long flush interval: every click must come from the shutdown flush.
     let server = HopProcess::start(dir.path(), &[("HOP_CLICK_FLUSH_INTERVAL_MS", "600000")]);
     let http = client();
-    let created: Value = http
-        .post(server.url("/api/v1/links"))
-        .bearer_auth(&key)
-        .json(&json!({"url": "https://example.com/g"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created: Value = server
+        .create_link(&key, json!({"url": "https://example.com/g"}))
+        .await;
     let code = created["code"].as_str().unwrap().to_owned();
     let clicks = 300;
     for _ in 0..clicks {
@@ -384,16 +363,9 @@ async fn acknowledged_links_survive_kill_9() {
         assert_eq!(response.headers()["location"], target.as_str());
     }
     // New links after the restart do not reuse codes.
-    let after: Value = http
-        .post(restarted.url("/api/v1/links"))
-        .bearer_auth(&key)
-        .json(&json!({"url": "https://example.com/after"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let after: Value = restarted
+        .create_link(&key, json!({"url": "https://example.com/after"}))
+        .await;
     let code = after["code"].as_str().unwrap();
     assert!(acknowledged.iter().all(|(c, _)| c != code));
 }
@@ -523,16 +495,12 @@ async fn users_and_keys_from_the_cli() {
     let server = HopProcess::start(d, &[]);
     let http = client();
     // Both of ana's keys act for ana: a link made with one is hers through the other.
-    let created: Value = http
-        .post(server.url("/api/v1/links"))
-        .bearer_auth(&ana_1)
-        .json(&json!({"url": "https://example.com/ana", "alias": "ana-link"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created: Value = server
+        .create_link(
+            &ana_1,
+            json!({"url": "https://example.com/ana", "alias": "ana-link"}),
+        )
+        .await;
     assert_eq!(created["code"], "ana-link");
     let via_other = http
         .get(server.url("/api/v1/links/ana-link"))

@@ -248,6 +248,19 @@ impl HopProcess {
         format!("{}{path}", self.base)
     }
 
+    /// `POST /api/v1/links` with `key`; asserts 201 and returns the link.
+    pub async fn create_link(&self, key: &str, body: serde_json::Value) -> serde_json::Value {
+        let response = client()
+            .post(self.url("/api/v1/links"))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        response.json().await.unwrap()
+    }
+
     /// Sends a signal (`TERM`, `KILL`, `INT`) to the process.
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill")

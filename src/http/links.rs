@@ -19,6 +19,66 @@ use axum::routing::{get, post};
 use axum::{Json, Router, middleware};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
+
+use super::openapi::{BadRequest, Conflict, IdempotencyKeyReused, NotFound, PayloadTooLarge};
+use super::problem::Problem;
+
+/// The `{code}` path parameter of the link routes.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct CodeParam {
+    /// The link's code.
+    #[allow(dead_code)]
+    code: String,
+}
+
+/// The `Idempotency-Key` header of the create routes.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IdempotencyKeyHeader {
+    /// A unique key per intended create (1 to 255 visible ASCII characters, such as a
+    /// UUID): a retry with the same key and body returns the first answer.
+    #[param(
+        rename = "Idempotency-Key",
+        nullable = false,
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[!-~]+$"
+    )]
+    #[allow(dead_code)]
+    idempotency_key: Option<String>,
+}
+
+/// The redirect statuses a link can answer with (documentation only: the value is a
+/// plain `u16` in the bodies).
+pub struct RedirectStatus;
+
+impl utoipa::PartialSchema for RedirectStatus {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Integer)
+            .enum_values(Some([301, 302, 307, 308]))
+            .description(Some("The redirect status: 301, 302, 307 or 308."))
+            .into()
+    }
+}
+
+impl ToSchema for RedirectStatus {}
+
+/// The orders a listing can take (`-` for descending).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub enum ListOrder {
+    #[schema(rename = "-createdAt")]
+    NewestFirst,
+    #[schema(rename = "createdAt")]
+    OldestFirst,
+    #[schema(rename = "-clicks")]
+    MostClicked,
+    #[schema(rename = "clicks")]
+    LeastClicked,
+}
 
 pub fn router(state: &AppState) -> Router<AppState> {
     // Every POST that creates honours Idempotency-Key.
@@ -41,18 +101,37 @@ pub fn router(state: &AppState) -> Router<AppState> {
 }
 
 /// Body of a create request. Unknown fields are refused so that a typo such as
-/// `expires_at` is an error instead of a silently ignored setting.
-#[derive(Debug, Deserialize)]
+/// `expires_at` is an error instead of a silently ignored setting. An optional field
+/// sent as `null` is the same as leaving it out.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateLinkBody {
+    /// The destination: an absolute http(s) URL.
+    #[schema(example = "https://example.com/some/long/path")]
     pub url: String,
+    /// A custom code instead of a generated one (letters, digits, `-` and `_`; not one
+    /// of hop's own paths such as `api` or `docs`).
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub alias: Option<String>,
+    /// A label for people, up to 512 characters without control characters.
+    #[schema(max_length = 512)]
     pub title: Option<String>,
+    /// When the link stops redirecting (RFC 3339, in the future).
+    #[schema(format = DateTime)]
     pub expires_at: Option<String>,
+    /// How many redirects the link serves before it stops.
+    #[schema(minimum = 1)]
     pub max_clicks: Option<i64>,
+    /// The redirect status: 301, 302 (the default), 307 or 308.
+    #[schema(value_type = Option<RedirectStatus>)]
     pub redirect_type: Option<u16>,
+    /// Up to 20 labels for filtering: 1 to 50 letters, digits, spaces, `-`, `_` or `.`,
+    /// stored lower-cased.
+    #[schema(max_items = 20)]
     pub tags: Option<Vec<String>>,
-    /// Protects the link: visitors must enter it before being redirected.
+    /// Protects the link: visitors must enter it before being redirected (4 to 128
+    /// characters).
+    #[schema(min_length = 4, max_length = 128)]
     pub password: Option<String>,
 }
 
@@ -74,19 +153,25 @@ impl From<CreateLinkBody> for LinkRequest {
 }
 
 /// A link as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LinkBody {
     pub code: String,
+    #[schema(format = "uri")]
     pub short_url: String,
     pub url: String,
     pub title: Option<String>,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub expires_at: Option<String>,
     pub max_clicks: Option<u64>,
+    #[schema(value_type = RedirectStatus)]
     pub redirect_type: u16,
+    /// Redirects served so far (counted within about a second).
     pub clicks: u64,
     pub disabled: bool,
+    #[schema(format = DateTime)]
     pub updated_at: String,
     pub tags: Vec<String>,
     /// Whether visitors must enter a password (the password itself is never shown).
@@ -115,26 +200,40 @@ impl LinkBody {
 
 /// Body of a change request: only the fields present change, `null` clears a field
 /// that may be empty (title, expiry, click limit) and is refused for the others.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UpdateLinkBody {
+    /// A new destination.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = String)]
     pub url: Option<Option<String>>,
+    /// A new title; `null` removes it.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, max_length = 512)]
     pub title: Option<Option<String>>,
+    /// A new expiry (RFC 3339); `null` removes it.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<Option<String>>,
+    /// A new click limit; `null` removes it.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>, minimum = 1)]
     pub max_clicks: Option<Option<i64>>,
+    /// 301, 302, 307 or 308.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = RedirectStatus)]
     pub redirect_type: Option<Option<u16>>,
+    /// A disabled link answers `410` instead of redirecting.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = bool)]
     pub disabled: Option<Option<bool>>,
     /// Replaces the link's tags (`[]` removes them all).
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Vec<String>, max_items = 20)]
     pub tags: Option<Option<Vec<String>>>,
     /// A new password; `null` removes the protection.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, min_length = 4, max_length = 128)]
     pub password: Option<Option<String>>,
 }
 
@@ -176,7 +275,7 @@ impl UpdateLinkBody {
 }
 
 /// The seed's response shape for `POST /api/v1/shorten`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ShortenBody {
     pub short_url: String,
@@ -264,9 +363,13 @@ pub const MAX_BULK: usize = 1000;
 
 /// Body of `POST /api/v1/links/bulk`. Items are parsed one by one, so that a bad item
 /// fails alone instead of failing the request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkBody {
+    /// 1 to 1,000 items, each a `CreateLinkBody` (without `password`). Items are
+    /// checked one by one: an invalid item gets its own error in the results and does
+    /// not fail the request.
+    #[schema(value_type = Vec<Value>, min_items = 1, max_items = 1000)]
     pub links: Vec<serde_json::Value>,
 }
 
@@ -274,23 +377,48 @@ impl JsonBody for BulkBody {
     const BULK: bool = true;
 }
 
-/// One item's outcome, in input order.
-#[derive(Debug, Serialize)]
+/// One item's outcome, in input order: `201` with the link, or an error status with
+/// its problem document.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct BulkResult {
     pub status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub link: Option<LinkBody>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Problem, nullable = false)]
     pub problem: Option<serde_json::Value>,
 }
 
-/// `POST /api/v1/links/bulk`: up to 1,000 creates in one transaction. Valid items are
-/// created even when others are not; the answer lists every item's outcome in order.
+/// The answer to a bulk create.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BulkResponse {
+    pub results: Vec<BulkResult>,
+}
+
+/// Create up to 1,000 links in one call.
+///
+/// Valid items are created even when others are not; the answer lists every item's
+/// outcome in input order. Honours `Idempotency-Key`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/links/bulk",
+    tag = "links",
+    params(IdempotencyKeyHeader),
+    request_body = BulkBody,
+    responses(
+        (status = 200, description = "Every item's outcome, in input order", body = BulkResponse),
+        (status = 400, response = BadRequest),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = IdempotencyKeyReused),
+    )
+)]
 pub async fn create_links_bulk(
     State(state): State<AppState>,
     caller: Caller,
     AppJson(body): AppJson<BulkBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<BulkResponse>, ApiError> {
     if body.links.is_empty() || body.links.len() > MAX_BULK {
         return Err(ApiError::BadJson {
             detail: format!(
@@ -377,7 +505,7 @@ pub async fn create_links_bulk(
             },
         )
         .collect();
-    Ok(Json(serde_json::json!({ "results": results })))
+    Ok(Json(BulkResponse { results }))
 }
 
 /// Argon2id takes tens of milliseconds: off the async workers.
@@ -396,7 +524,25 @@ fn created<T: Serialize>(code: &str, body: T) -> Response {
     response
 }
 
-/// `POST /api/v1/links`: create a link with every option.
+/// Create a link with every option.
+///
+/// Honours `Idempotency-Key`: a retry with the same key and body returns the first
+/// answer (with `Idempotent-Replayed: true`) and creates nothing.
+#[utoipa::path(
+    post,
+    path = "/api/v1/links",
+    tag = "links",
+    params(IdempotencyKeyHeader),
+    request_body = CreateLinkBody,
+    responses(
+        (status = 201, description = "Created; `Location` is the link's API URL", body = LinkBody,
+            headers(("Location" = String, description = "The link's API URL"))),
+        (status = 400, response = BadRequest),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = IdempotencyKeyReused),
+    )
+)]
 pub async fn create_link(
     State(state): State<AppState>,
     caller: Caller,
@@ -410,7 +556,25 @@ pub async fn create_link(
     ))
 }
 
-/// `POST /api/v1/shorten`: the seed's API; takes the same body, answers the short form.
+/// Shorten a URL (the short answer form).
+///
+/// Takes the same body as `POST /api/v1/links` and answers only the short URL, code
+/// and destination. Honours `Idempotency-Key`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/shorten",
+    tag = "links",
+    params(IdempotencyKeyHeader),
+    request_body = CreateLinkBody,
+    responses(
+        (status = 201, description = "Created; `Location` is the link's API URL", body = ShortenBody,
+            headers(("Location" = String, description = "The link's API URL"))),
+        (status = 400, response = BadRequest),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = IdempotencyKeyReused),
+    )
+)]
 pub async fn shorten(
     State(state): State<AppState>,
     caller: Caller,
@@ -439,7 +603,7 @@ pub async fn owned_link(state: &AppState, caller: &Caller, code: &str) -> Result
 }
 
 /// One page of a listing.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LinkPage {
     pub items: Vec<LinkBody>,
@@ -592,7 +756,28 @@ fn parse_list_params(
     Ok(query)
 }
 
-/// `GET /api/v1/links`: the caller's links (every link for admins), a page at a time.
+/// List links, a page at a time.
+///
+/// The caller's links (every link for admins). Paging with `cursor` stays exact while
+/// links are created concurrently. Unknown or repeated parameters are errors.
+#[utoipa::path(
+    get,
+    path = "/api/v1/links",
+    tag = "links",
+    params(
+        ("limit" = Option<u32>, Query, description = "Links per page (default 20)", minimum = 1, maximum = 100),
+        ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page"),
+        ("q" = Option<String>, Query, description = "Text contained in the code, URL or title", min_length = 1, max_length = 200),
+        ("tag" = Option<String>, Query, description = "Only links with this tag"),
+        ("createdFrom" = Option<String>, Query, description = "Created at or after (RFC 3339)", format = DateTime),
+        ("createdBefore" = Option<String>, Query, description = "Created before (RFC 3339)", format = DateTime),
+        ("sort" = Option<ListOrder>, Query, description = "Order (default `-createdAt`)"),
+    ),
+    responses(
+        (status = 200, description = "One page of links", body = LinkPage),
+        (status = 400, response = BadRequest),
+    )
+)]
 pub async fn list_links(
     State(state): State<AppState>,
     caller: Caller,
@@ -628,22 +813,53 @@ pub async fn list_links(
     }))
 }
 
-/// `GET /api/v1/tags`: every tag on the caller's links (everyone's for admins), with
-/// how many links carry it, most used first.
+/// A tag and how many links carry it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TagCount {
+    pub tag: String,
+    pub links: u64,
+}
+
+/// Every tag in use, most used first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TagList {
+    pub items: Vec<TagCount>,
+}
+
+/// List tags with counts.
+///
+/// Every tag on the caller's links (everyone's for admins), with how many links
+/// carry it, most used first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tags",
+    tag = "links",
+    responses((status = 200, description = "Tags with link counts", body = TagList))
+)]
 pub async fn list_tags(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<TagList>, ApiError> {
     let owner = caller.visible_owner();
     let counts = state.stores.links.tag_counts(owner).await?;
-    let items: Vec<serde_json::Value> = counts
+    let items = counts
         .into_iter()
-        .map(|(tag, links)| serde_json::json!({ "tag": tag, "links": links }))
+        .map(|(tag, links)| TagCount { tag, links })
         .collect();
-    Ok(Json(serde_json::json!({ "items": items })))
+    Ok(Json(TagList { items }))
 }
 
-/// `GET /api/v1/links/{code}`.
+/// Get one link.
+#[utoipa::path(
+    get,
+    path = "/api/v1/links/{code}",
+    tag = "links",
+    params(CodeParam),
+    responses(
+        (status = 200, description = "The link", body = LinkBody),
+        (status = 404, response = NotFound),
+    )
+)]
 pub async fn get_link(
     State(state): State<AppState>,
     caller: Caller,
@@ -653,7 +869,23 @@ pub async fn get_link(
     Ok(Json(LinkBody::new(link, &state.settings.base_url)))
 }
 
-/// `PATCH /api/v1/links/{code}`: the change applies to redirects at once.
+/// Change a link.
+///
+/// Only the fields present change; `null` clears a field that may be empty. The
+/// change applies to redirects at once.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/links/{code}",
+    tag = "links",
+    params(CodeParam),
+    request_body = UpdateLinkBody,
+    responses(
+        (status = 200, description = "The changed link", body = LinkBody),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 413, response = PayloadTooLarge),
+    )
+)]
 pub async fn update_link(
     State(state): State<AppState>,
     caller: Caller,
@@ -683,7 +915,17 @@ pub async fn update_link(
     Ok(Json(LinkBody::new(updated, &state.settings.base_url)))
 }
 
-/// `DELETE /api/v1/links/{code}`: the code stops redirecting at once.
+/// Delete a link; its code stops redirecting at once.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/links/{code}",
+    tag = "links",
+    params(CodeParam),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, response = NotFound),
+    )
+)]
 pub async fn delete_link(
     State(state): State<AppState>,
     caller: Caller,

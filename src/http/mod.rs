@@ -5,11 +5,13 @@
 //! - `POST /api/v1/shorten`, `POST /api/v1/links`, `GET|DELETE /api/v1/links/{code}`: [`links`]
 //! - `GET|HEAD /{code}`: [`redirect`], the hot path
 //! - `GET /healthz`, `GET /readyz`: [`health`]
+//! - `GET /openapi.json`, `GET /docs`: [`openapi`], the published contract
 
 pub mod extract;
 pub mod health;
 pub mod idempotency;
 pub mod links;
+pub mod openapi;
 pub mod problem;
 pub mod protected;
 pub mod qr;
@@ -95,6 +97,7 @@ pub fn router(state: AppState) -> Router {
             middleware::from_fn_with_state(state.clone(), ratelimit::limit_api),
         ))
         .merge(health::router())
+        .merge(openapi::router())
         .merge(redirect::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

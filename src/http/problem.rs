@@ -72,14 +72,23 @@ pub enum ApiError {
 #[derive(Debug, Clone)]
 pub struct InternalCause(pub String);
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An RFC 9457 problem document, as every error response carries it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Problem<'a> {
+    /// `urn:hop:problem:<slug>`: stable per kind of error, for programs to branch on.
     #[serde(rename = "type")]
+    #[schema(example = "urn:hop:problem:invalid-url")]
     kind: String,
+    /// A short summary of the kind of error.
     title: &'a str,
+    /// The HTTP status code.
+    #[schema(minimum = 400, maximum = 599)]
     status: u16,
+    /// What went wrong with this request, and how to fix it.
     detail: String,
+    /// The body field (JSON path), query parameter or header at fault, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false)]
     field: Option<&'a str>,
 }
 

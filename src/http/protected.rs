@@ -92,12 +92,37 @@ pub fn password_form(code: &str, error: Option<&str>) -> Response<Body> {
     response
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct PasswordForm {
     password: String,
 }
 
-/// `POST /{code}`: checks a protected link's password.
+/// Unlock a password-protected link.
+///
+/// The form `GET /{code}` shows posts here. The right password redirects (`303`, and
+/// the click counts); a wrong one shows the form again with an error (`401`).
+/// Attempts are limited per link and client.
+#[utoipa::path(
+    post,
+    path = "/{code}",
+    tag = "redirect",
+    params(("code" = String, Path, description = "The short code")),
+    request_body(content = PasswordForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "The right password: go to the destination",
+            headers(("Location" = String, description = "The destination"))),
+        (status = 401, description = "A wrong or missing password: the form again, with an error",
+            content_type = "text/html", body = String),
+        (status = 404, description = "No link with this code", content(
+            (super::problem::Problem = "application/problem+json"), (String = "text/html"))),
+        (status = 405, description = "The link is not password-protected", content(
+            (super::problem::Problem = "application/problem+json"), (String = "text/html"))),
+        (status = 410, description = "The link is disabled, expired or out of clicks", content(
+            (super::problem::Problem = "application/problem+json"), (String = "text/html"))),
+        (status = 429, description = "Too many attempts on this link from this client", content(
+            (super::problem::Problem = "application/problem+json"), (String = "text/html"))),
+    )
+)]
 pub async fn submit_password(
     State(state): State<AppState>,
     code: Result<Path<String>, PathRejection>,

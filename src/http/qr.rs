@@ -28,6 +28,15 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/links/{code}/qr", get(link_qr))
 }
 
+/// The image formats a QR code comes in.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum QrFormat {
+    Svg,
+    Png,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Format {
     Svg,
@@ -80,8 +89,29 @@ fn parse_params(pairs: Vec<(String, String)>) -> Result<(Format, u32), ApiError>
     Ok((format, size))
 }
 
-/// `GET /api/v1/links/{code}/qr?format=svg|png&size=N`.
-async fn link_qr(
+/// A QR code of the link's short URL.
+///
+/// SVG or PNG, `size` pixels on a side (including the quiet zone).
+#[utoipa::path(
+    get,
+    path = "/api/v1/links/{code}/qr",
+    tag = "links",
+    params(
+        super::links::CodeParam,
+        ("format" = Option<QrFormat>, Query, description = "Image format (default svg)"),
+        ("size" = Option<u32>, Query, description = "Edge in pixels (default 256)",
+            minimum = 64, maximum = 2048),
+    ),
+    responses(
+        (status = 200, description = "The QR code", content(
+            (String = "image/svg+xml"),
+            (Vec<u8> = "image/png"),
+        )),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 404, response = super::openapi::NotFound),
+    )
+)]
+pub async fn link_qr(
     State(state): State<AppState>,
     caller: Caller,
     CodePath(code): CodePath,

@@ -95,8 +95,38 @@ fn log_failure(response: &Response<Body>, method: &Method) {
 /// The route template, as logged.
 const ROUTE: &str = "/{code}";
 
-/// `GET|HEAD /{code}` through the router: reached on cache misses (and for paths that
-/// need percent-decoding). Takes the request whole rather than a `HeaderMap`
+/// Follow a short link.
+///
+/// Redirects with the link's status (302 unless the link says 301, 307 or 308). A
+/// password-protected link answers `200` with a form that posts to the same URL. `HEAD`
+/// answers the same without counting a click. Errors are HTML pages for browsers and
+/// problem documents when `Accept` names JSON.
+#[utoipa::path(
+    get,
+    path = "/{code}",
+    tag = "redirect",
+    params(("code" = String, Path, description = "The short code")),
+    responses(
+        (status = 301, description = "Moved permanently (the link's redirect type)",
+            headers(("Location" = String, description = "The destination"))),
+        (status = 302, description = "Found: the default redirect",
+            headers(("Location" = String, description = "The destination"))),
+        (status = 307, description = "Temporary redirect (the link's redirect type)",
+            headers(("Location" = String, description = "The destination"))),
+        (status = 308, description = "Permanent redirect (the link's redirect type)",
+            headers(("Location" = String, description = "The destination"))),
+        (status = 200, description = "The password form of a protected link",
+            content_type = "text/html", body = String),
+        (status = 404, description = "No link with this code", content(
+            (super::problem::Problem = "application/problem+json"), (String = "text/html"))),
+        (status = 410, description = "The link is disabled, expired or out of clicks", content(
+            (super::problem::Problem = "application/problem+json"), (String = "text/html"))),
+        (status = 429, description = "Over the redirect rate limit for this client", content(
+            (super::problem::Problem = "application/problem+json"), (String = "text/html"))),
+    )
+)]
+/// (Through the router: reached on cache misses and for paths that need
+/// percent-decoding.) Takes the request whole rather than a `HeaderMap`
 /// extractor, which would copy every header; headers are only read on errors.
 pub async fn follow_link(
     State(state): State<AppState>,

@@ -102,6 +102,7 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
         settings,
         attempts: Default::default(),
         limiter: Default::default(),
+        keys: Default::default(),
     });
     Ok((
         state,

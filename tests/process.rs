@@ -533,6 +533,8 @@ async fn users_and_keys_from_the_cli() {
     assert!(!listing.contains(&ana_1), "a secret was listed");
     run_ok(&["keys", "revoke", &laptop_prefix], d);
     assert!(run_err(&["keys", "revoke", &laptop_prefix], d).contains("no active key"));
+    // Running servers trust a key they read for up to a second.
+    tokio::time::sleep(hop::http::auth::KEY_CACHE_TTL + Duration::from_millis(100)).await;
     let revoked = http
         .get(server.url("/api/v1/links/ana-link"))
         .bearer_auth(&ana_1)
@@ -573,6 +575,7 @@ async fn users_and_keys_from_the_cli() {
     // Removing a user revokes every key of theirs; their links stay.
     run_ok(&["users", "remove", "ana"], d);
     assert!(run_err(&["users", "remove", "ana"], d).contains("no user"));
+    tokio::time::sleep(hop::http::auth::KEY_CACHE_TTL + Duration::from_millis(100)).await;
     assert_eq!(
         http.get(server.url("/api/v1/links/ana-link"))
             .bearer_auth(&ana_2)

@@ -2,15 +2,16 @@
 //! bodies (naming the offending field) and [`Caller`] for API-key authentication.
 
 use super::AppState;
+use super::auth::Lookup;
 use super::problem::ApiError;
-use crate::domain::key;
-use crate::domain::link::{UserId, now_ms};
+use crate::domain::link::UserId;
 use crate::store::ApiKey;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
+use std::sync::Arc;
 
 /// A JSON body, parsed strictly: over the size limit is 413, malformed or mistyped
 /// JSON 400 with the path of the offending field.
@@ -147,8 +148,8 @@ pub fn presented_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     }
 }
 
-/// The authenticated API key behind a request.
-pub struct Caller(pub ApiKey);
+/// The authenticated API key behind a request (shared with the key cache).
+pub struct Caller(pub Arc<ApiKey>);
 
 impl Caller {
     /// The user the key belongs to: the owner of what the caller creates.
@@ -178,14 +179,11 @@ impl FromRequestParts<AppState> for Caller {
         let secret = presented_key(&parts.headers)?.ok_or(ApiError::Unauthorized(
             "an API key is required: send `Authorization: Bearer <API key>`",
         ))?;
-        if !key::looks_like_key(secret) {
-            return Err(ApiError::Unauthorized("API key is not valid"));
-        }
-        match state.stores.keys.key_by_hash(&key::hash(secret)).await? {
-            Some(key) if key.is_usable(now_ms()) => Ok(Caller(key)),
-            Some(key) if key.revoked => Err(ApiError::Unauthorized("API key has been revoked")),
-            Some(_) => Err(ApiError::Unauthorized("API key has expired")),
-            None => Err(ApiError::Unauthorized("API key is not valid")),
+        match state.keys.lookup(&state.stores, secret).await? {
+            Lookup::Usable(key) => Ok(Caller(key)),
+            Lookup::Revoked => Err(ApiError::Unauthorized("API key has been revoked")),
+            Lookup::Expired => Err(ApiError::Unauthorized("API key has expired")),
+            Lookup::Unknown => Err(ApiError::Unauthorized("API key is not valid")),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! - `GET /healthz`, `GET /readyz`: [`health`]
 //! - `GET /openapi.json`, `GET /docs`: [`openapi`], the published contract
 
+pub mod auth;
 pub mod extract;
 pub mod health;
 pub mod idempotency;
@@ -75,6 +76,8 @@ pub struct Shared {
     pub attempts: protected::AttemptLimiter,
     /// API and redirect rate limits.
     pub limiter: crate::ratelimit::RateLimiter,
+    /// Recently used API keys.
+    pub keys: auth::KeyCache,
 }
 
 impl AppState {

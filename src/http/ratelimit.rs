@@ -1,26 +1,26 @@
 //! Rate limiting at the HTTP edge: the API middleware ([`limit_api`]) and the check
-//! the redirect path makes ([`redirect_allowed`]), both answering `429` with
+//! the redirect path makes ([`redirect_limited`]), both answering `429` with
 //! `Retry-After` and the `RateLimit-*` headers of the IETF draft.
 
+use super::auth::Lookup;
 use super::extract::presented_key;
 use super::problem::ApiError;
 use super::{AppState, negotiate};
-use crate::domain::key;
-use crate::domain::link::now_ms;
 use crate::ratelimit::{BucketKey, Decision, client_ip};
 use crate::store::ApiKey;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Response};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Response, header};
 use axum::middleware::Next;
 use axum::response::IntoResponse;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// A key the middleware already authenticated, for [`super::extract::Caller`] to
 /// reuse instead of reading it again.
 #[derive(Clone)]
-pub struct AuthenticatedKey(pub ApiKey);
+pub struct AuthenticatedKey(pub Arc<ApiKey>);
 
 /// The client address of a request under the trusted-proxy rule.
 pub fn request_client(state: &AppState, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
@@ -31,19 +31,26 @@ pub fn request_client(state: &AppState, peer: IpAddr, headers: &HeaderMap) -> Ip
     client_ip(peer, forwarded, &state.settings.trusted_proxies)
 }
 
-fn add_headers(headers: &mut HeaderMap, decision: &Decision) {
+const LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+const REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+const RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+
+pub fn add_headers(headers: &mut HeaderMap, decision: &Decision) {
     if decision.limit == 0 {
         return;
     }
     for (name, value) in [
-        ("ratelimit-limit", u64::from(decision.limit)),
-        ("ratelimit-remaining", u64::from(decision.remaining)),
-        ("ratelimit-reset", decision.reset_s),
+        (LIMIT, u64::from(decision.limit)),
+        (REMAINING, u64::from(decision.remaining)),
+        (RESET, decision.reset_s),
     ] {
         headers.insert(name, HeaderValue::from(value));
     }
     if !decision.allowed {
-        headers.insert("retry-after", HeaderValue::from(decision.retry_after_s));
+        headers.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(decision.retry_after_s),
+        );
     }
 }
 
@@ -58,9 +65,7 @@ pub async fn limit_api(
     let limits = &state.settings.limits;
     let mut bucket = None;
     if let Ok(Some(secret)) = presented_key(request.headers())
-        && key::looks_like_key(secret)
-        && let Ok(Some(found)) = state.stores.keys.key_by_hash(&key::hash(secret)).await
-        && found.is_usable(now_ms())
+        && let Ok(Lookup::Usable(found)) = state.keys.lookup(&state.stores, secret).await
     {
         let per_minute =
             limits

@@ -377,6 +377,17 @@ impl Config {
         Ok(parsed)
     }
 
+    /// The host of the public base URL, lower-case, with `:port` only when the URL
+    /// names a port other than its scheme's default: the default domain's name.
+    pub fn default_host(&self) -> Result<String, String> {
+        let base = self.public_base()?;
+        let host = base.host_str().unwrap_or_default().to_ascii_lowercase();
+        Ok(match base.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host,
+        })
+    }
+
     /// `trusted_proxies` parsed; a bare address counts as a single-address network.
     pub fn trusted_proxy_nets(&self) -> Result<Vec<ipnet::IpNet>, String> {
         self.trusted_proxies

@@ -161,6 +161,11 @@ impl Caller {
         (!self.0.user.admin).then_some(self.0.user.id)
     }
 
+    /// Whether the key's user is an admin (manages domains, sees every link).
+    pub fn is_admin(&self) -> bool {
+        self.0.user.admin
+    }
+
     /// Whether this caller may see and change `owner`'s links.
     pub fn can_access(&self, owner: Option<UserId>) -> bool {
         self.0.user.admin || owner == Some(self.0.user.id)
@@ -203,5 +208,33 @@ impl<S: Send + Sync> FromRequestParts<S> for CodePath {
             Ok(Path(code)) => Ok(Self(code)),
             Err(_) => Err(ApiError::NotFound("no link with this code".into())),
         }
+    }
+}
+
+/// The `domain` query parameter of the link routes (`?domain=go.example.com`), which
+/// addresses a link outside the default domain. Other parameters are left alone, as
+/// these routes ignored query strings before domains existed.
+pub struct DomainQuery(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for DomainQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let Some(query) = parts.uri.query() else {
+            return Ok(Self(None));
+        };
+        let mut domain = None;
+        for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            if name == "domain" {
+                if domain.is_some() {
+                    return Err(ApiError::InvalidParameter {
+                        detail: "parameter `domain` is given more than once".into(),
+                        parameter: "domain".into(),
+                    });
+                }
+                domain = Some(value.into_owned());
+            }
+        }
+        Ok(Self(domain))
     }
 }

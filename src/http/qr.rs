@@ -7,7 +7,7 @@
 
 use super::AppState;
 use super::extract::{Caller, CodePath};
-use super::links::owned_link;
+use super::links::{owned_link, site_of};
 use super::problem::ApiError;
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
@@ -41,10 +41,12 @@ fn invalid(parameter: &str, detail: String) -> ApiError {
     }
 }
 
-fn parse_params(pairs: Vec<(String, String)>) -> Result<(Format, u32), ApiError> {
-    let (mut format, mut size) = (Format::Svg, DEFAULT_SIZE);
+/// The parameters: format, size, and the link's domain (none: the default domain).
+fn parse_params(pairs: Vec<(String, String)>) -> Result<(Format, u32, Option<String>), ApiError> {
+    let (mut format, mut size, mut domain) = (Format::Svg, DEFAULT_SIZE, None);
     for (name, value) in pairs {
         match name.as_str() {
+            "domain" => domain = Some(value),
             "format" => {
                 format = match value.as_str() {
                     "svg" => Format::Svg,
@@ -72,15 +74,15 @@ fn parse_params(pairs: Vec<(String, String)>) -> Result<(Format, u32), ApiError>
             other => {
                 return Err(invalid(
                     other,
-                    format!("unknown parameter `{other}`; known: format, size"),
+                    format!("unknown parameter `{other}`; known: format, size, domain"),
                 ));
             }
         }
     }
-    Ok((format, size))
+    Ok((format, size, domain))
 }
 
-/// `GET /api/v1/links/{code}/qr?format=svg|png&size=N`.
+/// `GET /api/v1/links/{code}/qr?format=svg|png&size=N&domain=HOST`.
 async fn link_qr(
     State(state): State<AppState>,
     caller: Caller,
@@ -89,9 +91,10 @@ async fn link_qr(
 ) -> Result<Response, ApiError> {
     let Query(pairs) =
         params.map_err(|e| invalid("query", format!("query string is not valid: {e}")))?;
-    let (format, size) = parse_params(pairs)?;
-    let link = owned_link(&state, &caller, &code).await?;
-    let short_url = format!("{}/{}", state.settings.base_url, link.code);
+    let (format, size, domain) = parse_params(pairs)?;
+    let site = site_of(&state, domain.as_deref())?;
+    let link = owned_link(&state, &caller, &site, &code).await?;
+    let short_url = state.settings.short_url(&link.domain, &link.code);
     let qr = QrCode::with_error_correction_level(short_url.as_bytes(), EcLevel::M)
         .map_err(|e| ApiError::Internal(format!("QR encoding failed: {e}")))?;
     let (content_type, body) = match format {

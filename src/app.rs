@@ -81,8 +81,10 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
             user: config.rate_limit_user_per_minute,
             admin: config.rate_limit_admin_per_minute,
             redirect: config.rate_limit_redirect_per_minute,
+            anonymous_create: config.rate_limit_anonymous_create_per_minute,
             key_overrides: config.rate_limit_key_overrides.clone(),
         },
+        anonymous_create: config.anonymous_create,
     };
     let codes = CodeAllocator::new(stores.meta.clone(), config.code_length)
         .await

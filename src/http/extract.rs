@@ -6,11 +6,13 @@ use super::problem::ApiError;
 use crate::domain::key;
 use crate::domain::link::{UserId, now_ms};
 use crate::store::ApiKey;
-use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// A JSON body, parsed strictly: over the size limit is 413, malformed or mistyped
 /// JSON 400 with the path of the offending field.
@@ -236,5 +238,50 @@ impl<S: Send + Sync> FromRequestParts<S> for DomainQuery {
             }
         }
         Ok(Self(domain))
+    }
+}
+
+/// Who creates a link: an authenticated key, or nobody where `anonymous_create` is on.
+/// A request that presents a key is always authenticated with it: a bad, revoked or
+/// expired key is 401, never a silent anonymous create.
+pub enum Creator {
+    Key(Caller),
+    /// No key; the client passed the anonymous-create limit for its address.
+    Anonymous,
+}
+
+impl FromRequestParts<AppState> for Creator {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let presented = presented_key(&parts.headers).map_err(IntoResponse::into_response)?;
+        let authenticated = parts
+            .extensions
+            .get::<super::ratelimit::AuthenticatedKey>()
+            .is_some();
+        if presented.is_some() || authenticated {
+            return Caller::from_request_parts(parts, state)
+                .await
+                .map(Creator::Key)
+                .map_err(IntoResponse::into_response);
+        }
+        if !state.settings.anonymous_create {
+            return Err(ApiError::Unauthorized(
+                "an API key is required: send `Authorization: Bearer <API key>` \
+                 (anonymous creation is disabled on this server)",
+            )
+            .into_response());
+        }
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
+        let client = super::ratelimit::request_client(state, peer, &parts.headers);
+        if let Some(limited) =
+            super::ratelimit::anonymous_create_limited(state, client, &parts.headers)
+        {
+            return Err(limited);
+        }
+        Ok(Creator::Anonymous)
     }
 }

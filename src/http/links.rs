@@ -3,7 +3,7 @@
 //! Create path: validate → allocate a code (or take the alias) → durable insert
 //! (group-committed by the store) → warm the redirect cache → 201.
 
-use super::extract::{AppJson, Caller, CodePath, DomainQuery, JsonBody, parse_json_value};
+use super::extract::{AppJson, Caller, CodePath, Creator, DomainQuery, JsonBody, parse_json_value};
 use super::problem::ApiError;
 use super::{AppState, idempotency};
 use crate::cache::CachedLink;
@@ -442,14 +442,37 @@ fn created<T: Serialize>(domain: &str, code: &str, body: T) -> Response {
     response
 }
 
-/// `POST /api/v1/links`: create a link with every option.
+/// The owner of a new link: the key's user, or none for an anonymous create, which
+/// may not claim an alias (squatting), set a password, a domain or tags.
+fn owner_of(creator: &Creator, body: &CreateLinkBody) -> Result<Option<UserId>, ApiError> {
+    match creator {
+        Creator::Key(caller) => Ok(Some(caller.user())),
+        Creator::Anonymous => {
+            for (field, given) in [
+                ("alias", body.alias.is_some()),
+                ("password", body.password.is_some()),
+                ("domain", body.domain.is_some()),
+                ("tags", body.tags.is_some()),
+            ] {
+                if given {
+                    return Err(ApiError::NotForAnonymous(field));
+                }
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// `POST /api/v1/links`: create a link with every option (without a key, where
+/// `anonymous_create` is on, with a few).
 pub async fn create_link(
     State(state): State<AppState>,
-    caller: Caller,
+    creator: Creator,
     AppJson(body): AppJson<CreateLinkBody>,
 ) -> Result<Response, ApiError> {
+    let owner = owner_of(&creator, &body)?;
     let site = site_of(&state, body.domain.as_deref())?;
-    let link = create(&state, Some(caller.user()), site, body.into()).await?;
+    let link = create(&state, owner, site, body.into()).await?;
     let (domain, code) = (link.domain.clone(), link.code.clone());
     Ok(created(&domain, &code, LinkBody::new(link, &state)))
 }
@@ -457,11 +480,12 @@ pub async fn create_link(
 /// `POST /api/v1/shorten`: the seed's API; takes the same body, answers the short form.
 pub async fn shorten(
     State(state): State<AppState>,
-    caller: Caller,
+    creator: Creator,
     AppJson(body): AppJson<CreateLinkBody>,
 ) -> Result<Response, ApiError> {
+    let owner = owner_of(&creator, &body)?;
     let site = site_of(&state, body.domain.as_deref())?;
-    let link = create(&state, Some(caller.user()), site, body.into()).await?;
+    let link = create(&state, owner, site, body.into()).await?;
     let body = ShortenBody {
         short_url: state.settings.short_url(&link.domain, &link.code),
         code: link.code.clone(),

@@ -52,6 +52,8 @@ pub struct Settings {
     pub cache_ttl_s: u64,
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub limits: Limits,
+    /// Whether links may be created without an API key.
+    pub anonymous_create: bool,
 }
 
 impl Settings {
@@ -72,6 +74,8 @@ pub struct Limits {
     pub user: u32,
     pub admin: u32,
     pub redirect: u32,
+    /// Creates without a key, per client address (on top of `anonymous`).
+    pub anonymous_create: u32,
     /// By visible key prefix.
     pub key_overrides: std::collections::HashMap<String, u32>,
 }

@@ -46,6 +46,10 @@ pub enum ApiError {
     AliasTaken(String),
     #[error("{0}")]
     Forbidden(&'static str),
+    #[error(
+        "`{0}` needs an API key; links created without one take only url, title, expiresAt, maxClicks and redirectType"
+    )]
+    NotForAnonymous(&'static str),
     #[error("`{name}` is not a valid domain name: {reason}")]
     InvalidDomain {
         name: String,
@@ -163,6 +167,11 @@ impl ApiError {
             },
             Self::AliasTaken(_) => (S::CONFLICT, "alias-taken", "Alias is already taken"),
             Self::Forbidden(_) => (S::FORBIDDEN, "forbidden", "Not allowed for this key"),
+            Self::NotForAnonymous(_) => (
+                S::FORBIDDEN,
+                "anonymous-not-allowed",
+                "Not allowed without an API key",
+            ),
             Self::InvalidDomain { .. } => {
                 (S::BAD_REQUEST, "invalid-domain", "Domain name is not valid")
             }
@@ -226,6 +235,7 @@ impl ApiError {
             Self::AliasTaken(_) => Some("alias"),
             Self::InvalidDomain { field, .. } => Some(field),
             Self::UnknownDomain(_) => Some("domain"),
+            Self::NotForAnonymous(field) => Some(field),
             Self::DomainExists(_) | Self::DefaultDomain(_) => Some("name"),
             _ => None,
         }

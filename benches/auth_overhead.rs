@@ -63,7 +63,10 @@ async fn setup(limit_per_minute: &str) -> Setup {
             url: format!("https://example.com/bench/{i}"),
             ..Default::default()
         };
-        let link = links::create(&state, user.id, request).await.unwrap();
+        let site = hop::hosts::Site::Default;
+        let link = links::create(&state, Some(user.id), site, request)
+            .await
+            .unwrap();
         codes.push(link.code);
     }
     Setup {
@@ -93,6 +96,7 @@ async fn handler(setup: &Setup, n: usize) -> f64 {
             State(setup.state.clone()),
             Caller(key.clone()),
             CodePath(code),
+            hop::http::extract::DomainQuery(None),
         )
         .await
         .into_response();

@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::domain::key;
 use crate::domain::link::{UnixMillis, now_ms};
 use crate::domain::url::UrlPolicy;
+use crate::hosts::Hosts;
 use crate::http::{self, AppState, Limits, Settings, Shared};
 use crate::store::{self, ApiKey, IdempotencyStore, NewApiKey, Stores, User};
 use anyhow::Context;
@@ -25,6 +26,8 @@ pub struct Background {
     stop: watch::Sender<bool>,
     click_writer: JoinHandle<()>,
     maintenance: JoinHandle<()>,
+    /// Rereads the registered domains (changes made by `hop domains` elsewhere).
+    domain_refresh: JoinHandle<()>,
 }
 
 impl Background {
@@ -32,6 +35,7 @@ impl Background {
     pub async fn stop(self) {
         // Maintenance is idempotent and resumes on the next start.
         self.maintenance.abort();
+        self.domain_refresh.abort();
         let _ = self.stop.send(true);
         if let Err(e) = self.click_writer.await {
             tracing::error!(error = %e, "click writer ended abnormally");
@@ -54,8 +58,11 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
         .zip(base.port_or_known_default())
         .map(|(host, port)| vec![(host.to_ascii_lowercase(), port)])
         .unwrap_or_default();
+    let default_host = config.default_host().map_err(anyhow::Error::msg)?;
     let settings = Settings {
         base_url: base.as_str().trim_end_matches('/').to_owned(),
+        base_scheme: base.scheme().to_owned(),
+        base_path: base.path().trim_end_matches('/').to_owned(),
         url_policy: UrlPolicy {
             allowed_schemes: config.allowed_schemes.clone(),
             max_len: config.max_url_length,
@@ -74,12 +81,23 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
             user: config.rate_limit_user_per_minute,
             admin: config.rate_limit_admin_per_minute,
             redirect: config.rate_limit_redirect_per_minute,
+            anonymous_create: config.rate_limit_anonymous_create_per_minute,
             key_overrides: config.rate_limit_key_overrides.clone(),
         },
+        anonymous_create: config.anonymous_create,
     };
     let codes = CodeAllocator::new(stores.meta.clone(), config.code_length)
         .await
         .context("loading the short-code key")?;
+    let hosts = Arc::new(Hosts::new(default_host));
+    hosts
+        .reload(stores.domains.as_ref())
+        .await
+        .context("loading the domains")?;
+    let domain_refresh = tokio::spawn(crate::hosts::run_refresh(
+        hosts.clone(),
+        stores.domains.clone(),
+    ));
     let clicks = Clicks::new();
     let (stop, stopped) = watch::channel(false);
     let click_writer = tokio::spawn(run_click_writer(
@@ -103,6 +121,7 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
         attempts: Default::default(),
         limiter: Default::default(),
         keys: Default::default(),
+        hosts,
     });
     Ok((
         state,
@@ -110,6 +129,7 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
             stop,
             click_writer,
             maintenance,
+            domain_refresh,
         },
     ))
 }

@@ -1,4 +1,9 @@
-//! The in-process redirect cache (L1): code → what a redirect needs, or "unknown".
+//! The in-process redirect cache (L1): (domain, code) → what a redirect needs, or
+//! "unknown".
+//!
+//! Keys are the code alone for the default domain, so that the hot path looks up the
+//! request path as it is without building a key, and `code@domain` for other domains
+//! (`@` cannot occur in a code, so the two never collide).
 //!
 //! Backed by quick_cache (S3-FIFO: scan-resistant admission like TinyLFU, a small
 //! probationary queue before the main one), bounded by an estimate of the bytes each
@@ -18,8 +23,18 @@ use crate::store::RedirectRecord;
 use http::{HeaderValue, StatusCode};
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The cache key of a code in `domain` (`""`: the default domain, no allocation).
+fn key<'a>(domain: &str, code: &'a str) -> Cow<'a, str> {
+    if domain.is_empty() {
+        Cow::Borrowed(code)
+    } else {
+        Cow::Owned(format!("{code}@{domain}"))
+    }
+}
 
 /// What a redirect needs to know about a link, prepared once when it is cached.
 #[derive(Debug)]
@@ -121,16 +136,18 @@ impl LinkCache {
         }
     }
 
-    pub fn get(&self, code: &str) -> Option<Entry> {
-        let slot = self.slots.get(code)?;
+    /// The entry for `code` in `domain` (`""`: the default domain).
+    pub fn get(&self, domain: &str, code: &str) -> Option<Entry> {
+        let key = key(domain, code);
+        let slot = self.slots.get(key.as_ref())?;
         if slot.valid_until <= now_ms() {
-            self.slots.remove(code);
+            self.slots.remove(key.as_ref());
             return None;
         }
         Some(slot.entry)
     }
 
-    pub fn insert_link(&self, code: &str, link: Arc<CachedLink>) {
+    pub fn insert_link(&self, domain: &str, code: &str, link: Arc<CachedLink>) {
         let now = now_ms();
         // Capped at the expiry so an expired link is reloaded rather than served from
         // a stale entry; one already expired is cached as such for the full TTL.
@@ -139,17 +156,19 @@ impl LinkCache {
             _ => now + self.ttl_ms,
         };
         let entry = Entry::Link(link);
-        self.slots.insert(code.into(), Slot { entry, valid_until });
+        let key = key(domain, code).into();
+        self.slots.insert(key, Slot { entry, valid_until });
     }
 
-    pub fn insert_missing(&self, code: &str) {
+    pub fn insert_missing(&self, domain: &str, code: &str) {
         let valid_until = now_ms() + self.negative_ttl_ms;
         let entry = Entry::Missing;
-        self.slots.insert(code.into(), Slot { entry, valid_until });
+        let key = key(domain, code).into();
+        self.slots.insert(key, Slot { entry, valid_until });
     }
 
-    pub fn invalidate(&self, code: &str) {
-        self.slots.remove(code);
+    pub fn invalidate(&self, domain: &str, code: &str) {
+        self.slots.remove(key(domain, code).as_ref());
     }
 
     /// Estimated bytes in use and entry count.
@@ -166,6 +185,7 @@ mod tests {
     fn link(code: &str, expires_at: Option<UnixMillis>) -> Link {
         Link {
             id: LinkId(1),
+            domain: String::new(),
             code: code.into(),
             url: "https://example.com/".into(),
             title: None,
@@ -188,7 +208,7 @@ mod tests {
         for i in 0..10_000 {
             let code = format!("c{i:06}");
             let cached = CachedLink::from_link(&link(&code, None)).unwrap();
-            cache.insert_link(&code, Arc::new(cached));
+            cache.insert_link("", &code, Arc::new(cached));
         }
         let (bytes, count) = cache.usage();
         assert!(bytes <= 100_000, "{bytes}");
@@ -200,19 +220,35 @@ mod tests {
     #[test]
     fn negative_entries_expire_quickly() {
         let cache = LinkCache::new(1 << 20, Duration::from_secs(60), Duration::from_millis(50));
-        cache.insert_missing("nope");
-        assert!(matches!(cache.get("nope"), Some(Entry::Missing)));
+        cache.insert_missing("", "nope");
+        assert!(matches!(cache.get("", "nope"), Some(Entry::Missing)));
         std::thread::sleep(Duration::from_millis(120));
-        assert!(cache.get("nope").is_none());
+        assert!(cache.get("", "nope").is_none());
     }
 
     #[test]
     fn link_entries_end_at_link_expiry() {
         let cache = LinkCache::new(1 << 20, Duration::from_secs(60), Duration::from_secs(1));
         let cached = CachedLink::from_link(&link("soon", Some(now_ms() + 50))).unwrap();
-        cache.insert_link("soon", Arc::new(cached));
-        assert!(cache.get("soon").is_some());
+        cache.insert_link("", "soon", Arc::new(cached));
+        assert!(cache.get("", "soon").is_some());
         std::thread::sleep(Duration::from_millis(120));
-        assert!(cache.get("soon").is_none());
+        assert!(cache.get("", "soon").is_none());
+    }
+
+    #[test]
+    fn domains_have_their_own_entries() {
+        let cache = LinkCache::new(1 << 20, Duration::from_secs(60), Duration::from_secs(1));
+        let cached = CachedLink::from_link(&link("same", None)).unwrap();
+        cache.insert_link("go.example.com", "same", Arc::new(cached));
+        cache.insert_missing("", "same");
+        assert!(matches!(cache.get("", "same"), Some(Entry::Missing)));
+        assert!(matches!(
+            cache.get("go.example.com", "same"),
+            Some(Entry::Link(_))
+        ));
+        cache.invalidate("go.example.com", "same");
+        assert!(cache.get("go.example.com", "same").is_none());
+        assert!(cache.get("", "same").is_some());
     }
 }

@@ -1,10 +1,13 @@
-//! The command line: `hop serve`, `hop keys create`, `hop config default`. Every command
-//! reads the same configuration (file, `HOP_*` environment, flags) as the server.
+//! The command line: `hop serve`, `hop users …`, `hop keys …`, `hop links …`,
+//! `hop domains …`, `hop config default`. Every command reads the same configuration
+//! (file, `HOP_*` environment, flags) as the server.
 
 use crate::app;
 use crate::config::{Config, DEFAULT_TOML, LogFormat, Overrides};
+use crate::domain::host::DomainName;
 use crate::domain::link::{Link, LinkRequest, UnixMillis, format_ms, now_ms, valid_tags};
-use crate::store::{LinkQuery, StoreError, Stores, User};
+use crate::hosts::Site;
+use crate::store::{DomainRemoval, LinkQuery, StoreError, Stores, User};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -35,6 +38,10 @@ pub enum Command {
     /// Manage links on the same database as the server.
     #[command(subcommand)]
     Links(LinksCommand),
+    /// Manage the domains links can live under besides the default one (the host of
+    /// base_url). A running server sees changes within 10 seconds.
+    #[command(subcommand)]
+    Domains(DomainsCommand),
     /// Configuration helpers.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -129,6 +136,9 @@ pub enum LinksCommand {
         /// A tag (repeat for more).
         #[arg(long = "tag", value_name = "TAG")]
         tags: Vec<String>,
+        /// The domain the link lives in (a registered domain; default: base_url's host).
+        #[arg(long, value_name = "HOST")]
+        domain: Option<String>,
     },
     /// List links, newest first.
     List {
@@ -146,10 +156,34 @@ pub enum LinksCommand {
         limit: usize,
     },
     /// Show one link.
-    Get { code: String },
+    Get {
+        code: String,
+        /// The link's domain (default: base_url's host).
+        #[arg(long, value_name = "HOST")]
+        domain: Option<String>,
+    },
     /// Delete a link. A running server stops redirecting it when its cache entry
     /// expires (cache_ttl_s, 300 s by default); the API's DELETE acts at once.
-    Delete { code: String },
+    Delete {
+        code: String,
+        /// The link's domain (default: base_url's host).
+        #[arg(long, value_name = "HOST")]
+        domain: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DomainsCommand {
+    /// Register a domain, e.g. go.example.com (add :PORT to serve one port only).
+    Add {
+        /// A bare host name; letters are lower-cased, international names stored as
+        /// punycode.
+        name: String,
+    },
+    /// List the default domain and the registered ones, with their live links.
+    List,
+    /// Remove a domain; refused while live links are in it.
+    Remove { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -194,6 +228,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Links(command) => {
             let config = load_config(cli.config.as_deref(), &overrides)?;
             runtime()?.block_on(run_links(command, &config))
+        }
+        Command::Domains(command) => {
+            let config = load_config(cli.config.as_deref(), &overrides)?;
+            runtime()?.block_on(run_domains(command, &config))
         }
     }
 }
@@ -320,6 +358,76 @@ async fn run_keys(command: KeysCommand, config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn run_domains(command: DomainsCommand, config: &Config) -> anyhow::Result<()> {
+    let stores = app::open_stores(config)?;
+    let default_host = config.default_host().map_err(anyhow::Error::msg)?;
+    // The name as the server stores it; the default host is not a registered domain.
+    let registrable = |name: &str| -> anyhow::Result<DomainName> {
+        let refuse_default = || {
+            anyhow::anyhow!(
+                "`{default_host}` is the default domain (the host of base_url); it is always served"
+            )
+        };
+        if name.eq_ignore_ascii_case(&default_host) {
+            return Err(refuse_default());
+        }
+        let parsed = DomainName::parse(name)
+            .map_err(|e| anyhow::anyhow!("`{name}` is not a valid domain name: {e}"))?;
+        if parsed.as_str() == default_host {
+            return Err(refuse_default());
+        }
+        Ok(parsed)
+    };
+    match command {
+        DomainsCommand::Add { name } => {
+            let name = registrable(&name)?;
+            match stores.domains.insert_domain(name.as_str()).await {
+                Err(StoreError::Conflict) => {
+                    anyhow::bail!("domain `{}` is already registered", name.as_str())
+                }
+                other => other?,
+            };
+            println!(
+                "Added domain `{}`. Point its DNS at hop; a running server serves it within 10 s.",
+                name.as_str()
+            );
+        }
+        DomainsCommand::List => {
+            let counts: std::collections::HashMap<String, u64> =
+                stores.domains.link_counts().await?.into_iter().collect();
+            let count = |domain: &str| counts.get(domain).copied().unwrap_or(0);
+            println!("{:<40} {:>8}  CREATED", "DOMAIN", "LINKS");
+            println!("{:<40} {:>8}  (default)", default_host, count(""));
+            for domain in stores.domains.list_domains().await? {
+                println!(
+                    "{:<40} {:>8}  {}",
+                    domain.name,
+                    count(&domain.name),
+                    format_ms(domain.created_at)
+                );
+            }
+        }
+        DomainsCommand::Remove { name } => {
+            let name = registrable(&name)?;
+            match stores.domains.remove_domain(name.as_str()).await? {
+                DomainRemoval::Removed => println!(
+                    "Removed domain `{}`; a running server stops serving it within 10 s.",
+                    name.as_str()
+                ),
+                DomainRemoval::NotFound => anyhow::bail!(
+                    "no domain `{}` is registered (see `hop domains list`)",
+                    name.as_str()
+                ),
+                DomainRemoval::InUse(links) => anyhow::bail!(
+                    "domain `{}` still has {links} link(s); delete them first",
+                    name.as_str()
+                ),
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn run_links(command: LinksCommand, config: &Config) -> anyhow::Result<()> {
     // The same state the server builds, so that creates take exactly the API's path
     // (validation, code allocation, group commit).
@@ -336,8 +444,21 @@ async fn find_user(stores: &Stores, name: &str) -> anyhow::Result<User> {
     })
 }
 
-fn print_link(link: &Link, base_url: &str) {
+/// The site `--domain` names (none: the default domain).
+fn site_option(state: &crate::http::AppState, domain: Option<&str>) -> anyhow::Result<Site> {
+    match domain {
+        None => Ok(Site::Default),
+        Some(name) => state.hosts.site_for_name(name).ok_or_else(|| {
+            anyhow::anyhow!("domain `{name}` is not registered (see `hop domains list`)")
+        }),
+    }
+}
+
+fn print_link(link: &Link, settings: &crate::http::Settings) {
     println!("code:         {}", link.code);
+    if !link.domain.is_empty() {
+        println!("domain:       {}", link.domain);
+    }
     println!("url:          {}", link.url);
     if let Some(title) = &link.title {
         println!("title:        {title}");
@@ -357,11 +478,11 @@ fn print_link(link: &Link, base_url: &str) {
     if !link.tags.is_empty() {
         println!("tags:         {}", link.tags.join(", "));
     }
-    println!("{base_url}/{}", link.code);
+    println!("{}", settings.short_url(&link.domain, &link.code));
 }
 
 async fn links_command(command: LinksCommand, state: &crate::http::AppState) -> anyhow::Result<()> {
-    let base_url = &state.settings.base_url;
+    let settings = &state.settings;
     match command {
         LinksCommand::Create {
             url,
@@ -372,8 +493,10 @@ async fn links_command(command: LinksCommand, state: &crate::http::AppState) -> 
             max_clicks,
             redirect_type,
             tags,
+            domain,
         } => {
             let owner = find_user(&state.stores, &user).await?;
+            let site = site_option(state, domain.as_deref())?;
             let request = LinkRequest {
                 url,
                 alias,
@@ -384,10 +507,10 @@ async fn links_command(command: LinksCommand, state: &crate::http::AppState) -> 
                 tags: Some(tags),
                 password: None,
             };
-            let link = crate::http::links::create(state, owner.id, request)
+            let link = crate::http::links::create(state, Some(owner.id), site, request)
                 .await
                 .map_err(|error| anyhow::anyhow!("{}", error.public_detail()))?;
-            print_link(&link, base_url);
+            print_link(&link, settings);
         }
         LinksCommand::List {
             user,
@@ -432,20 +555,22 @@ async fn links_command(command: LinksCommand, state: &crate::http::AppState) -> 
                 );
             }
         }
-        LinksCommand::Get { code } => {
+        LinksCommand::Get { code, domain } => {
+            let site = site_option(state, domain.as_deref())?;
             let link = state
                 .stores
                 .links
-                .link_by_code(&code)
+                .link_by_code(site.as_str(), &code)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("no link with code `{code}`"))?;
-            print_link(&link, base_url);
+            print_link(&link, settings);
         }
-        LinksCommand::Delete { code } => {
+        LinksCommand::Delete { code, domain } => {
+            let site = site_option(state, domain.as_deref())?;
             let link = state
                 .stores
                 .links
-                .link_by_code(&code)
+                .link_by_code(site.as_str(), &code)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("no link with code `{code}`"))?;
             state.stores.links.delete_link(link.id).await?;

@@ -86,6 +86,13 @@ pub struct Config {
     pub rate_limit_redirect_per_minute: u32,
     /// Per-key limits by visible key prefix, e.g. `{ "hop_AbCd1234" = 20000 }`.
     pub rate_limit_key_overrides: std::collections::HashMap<String, u32>,
+    /// Whether `POST /api/v1/shorten` and `POST /api/v1/links` work without an API key.
+    #[serde(deserialize_with = "lenient_bool")]
+    pub anonymous_create: bool,
+    /// Creates per minute without an API key, per client address (0: no limit), on
+    /// top of `rate_limit_anonymous_per_minute`.
+    #[serde(deserialize_with = "lenient")]
+    pub rate_limit_anonymous_create_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -121,6 +128,8 @@ impl Default for Config {
             rate_limit_admin_per_minute: 6000,
             rate_limit_redirect_per_minute: 60000,
             rate_limit_key_overrides: std::collections::HashMap::new(),
+            anonymous_create: false,
+            rate_limit_anonymous_create_per_minute: 10,
         }
     }
 }
@@ -195,6 +204,12 @@ rate_limit_user_per_minute = 1200
 rate_limit_admin_per_minute = 6000
 # Redirects per client address, counted apart from API calls:
 rate_limit_redirect_per_minute = 60000
+# Anonymous link creation: POST /api/v1/shorten and /api/v1/links without an API
+# key. The links have no owner (only admins see them); alias, password, domain and
+# tags are refused, and Idempotency-Key needs a key. Off by default.
+anonymous_create = false
+# Anonymous creates per client address per minute, on top of the anonymous limit:
+rate_limit_anonymous_create_per_minute = 10
 # Per-key limits by the key's visible prefix (as `hop keys list` shows it).
 rate_limit_key_overrides = {}
 "#;
@@ -377,6 +392,17 @@ impl Config {
         Ok(parsed)
     }
 
+    /// The host of the public base URL, lower-case, with `:port` only when the URL
+    /// names a port other than its scheme's default: the default domain's name.
+    pub fn default_host(&self) -> Result<String, String> {
+        let base = self.public_base()?;
+        let host = base.host_str().unwrap_or_default().to_ascii_lowercase();
+        Ok(match base.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host,
+        })
+    }
+
     /// `trusted_proxies` parsed; a bare address counts as a single-address network.
     pub fn trusted_proxy_nets(&self) -> Result<Vec<ipnet::IpNet>, String> {
         self.trusted_proxies
@@ -433,6 +459,28 @@ where
     deserializer.deserialize_any(Lenient(PhantomData))
 }
 
+/// Deserialises a boolean from its native TOML form or from text (`true`, `false`).
+fn lenient_bool<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    struct Lenient;
+    impl de::Visitor<'_> for Lenient {
+        type Value = bool;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("true or false")
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<bool, E> {
+            Ok(v)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
+            match v.trim() {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err(E::custom(format!("`{v}` is not true or false"))),
+            }
+        }
+    }
+    deserializer.deserialize_any(Lenient)
+}
+
 /// Deserialises a list of strings from a TOML array or comma-separated text.
 fn string_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
@@ -471,7 +519,7 @@ mod tests {
         let from_file = Config::from_table(DEFAULT_TOML.parse().unwrap()).unwrap();
         let defaults = Config::default();
         assert_eq!(format!("{from_file:?}"), format!("{defaults:?}"));
-        assert_eq!(Config::keys().len(), 23);
+        assert_eq!(Config::keys().len(), 25);
     }
 
     #[test]
@@ -548,6 +596,28 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("10.0.0.0/33"), "{err}");
+    }
+
+    #[test]
+    fn anonymous_create_from_env_text() {
+        let config = Config::load(
+            None,
+            env(&[
+                ("HOP_ANONYMOUS_CREATE", "true"),
+                ("HOP_RATE_LIMIT_ANONYMOUS_CREATE_PER_MINUTE", "3"),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert!(config.anonymous_create);
+        assert_eq!(config.rate_limit_anonymous_create_per_minute, 3);
+        let err = Config::load(
+            None,
+            env(&[("HOP_ANONYMOUS_CREATE", "yes")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("yes"), "{err}");
     }
 
     #[test]

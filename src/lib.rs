@@ -5,8 +5,9 @@
 //!    that turns a counter into unguessable unique codes), target URLs, links, API keys.
 //! 2. [`store`]: persistence traits and the SQLite backend (group commit on one
 //!    writer thread, pooled readers).
-//! 3. [`codes`], [`cache`], [`clicks`]: code allocation in leased blocks, the
-//!    in-process redirect cache, and click counting off the hot path.
+//! 3. [`codes`], [`cache`], [`clicks`], [`hosts`]: code allocation in leased blocks,
+//!    the in-process redirect cache, click counting off the hot path, and which
+//!    domain a request's `Host` names.
 //! 4. [`http`]: the router, handlers, extractors and problem+json errors.
 //! 5. [`app`]: wiring it together, serving, graceful shutdown; [`config`] and [`cli`].
 //!
@@ -21,6 +22,7 @@ pub mod clicks;
 pub mod codes;
 pub mod config;
 pub mod domain;
+pub mod hosts;
 pub mod http;
 pub mod ratelimit;
 pub mod store;

@@ -25,6 +25,8 @@ pub enum BucketKey {
     Anonymous(IpAddr),
     /// Redirects, per client address.
     Redirect(IpAddr),
+    /// Link creates without an API key, per client address (besides `Anonymous`).
+    AnonymousCreate(IpAddr),
 }
 
 /// The outcome of one request against its bucket, with what the `RateLimit-*`
@@ -111,10 +113,12 @@ impl RateLimiter {
 fn shard_of(key: &BucketKey) -> usize {
     match key {
         BucketKey::Key(id) => id.0 as usize,
-        BucketKey::Anonymous(ip) | BucketKey::Redirect(ip) => match ip {
-            IpAddr::V4(v4) => u32::from(*v4) as usize,
-            IpAddr::V6(v6) => u128::from(*v6) as usize,
-        },
+        BucketKey::Anonymous(ip) | BucketKey::Redirect(ip) | BucketKey::AnonymousCreate(ip) => {
+            match ip {
+                IpAddr::V4(v4) => u32::from(*v4) as usize,
+                IpAddr::V6(v6) => u128::from(*v6) as usize,
+            }
+        }
     }
 }
 

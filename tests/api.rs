@@ -196,6 +196,7 @@ async fn unknown_expired_and_exhausted_links() {
         .stores
         .links
         .insert_link(hop::store::NewLink {
+            domain: String::new(),
             code: "old".into(),
             url: "https://example.com/old".into(),
             title: None,

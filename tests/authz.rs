@@ -102,6 +102,47 @@ fn cases() -> Vec<Case> {
             other: 404,
             admin: 204,
         },
+        Case {
+            method: Method::GET,
+            path: "/api/v1/domains",
+            body: None,
+            owner: 200,
+            other: 200,
+            admin: 200,
+        },
+        Case {
+            method: Method::POST,
+            path: "/api/v1/domains",
+            body: Some(json!({"name": "new.example.com"})),
+            owner: 403,
+            other: 403,
+            admin: 201,
+        },
+        Case {
+            method: Method::DELETE,
+            path: "/api/v1/domains/empty.example.com",
+            body: None,
+            owner: 403,
+            other: 403,
+            admin: 204,
+        },
+        // A link in another domain is owned like any other.
+        Case {
+            method: Method::GET,
+            path: "/api/v1/links/owned?domain=go.example.com",
+            body: None,
+            owner: 200,
+            other: 404,
+            admin: 200,
+        },
+        Case {
+            method: Method::DELETE,
+            path: "/api/v1/links/owned?domain=go.example.com",
+            body: None,
+            owner: 204,
+            other: 404,
+            admin: 204,
+        },
     ]
 }
 
@@ -150,6 +191,28 @@ async fn every_endpoint_against_every_caller() {
             .create_as(
                 &owner,
                 json!({"url": "https://example.com/owned", "alias": "owned"}),
+            )
+            .await;
+        assert_eq!(made.status(), 201);
+        for name in ["go.example.com", "empty.example.com"] {
+            server
+                .state
+                .stores
+                .domains
+                .insert_domain(name)
+                .await
+                .unwrap();
+        }
+        server
+            .state
+            .hosts
+            .reload(server.state.stores.domains.as_ref())
+            .await
+            .unwrap();
+        let made = server
+            .create_as(
+                &owner,
+                json!({"url": "https://example.com/owned", "alias": "owned", "domain": "go.example.com"}),
             )
             .await;
         assert_eq!(made.status(), 201);

@@ -700,3 +700,76 @@ async fn links_from_the_cli() {
     );
     assert!(run_err(&["links", "get", &code], d).contains("no link"));
 }
+
+#[tokio::test]
+async fn domains_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let help = run_ok(&["domains", "--help"], d);
+    assert!(help.contains("add") && help.contains("remove"), "{help}");
+    assert!(run_ok(&["domains", "add", "Go.Example.com"], d).contains("`go.example.com`"));
+    assert!(run_err(&["domains", "add", "go.example.com"], d).contains("already registered"));
+    assert!(run_err(&["domains", "add", "https://x.example/"], d).contains("not a valid"));
+    // The default host (base_url's, here http://127.0.0.1:8080) is never registered.
+    assert!(run_err(&["domains", "add", "127.0.0.1:8080"], d).contains("default domain"));
+    run_ok(&["users", "add", "ana"], d);
+    let created = run_ok(
+        &[
+            "links",
+            "create",
+            "https://example.com/go",
+            "--user",
+            "ana",
+            "--alias",
+            "here",
+            "--domain",
+            "go.example.com",
+        ],
+        d,
+    );
+    assert!(
+        created.lines().last().unwrap() == "http://go.example.com/here",
+        "{created}"
+    );
+    assert!(
+        run_err(
+            &[
+                "links",
+                "create",
+                "https://example.com",
+                "--user",
+                "ana",
+                "--domain",
+                "x.example"
+            ],
+            d
+        )
+        .contains("not registered")
+    );
+    let listed = run_ok(&["domains", "list"], d);
+    assert!(listed.contains("(default)"), "{listed}");
+    let row = listed
+        .lines()
+        .find(|l| l.starts_with("go.example.com"))
+        .unwrap();
+    assert_eq!(row.split_whitespace().nth(1), Some("1"), "{listed}");
+
+    // A running server serves the domain it loaded at start.
+    let server = HopProcess::start(d, &[]);
+    let response = client()
+        .get(server.url("/here"))
+        .header("host", "go.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["location"], "https://example.com/go");
+
+    assert!(run_err(&["domains", "remove", "go.example.com"], d).contains("still has 1 link"));
+    run_ok(
+        &["links", "delete", "here", "--domain", "go.example.com"],
+        d,
+    );
+    assert!(run_ok(&["domains", "remove", "go.example.com"], d).contains("Removed"));
+    assert!(run_err(&["domains", "remove", "go.example.com"], d).contains("no domain"));
+    assert!(!run_ok(&["domains", "list"], d).contains("go.example.com"));
+}

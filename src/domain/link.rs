@@ -88,6 +88,9 @@ impl RedirectType {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Link {
     pub id: LinkId,
+    /// The domain the code lives in: `""` for the default domain (the base URL's
+    /// host), else a registered domain name.
+    pub domain: String,
     pub code: String,
     pub url: String,
     pub title: Option<String>,

@@ -6,11 +6,13 @@ use super::auth::Lookup;
 use super::problem::ApiError;
 use crate::domain::link::UserId;
 use crate::store::ApiKey;
-use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 /// A JSON body, parsed strictly: over the size limit is 413, malformed or mistyped
@@ -162,6 +164,11 @@ impl Caller {
         (!self.0.user.admin).then_some(self.0.user.id)
     }
 
+    /// Whether the key's user is an admin (manages domains, sees every link).
+    pub fn is_admin(&self) -> bool {
+        self.0.user.admin
+    }
+
     /// Whether this caller may see and change `owner`'s links.
     pub fn can_access(&self, owner: Option<UserId>) -> bool {
         self.0.user.admin || owner == Some(self.0.user.id)
@@ -201,5 +208,78 @@ impl<S: Send + Sync> FromRequestParts<S> for CodePath {
             Ok(Path(code)) => Ok(Self(code)),
             Err(_) => Err(ApiError::NotFound("no link with this code".into())),
         }
+    }
+}
+
+/// The `domain` query parameter of the link routes (`?domain=go.example.com`), which
+/// addresses a link outside the default domain. Other parameters are left alone, as
+/// these routes ignored query strings before domains existed.
+pub struct DomainQuery(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for DomainQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let Some(query) = parts.uri.query() else {
+            return Ok(Self(None));
+        };
+        let mut domain = None;
+        for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            if name == "domain" {
+                if domain.is_some() {
+                    return Err(ApiError::InvalidParameter {
+                        detail: "parameter `domain` is given more than once".into(),
+                        parameter: "domain".into(),
+                    });
+                }
+                domain = Some(value.into_owned());
+            }
+        }
+        Ok(Self(domain))
+    }
+}
+
+/// Who creates a link: an authenticated key, or nobody where `anonymous_create` is on.
+/// A request that presents a key is always authenticated with it: a bad, revoked or
+/// expired key is 401, never a silent anonymous create.
+pub enum Creator {
+    Key(Caller),
+    /// No key; the client passed the anonymous-create limit for its address.
+    Anonymous,
+}
+
+impl FromRequestParts<AppState> for Creator {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let presented = presented_key(&parts.headers).map_err(IntoResponse::into_response)?;
+        let authenticated = parts
+            .extensions
+            .get::<super::ratelimit::AuthenticatedKey>()
+            .is_some();
+        if presented.is_some() || authenticated {
+            return Caller::from_request_parts(parts, state)
+                .await
+                .map(Creator::Key)
+                .map_err(IntoResponse::into_response);
+        }
+        if !state.settings.anonymous_create {
+            return Err(ApiError::Unauthorized(
+                "an API key is required: send `Authorization: Bearer <API key>` \
+                 (anonymous creation is disabled on this server)",
+            )
+            .into_response());
+        }
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
+        let client = super::ratelimit::request_client(state, peer, &parts.headers);
+        if let Some(limited) =
+            super::ratelimit::anonymous_create_limited(state, client, &parts.headers)
+        {
+            return Err(limited);
+        }
+        Ok(Creator::Anonymous)
     }
 }

@@ -1,7 +1,8 @@
 //! `Idempotency-Key` on the requests that create links: a retry with the same key and
 //! the same request gets the first answer again and creates nothing; the same key
 //! with a different request is `422`; a key still in flight is `409`. Keys are scoped
-//! by the caller's credential and kept for 24 hours.
+//! by the caller's credential and kept for 24 hours; requests without a credential
+//! cannot use them.
 //!
 //! Only successful answers are kept: a request that failed created nothing, so it may
 //! be retried with the same key (as with Stripe's API, the usual reference).
@@ -52,9 +53,21 @@ pub async fn idempotent(State(state): State<AppState>, request: Request, next: N
             .into_response();
         }
     };
-    // Without a credential the handler answers 401; there is nothing to scope by.
+    // Without a credential there is nothing to scope by. Anonymous clients cannot be
+    // told apart (many share an address behind NAT), so one could replay another's
+    // answer: where anonymous creates exist, the key is refused rather than ignored.
+    // Otherwise the handler answers 401.
     let scope = match presented_key(request.headers()) {
         Ok(Some(secret)) => key::hash(secret),
+        Ok(None) if state.settings.anonymous_create => {
+            return ApiError::InvalidHeader {
+                detail: "Idempotency-Key is honoured only with an API key; send the request \
+                         without it, or with a key"
+                    .into(),
+                header: "Idempotency-Key",
+            }
+            .into_response();
+        }
         Ok(None) | Err(_) => return next.run(request).await,
     };
     let (parts, body) = request.into_parts();

@@ -3,13 +3,14 @@
 //! Create path: validate → allocate a code (or take the alias) → durable insert
 //! (group-committed by the store) → warm the redirect cache → 201.
 
-use super::extract::{AppJson, Caller, CodePath, JsonBody, parse_json_value};
+use super::extract::{AppJson, Caller, CodePath, Creator, DomainQuery, JsonBody, parse_json_value};
 use super::problem::ApiError;
 use super::{AppState, idempotency};
 use crate::cache::CachedLink;
 use crate::domain::link::{
     Link, LinkDraft, LinkId, LinkRequest, PatchRequest, UnixMillis, UserId, format_ms, now_ms,
 };
+use crate::hosts::Site;
 use crate::store::{LinkQuery, LinkSort, ListPosition, NewLink, StoreError};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -21,7 +22,9 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 
-use super::openapi::{BadRequest, Conflict, IdempotencyKeyReused, NotFound, PayloadTooLarge};
+use super::openapi::{
+    BadRequest, Conflict, Forbidden, IdempotencyKeyReused, NotFound, PayloadTooLarge,
+};
 use super::problem::Problem;
 
 /// The `{code}` path parameter of the link routes.
@@ -31,6 +34,16 @@ pub struct CodeParam {
     /// The link's code.
     #[allow(dead_code)]
     code: String,
+}
+
+/// The `domain` query parameter of the routes that address one link.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DomainParam {
+    /// The link's domain, when it is not the default (the base URL's host).
+    #[param(nullable = false)]
+    #[allow(dead_code)]
+    domain: Option<String>,
 }
 
 /// The `Idempotency-Key` header of the create routes.
@@ -133,6 +146,9 @@ pub struct CreateLinkBody {
     /// characters).
     #[schema(min_length = 4, max_length = 128)]
     pub password: Option<String>,
+    /// The domain the link lives in: the default host (the default) or a registered
+    /// domain. Codes are unique per domain.
+    pub domain: Option<String>,
 }
 
 impl JsonBody for CreateLinkBody {}
@@ -157,6 +173,8 @@ impl From<CreateLinkBody> for LinkRequest {
 #[serde(rename_all = "camelCase")]
 pub struct LinkBody {
     pub code: String,
+    /// The host the link is served on (the base URL's host for the default domain).
+    pub domain: String,
     #[schema(format = "uri")]
     pub short_url: String,
     pub url: String,
@@ -179,9 +197,10 @@ pub struct LinkBody {
 }
 
 impl LinkBody {
-    fn new(link: Link, base_url: &str) -> Self {
+    fn new(link: Link, state: &AppState) -> Self {
         Self {
-            short_url: format!("{base_url}/{}", link.code),
+            short_url: state.settings.short_url(&link.domain, &link.code),
+            domain: state.hosts.display(&link.domain).to_owned(),
             code: link.code,
             url: link.url,
             title: link.title,
@@ -290,12 +309,14 @@ const MAX_CODE_ATTEMPTS: usize = 16;
 /// The record to store for a validated request.
 fn new_link(
     draft: &LinkDraft,
+    site: &Site,
     code: String,
-    owner: UserId,
+    owner: Option<UserId>,
     now: UnixMillis,
     password_hash: Option<&String>,
 ) -> NewLink {
     NewLink {
+        domain: site.as_str().to_owned(),
         code,
         url: draft.url.as_str().to_owned(),
         title: draft.title.clone(),
@@ -303,7 +324,7 @@ fn new_link(
         expires_at: draft.expires_at,
         max_clicks: draft.max_clicks,
         redirect: draft.redirect,
-        owner: Some(owner),
+        owner,
         tags: draft.tags.clone(),
         password_hash: password_hash.cloned(),
     }
@@ -313,15 +334,41 @@ fn new_link(
 /// left for its code.
 fn warm_cache(state: &AppState, link: &Link) {
     match CachedLink::from_link(link) {
-        Some(cached) => state.cache.insert_link(&link.code, Arc::new(cached)),
-        None => state.cache.invalidate(&link.code),
+        Some(cached) => state
+            .cache
+            .insert_link(&link.domain, &link.code, Arc::new(cached)),
+        None => state.cache.invalidate(&link.domain, &link.code),
     }
 }
 
-/// Validates and stores a new link owned by `owner`, and warms the redirect cache.
+/// The site a request names with a `domain` field or parameter (none: the default).
+pub fn site_of(state: &AppState, domain: Option<&str>) -> Result<Site, ApiError> {
+    match domain {
+        None => Ok(Site::Default),
+        Some(name) => state
+            .hosts
+            .site_for_name(name)
+            .ok_or_else(|| ApiError::UnknownDomain(name.to_owned())),
+    }
+}
+
+/// The error for a store failure on insert that is not a taken code.
+fn insert_failed(state: &AppState, site: &Site, error: StoreError) -> ApiError {
+    match error {
+        // The domain was removed after it was checked.
+        StoreError::UnknownDomain => {
+            ApiError::UnknownDomain(state.hosts.display(site.as_str()).to_owned())
+        }
+        other => other.into(),
+    }
+}
+
+/// Validates and stores a new link in `site` owned by `owner` (`None`: an anonymous
+/// link only admins see), and warms the redirect cache.
 pub async fn create(
     state: &AppState,
-    owner: UserId,
+    owner: Option<UserId>,
+    site: Site,
     request: LinkRequest,
 ) -> Result<Link, ApiError> {
     let now = now_ms();
@@ -333,28 +380,31 @@ pub async fn create(
     let password_hash = password_hash.as_ref();
     let link = match &draft.alias {
         Some(alias) => {
-            let record = new_link(&draft, alias.clone(), owner, now, password_hash);
+            let record = new_link(&draft, &site, alias.clone(), owner, now, password_hash);
             match state.stores.links.insert_link(record).await {
                 Err(StoreError::Conflict) => return Err(ApiError::AliasTaken(alias.clone())),
-                other => other?,
+                Err(error) => return Err(insert_failed(state, &site, error)),
+                Ok(link) => link,
             }
         }
         None => {
             let mut attempts = 0;
             loop {
-                let record = new_link(&draft, state.codes.next().await?, owner, now, password_hash);
+                let code = state.codes.next().await?;
+                let record = new_link(&draft, &site, code, owner, now, password_hash);
                 match state.stores.links.insert_link(record).await {
                     Err(StoreError::Conflict) if attempts < MAX_CODE_ATTEMPTS => attempts += 1,
                     Err(StoreError::Conflict) => {
                         return Err(ApiError::Internal("generated codes keep colliding".into()));
                     }
-                    other => break other?,
+                    Err(error) => return Err(insert_failed(state, &site, error)),
+                    Ok(link) => break link,
                 }
             }
         }
     };
     warm_cache(state, &link);
-    tracing::debug!(link.code = %link.code, "link created");
+    tracing::debug!(link.code = %link.code, link.domain = %link.domain, "link created");
     Ok(link)
 }
 
@@ -429,10 +479,10 @@ pub async fn create_links_bulk(
         });
     }
     let now = now_ms();
-    let owner = caller.user();
+    let owner = Some(caller.user());
     let mut outcomes: Vec<Option<Result<Link, ApiError>>> = Vec::with_capacity(body.links.len());
-    // (index in the input, draft) of every valid item not yet stored.
-    let mut pending: Vec<(usize, LinkDraft)> = Vec::new();
+    // (index in the input, draft, domain) of every valid item not yet stored.
+    let mut pending: Vec<(usize, LinkDraft, Site)> = Vec::new();
     for (index, item) in body.links.into_iter().enumerate() {
         let draft = parse_json_value::<CreateLinkBody>(item).and_then(|body| {
             if body.password.is_some() {
@@ -442,12 +492,16 @@ pub async fn create_links_bulk(
                     field: Some("password".into()),
                 });
             }
-            Ok(LinkRequest::from(body).validate(&state.settings.url_policy, now)?)
+            let site = site_of(&state, body.domain.as_deref())?;
+            Ok((
+                LinkRequest::from(body).validate(&state.settings.url_policy, now)?,
+                site,
+            ))
         });
         match draft {
-            Ok(draft) => {
+            Ok((draft, site)) => {
                 outcomes.push(None);
-                pending.push((index, draft));
+                pending.push((index, draft, site));
             }
             Err(error) => outcomes.push(Some(Err(error))),
         }
@@ -458,16 +512,16 @@ pub async fn create_links_bulk(
             break;
         }
         let mut records = Vec::with_capacity(pending.len());
-        for (_, draft) in &pending {
+        for (_, draft, site) in &pending {
             let code = match &draft.alias {
                 Some(alias) => alias.clone(),
                 None => state.codes.next().await?,
             };
-            records.push(new_link(draft, code, owner, now, None));
+            records.push(new_link(draft, site, code, owner, now, None));
         }
         let results = state.stores.links.insert_links(records).await?;
         let mut retry = Vec::new();
-        for ((index, draft), result) in pending.into_iter().zip(results) {
+        for ((index, draft, site), result) in pending.into_iter().zip(results) {
             match result {
                 Ok(link) => {
                     warm_cache(&state, &link);
@@ -475,26 +529,25 @@ pub async fn create_links_bulk(
                 }
                 Err(StoreError::Conflict) => match &draft.alias {
                     Some(alias) => outcomes[index] = Some(Err(ApiError::AliasTaken(alias.clone()))),
-                    None => retry.push((index, draft)),
+                    None => retry.push((index, draft, site)),
                 },
-                Err(error) => outcomes[index] = Some(Err(error.into())),
+                Err(error) => outcomes[index] = Some(Err(insert_failed(&state, &site, error))),
             }
         }
         pending = retry;
     }
-    for (index, _) in pending {
+    for (index, ..) in pending {
         outcomes[index] = Some(Err(ApiError::Internal(
             "generated codes keep colliding".into(),
         )));
     }
-    let base = &state.settings.base_url;
     let results: Vec<BulkResult> = outcomes
         .into_iter()
         .map(
             |outcome| match outcome.expect("every item has an outcome") {
                 Ok(link) => BulkResult {
                     status: 201,
-                    link: Some(LinkBody::new(link, base)),
+                    link: Some(LinkBody::new(link, &state)),
                     problem: None,
                 },
                 Err(error) => BulkResult {
@@ -516,15 +569,45 @@ async fn hash_password(password: String) -> Result<String, ApiError> {
 }
 
 /// A 201 with the link's API URL in `Location`.
-fn created<T: Serialize>(code: &str, body: T) -> Response {
+fn created<T: Serialize>(domain: &str, code: &str, body: T) -> Response {
     let mut response = (StatusCode::CREATED, Json(body)).into_response();
-    if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/links/{code}")) {
+    let location = if domain.is_empty() {
+        format!("/api/v1/links/{code}")
+    } else {
+        format!("/api/v1/links/{code}?domain={domain}")
+    };
+    if let Ok(location) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, location);
     }
     response
 }
 
+/// The owner of a new link: the key's user, or none for an anonymous create, which
+/// may not claim an alias (squatting), set a password, a domain or tags.
+fn owner_of(creator: &Creator, body: &CreateLinkBody) -> Result<Option<UserId>, ApiError> {
+    match creator {
+        Creator::Key(caller) => Ok(Some(caller.user())),
+        Creator::Anonymous => {
+            for (field, given) in [
+                ("alias", body.alias.is_some()),
+                ("password", body.password.is_some()),
+                ("domain", body.domain.is_some()),
+                ("tags", body.tags.is_some()),
+            ] {
+                if given {
+                    return Err(ApiError::NotForAnonymous(field));
+                }
+            }
+            Ok(None)
+        }
+    }
+}
+
 /// Create a link with every option.
+///
+/// Without an API key this answers `401`, unless the server allows anonymous creation
+/// (`anonymous_create`), which accepts `url`, `title`, `expiresAt`, `maxClicks` and
+/// `redirectType` only.
 ///
 /// Honours `Idempotency-Key`: a retry with the same key and body returns the first
 /// answer (with `Idempotent-Replayed: true`) and creates nothing.
@@ -538,6 +621,7 @@ fn created<T: Serialize>(code: &str, body: T) -> Response {
         (status = 201, description = "Created; `Location` is the link's API URL", body = LinkBody,
             headers(("Location" = String, description = "The link's API URL"))),
         (status = 400, response = BadRequest),
+        (status = 403, response = Forbidden),
         (status = 409, response = Conflict),
         (status = 413, response = PayloadTooLarge),
         (status = 422, response = IdempotencyKeyReused),
@@ -545,15 +629,14 @@ fn created<T: Serialize>(code: &str, body: T) -> Response {
 )]
 pub async fn create_link(
     State(state): State<AppState>,
-    caller: Caller,
+    creator: Creator,
     AppJson(body): AppJson<CreateLinkBody>,
 ) -> Result<Response, ApiError> {
-    let link = create(&state, caller.user(), body.into()).await?;
-    let code = link.code.clone();
-    Ok(created(
-        &code,
-        LinkBody::new(link, &state.settings.base_url),
-    ))
+    let owner = owner_of(&creator, &body)?;
+    let site = site_of(&state, body.domain.as_deref())?;
+    let link = create(&state, owner, site, body.into()).await?;
+    let (domain, code) = (link.domain.clone(), link.code.clone());
+    Ok(created(&domain, &code, LinkBody::new(link, &state)))
 }
 
 /// Shorten a URL (the short answer form).
@@ -570,6 +653,7 @@ pub async fn create_link(
         (status = 201, description = "Created; `Location` is the link's API URL", body = ShortenBody,
             headers(("Location" = String, description = "The link's API URL"))),
         (status = 400, response = BadRequest),
+        (status = 403, response = Forbidden),
         (status = 409, response = Conflict),
         (status = 413, response = PayloadTooLarge),
         (status = 422, response = IdempotencyKeyReused),
@@ -577,26 +661,33 @@ pub async fn create_link(
 )]
 pub async fn shorten(
     State(state): State<AppState>,
-    caller: Caller,
+    creator: Creator,
     AppJson(body): AppJson<CreateLinkBody>,
 ) -> Result<Response, ApiError> {
-    let link = create(&state, caller.user(), body.into()).await?;
+    let owner = owner_of(&creator, &body)?;
+    let site = site_of(&state, body.domain.as_deref())?;
+    let link = create(&state, owner, site, body.into()).await?;
     let body = ShortenBody {
-        short_url: format!("{}/{}", state.settings.base_url, link.code),
+        short_url: state.settings.short_url(&link.domain, &link.code),
         code: link.code.clone(),
         url: link.url,
     };
-    Ok(created(&link.code, body))
+    Ok(created(&link.domain, &link.code, body))
 }
 
 /// The caller's live link with this code; someone else's answers 404 as if it did not
 /// exist, so codes owned by others cannot be probed.
-pub async fn owned_link(state: &AppState, caller: &Caller, code: &str) -> Result<Link, ApiError> {
+pub async fn owned_link(
+    state: &AppState,
+    caller: &Caller,
+    site: &Site,
+    code: &str,
+) -> Result<Link, ApiError> {
     let not_found = || ApiError::NotFound(format!("no link with code `{code}`"));
     if !crate::domain::code::is_code_syntax(code) {
         return Err(not_found());
     }
-    match state.stores.links.link_by_code(code).await? {
+    match state.stores.links.link_by_code(site.as_str(), code).await? {
         Some(link) if caller.can_access(link.owner) => Ok(link),
         _ => Err(not_found()),
     }
@@ -711,6 +802,8 @@ fn parse_list_params(
                     })?;
             }
             "cursor" => cursor = Some(value),
+            // Resolved against the served domains by the caller.
+            "domain" => query.domain = Some(value),
             "q" => {
                 if value.is_empty() || value.chars().count() > 200 {
                     return Err(invalid("q", "q must be 1 to 200 characters".into()));
@@ -744,7 +837,7 @@ fn parse_list_params(
                 return Err(invalid(
                     other,
                     format!(
-                        "unknown parameter `{other}`; known: limit, cursor, q, tag, createdFrom, createdBefore, sort"
+                        "unknown parameter `{other}`; known: limit, cursor, q, tag, domain, createdFrom, createdBefore, sort"
                     ),
                 ));
             }
@@ -769,6 +862,7 @@ fn parse_list_params(
         ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page"),
         ("q" = Option<String>, Query, description = "Text contained in the code, URL or title", min_length = 1, max_length = 200),
         ("tag" = Option<String>, Query, description = "Only links with this tag"),
+        ("domain" = Option<String>, Query, description = "Only links in this domain"),
         ("createdFrom" = Option<String>, Query, description = "Created at or after (RFC 3339)", format = DateTime),
         ("createdBefore" = Option<String>, Query, description = "Created before (RFC 3339)", format = DateTime),
         ("sort" = Option<ListOrder>, Query, description = "Order (default `-createdAt`)"),
@@ -787,6 +881,9 @@ pub async fn list_links(
         params.map_err(|e| invalid("query", format!("query string is not valid: {e}")))?;
     let owner = caller.visible_owner();
     let mut query = parse_list_params(pairs, owner)?;
+    if let Some(name) = query.domain.take() {
+        query.domain = Some(site_of(&state, Some(&name))?.as_str().to_owned());
+    }
     let (limit, sort) = (query.limit, query.sort);
     // One more than asked for says whether another page exists.
     query.limit += 1;
@@ -803,11 +900,10 @@ pub async fn list_links(
     } else {
         None
     };
-    let base = &state.settings.base_url;
     Ok(Json(LinkPage {
         items: links
             .into_iter()
-            .map(|link| LinkBody::new(link, base))
+            .map(|link| LinkBody::new(link, &state))
             .collect(),
         next_cursor,
     }))
@@ -854,9 +950,10 @@ pub async fn list_tags(
     get,
     path = "/api/v1/links/{code}",
     tag = "links",
-    params(CodeParam),
+    params(CodeParam, DomainParam),
     responses(
         (status = 200, description = "The link", body = LinkBody),
+        (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
     )
 )]
@@ -864,9 +961,11 @@ pub async fn get_link(
     State(state): State<AppState>,
     caller: Caller,
     CodePath(code): CodePath,
+    DomainQuery(domain): DomainQuery,
 ) -> Result<Json<LinkBody>, ApiError> {
-    let link = owned_link(&state, &caller, &code).await?;
-    Ok(Json(LinkBody::new(link, &state.settings.base_url)))
+    let site = site_of(&state, domain.as_deref())?;
+    let link = owned_link(&state, &caller, &site, &code).await?;
+    Ok(Json(LinkBody::new(link, &state)))
 }
 
 /// Change a link.
@@ -877,7 +976,7 @@ pub async fn get_link(
     patch,
     path = "/api/v1/links/{code}",
     tag = "links",
-    params(CodeParam),
+    params(CodeParam, DomainParam),
     request_body = UpdateLinkBody,
     responses(
         (status = 200, description = "The changed link", body = LinkBody),
@@ -890,8 +989,10 @@ pub async fn update_link(
     State(state): State<AppState>,
     caller: Caller,
     CodePath(code): CodePath,
+    DomainQuery(domain): DomainQuery,
     AppJson(body): AppJson<UpdateLinkBody>,
 ) -> Result<Json<LinkBody>, ApiError> {
+    let site = site_of(&state, domain.as_deref())?;
     let mut changes = body
         .into_request()?
         .validate(&state.settings.url_policy, now_ms())?;
@@ -901,7 +1002,7 @@ pub async fn update_link(
             None => None,
         });
     }
-    let link = owned_link(&state, &caller, &code).await?;
+    let link = owned_link(&state, &caller, &site, &code).await?;
     let updated = state
         .stores
         .links
@@ -910,9 +1011,9 @@ pub async fn update_link(
         .ok_or_else(|| ApiError::NotFound(format!("no link with code `{code}`")))?;
     // The next redirect reloads the link; its click-limit counter stays, since the
     // clicks already taken still count against a new limit.
-    state.cache.invalidate(&updated.code);
+    state.cache.invalidate(&updated.domain, &updated.code);
     tracing::debug!(link.code = %updated.code, "link updated");
-    Ok(Json(LinkBody::new(updated, &state.settings.base_url)))
+    Ok(Json(LinkBody::new(updated, &state)))
 }
 
 /// Delete a link; its code stops redirecting at once.
@@ -920,9 +1021,10 @@ pub async fn update_link(
     delete,
     path = "/api/v1/links/{code}",
     tag = "links",
-    params(CodeParam),
+    params(CodeParam, DomainParam),
     responses(
         (status = 204, description = "Deleted"),
+        (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
     )
 )]
@@ -930,12 +1032,14 @@ pub async fn delete_link(
     State(state): State<AppState>,
     caller: Caller,
     CodePath(code): CodePath,
+    DomainQuery(domain): DomainQuery,
 ) -> Result<StatusCode, ApiError> {
-    let link = owned_link(&state, &caller, &code).await?;
+    let site = site_of(&state, domain.as_deref())?;
+    let link = owned_link(&state, &caller, &site, &code).await?;
     if !state.stores.links.delete_link(link.id).await? {
         return Err(ApiError::NotFound(format!("no link with code `{code}`")));
     }
-    state.cache.invalidate(&link.code);
+    state.cache.invalidate(&link.domain, &link.code);
     state.clicks.forget(link.id);
     tracing::debug!(link.code = %link.code, "link deleted");
     Ok(StatusCode::NO_CONTENT)

@@ -3,11 +3,13 @@
 //!
 //! Routes (each module has its own `router()`):
 //! - `POST /api/v1/shorten`, `POST /api/v1/links`, `GET|DELETE /api/v1/links/{code}`: [`links`]
+//! - `GET|POST /api/v1/domains`, `DELETE /api/v1/domains/{name}`: [`domains`]
 //! - `GET|HEAD /{code}`: [`redirect`], the hot path
 //! - `GET /healthz`, `GET /readyz`: [`health`]
 //! - `GET /openapi.json`, `GET /docs`: [`openapi`], the published contract
 
 pub mod auth;
+pub mod domains;
 pub mod extract;
 pub mod health;
 pub mod idempotency;
@@ -38,8 +40,12 @@ use std::time::Instant;
 /// Settings the handlers need, derived once from the configuration.
 #[derive(Debug)]
 pub struct Settings {
-    /// Base of every short URL, without a trailing slash.
+    /// Base of every short URL in the default domain, without a trailing slash.
     pub base_url: String,
+    /// `base_url`'s scheme and path (no trailing slash): short URLs in other domains
+    /// are `{scheme}://{domain}{path}/{code}`.
+    pub base_scheme: String,
+    pub base_path: String,
     pub url_policy: UrlPolicy,
     /// The `Cache-Control` value sent with every redirect.
     pub redirect_cache_control: HeaderValue,
@@ -49,6 +55,19 @@ pub struct Settings {
     pub cache_ttl_s: u64,
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub limits: Limits,
+    /// Whether links may be created without an API key.
+    pub anonymous_create: bool,
+}
+
+impl Settings {
+    /// The short URL of `code` in `domain` (`""`: the default domain).
+    pub fn short_url(&self, domain: &str, code: &str) -> String {
+        if domain.is_empty() {
+            format!("{}/{code}", self.base_url)
+        } else {
+            format!("{}://{domain}{}/{code}", self.base_scheme, self.base_path)
+        }
+    }
 }
 
 /// Requests per minute for each kind of bucket (0: unlimited).
@@ -58,6 +77,8 @@ pub struct Limits {
     pub user: u32,
     pub admin: u32,
     pub redirect: u32,
+    /// Creates without a key, per client address (on top of `anonymous`).
+    pub anonymous_create: u32,
     /// By visible key prefix.
     pub key_overrides: std::collections::HashMap<String, u32>,
 }
@@ -78,6 +99,8 @@ pub struct Shared {
     pub limiter: crate::ratelimit::RateLimiter,
     /// Recently used API keys.
     pub keys: auth::KeyCache,
+    /// The default host and the registered domains, for `Host` → domain.
+    pub hosts: Arc<crate::hosts::Hosts>,
 }
 
 impl AppState {
@@ -96,9 +119,15 @@ impl Deref for AppState {
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .merge(links::router(&state).merge(qr::router()).route_layer(
-            middleware::from_fn_with_state(state.clone(), ratelimit::limit_api),
-        ))
+        .merge(
+            links::router(&state)
+                .merge(qr::router())
+                .merge(domains::router())
+                .route_layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    ratelimit::limit_api,
+                )),
+        )
         .merge(health::router())
         .merge(openapi::router())
         .merge(redirect::router())

@@ -7,7 +7,7 @@
 //! are added here by [`SharedResponses`], so they cannot be forgotten on a new route.
 
 use super::problem::Problem;
-use super::{AppState, health, links, protected, qr, redirect};
+use super::{AppState, domains, health, links, protected, qr, redirect};
 use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -24,6 +24,12 @@ use utoipa_swagger_ui::SwaggerUi;
 #[derive(ToResponse)]
 #[response(content_type = "application/problem+json")]
 pub struct BadRequest(#[allow(dead_code)] Problem<'static>);
+
+/// The key may not do this (an admin's task), or an anonymous request set a field
+/// only keys may set.
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json")]
+pub struct Forbidden(#[allow(dead_code)] Problem<'static>);
 
 /// No such link (or one owned by someone else, which is indistinguishable).
 #[derive(ToResponse)]
@@ -70,6 +76,9 @@ pub fn document() -> utoipa::openapi::OpenApi {
         links::update_link,
         links::delete_link,
         links::list_tags,
+        domains::list_domains,
+        domains::add_domain,
+        domains::remove_domain,
         qr::link_qr,
         redirect::follow_link,
         protected::submit_password,
@@ -78,11 +87,19 @@ pub fn document() -> utoipa::openapi::OpenApi {
     ),
     components(
         schemas(links::ListOrder, qr::QrFormat),
-        responses(BadRequest, NotFound, Conflict, PayloadTooLarge, IdempotencyKeyReused)
+        responses(
+            BadRequest,
+            Forbidden,
+            NotFound,
+            Conflict,
+            PayloadTooLarge,
+            IdempotencyKeyReused
+        )
     ),
     modifiers(&SharedResponses),
     tags(
         (name = "links", description = "Create, list, change and delete short links"),
+        (name = "domains", description = "The hosts links can live under (admins manage them)"),
         (name = "redirect", description = "Following short links"),
         (name = "health", description = "Liveness and readiness for load balancers"),
     )

@@ -45,6 +45,28 @@ pub enum ApiError {
     #[error("alias `{0}` is already taken")]
     AliasTaken(String),
     #[error("{0}")]
+    Forbidden(&'static str),
+    #[error(
+        "`{0}` needs an API key; links created without one take only url, title, expiresAt, maxClicks and redirectType"
+    )]
+    NotForAnonymous(&'static str),
+    #[error("`{name}` is not a valid domain name: {reason}")]
+    InvalidDomain {
+        name: String,
+        reason: String,
+        field: &'static str,
+    },
+    #[error("domain `{0}` is not served here; GET /api/v1/domains lists the domains that are")]
+    UnknownDomain(String),
+    #[error("domain `{0}` is already registered")]
+    DomainExists(String),
+    #[error("`{0}` is the default domain (the host of base_url); it cannot be added or removed")]
+    DefaultDomain(String),
+    #[error("domain `{0}` still has {1} link(s); delete them before removing the domain")]
+    DomainInUse(String, u64),
+    #[error("host `{0}` is not served here")]
+    UnknownHost(String),
+    #[error("{0}")]
     NotFound(String),
     #[error("link `{0}` has expired")]
     Expired(String),
@@ -153,6 +175,24 @@ impl ApiError {
                 ),
             },
             Self::AliasTaken(_) => (S::CONFLICT, "alias-taken", "Alias is already taken"),
+            Self::Forbidden(_) => (S::FORBIDDEN, "forbidden", "Not allowed for this key"),
+            Self::NotForAnonymous(_) => (
+                S::FORBIDDEN,
+                "anonymous-not-allowed",
+                "Not allowed without an API key",
+            ),
+            Self::InvalidDomain { .. } => {
+                (S::BAD_REQUEST, "invalid-domain", "Domain name is not valid")
+            }
+            Self::UnknownDomain(_) => (
+                S::BAD_REQUEST,
+                "unknown-domain",
+                "Domain is not served here",
+            ),
+            Self::DomainExists(_) => (S::CONFLICT, "domain-exists", "Domain is already registered"),
+            Self::DefaultDomain(_) => (S::CONFLICT, "default-domain", "Domain is the default"),
+            Self::DomainInUse(..) => (S::CONFLICT, "domain-in-use", "Domain still has links"),
+            Self::UnknownHost(_) => (S::NOT_FOUND, "unknown-host", "Host is not served here"),
             Self::NotFound(_) => (S::NOT_FOUND, "not-found", "Not found"),
             Self::Expired(_) => (S::GONE, "link-expired", "Link has expired"),
             Self::Disabled(_) => (S::GONE, "link-disabled", "Link is disabled"),
@@ -202,6 +242,10 @@ impl ApiError {
             Self::InvalidHeader { header, .. } => Some(header),
             Self::Invalid(e) => Some(e.field()),
             Self::AliasTaken(_) => Some("alias"),
+            Self::InvalidDomain { field, .. } => Some(field),
+            Self::UnknownDomain(_) => Some("domain"),
+            Self::NotForAnonymous(field) => Some(field),
+            Self::DomainExists(_) | Self::DefaultDomain(_) => Some("name"),
             _ => None,
         }
     }
@@ -211,6 +255,7 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Conflict => Self::Internal("unexpected conflict".into()),
+            StoreError::UnknownDomain => Self::Internal("unexpected unknown domain".into()),
             StoreError::Database(message) => Self::Unavailable(message),
         }
     }

@@ -4,7 +4,7 @@
 //! password cannot be guessed by brute force.
 
 use super::problem::ApiError;
-use super::redirect::{load_entry, unknown};
+use super::redirect::{load_entry, request_site, unknown};
 use super::{AppState, escape_html, negotiate};
 use crate::cache::{CachedLink, Entry};
 use crate::domain::link::{LinkId, now_ms};
@@ -136,7 +136,11 @@ pub async fn submit_password(
             ApiError::NotFound("no link with this code".into()),
         );
     };
-    let link = match load_entry(&state, &code).await {
+    let site = match request_site(&state, &headers) {
+        Ok(site) => site,
+        Err(unknown_host) => return negotiate(&headers, unknown_host),
+    };
+    let link = match load_entry(&state, &site, &code).await {
         Ok(Entry::Link(link)) => link,
         Ok(Entry::Missing) => return negotiate(&headers, unknown(&code)),
         Err(error) => return negotiate(&headers, error),

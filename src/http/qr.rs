@@ -7,7 +7,7 @@
 
 use super::AppState;
 use super::extract::{Caller, CodePath};
-use super::links::owned_link;
+use super::links::{owned_link, site_of};
 use super::problem::ApiError;
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
@@ -50,10 +50,12 @@ fn invalid(parameter: &str, detail: String) -> ApiError {
     }
 }
 
-fn parse_params(pairs: Vec<(String, String)>) -> Result<(Format, u32), ApiError> {
-    let (mut format, mut size) = (Format::Svg, DEFAULT_SIZE);
+/// The parameters: format, size, and the link's domain (none: the default domain).
+fn parse_params(pairs: Vec<(String, String)>) -> Result<(Format, u32, Option<String>), ApiError> {
+    let (mut format, mut size, mut domain) = (Format::Svg, DEFAULT_SIZE, None);
     for (name, value) in pairs {
         match name.as_str() {
+            "domain" => domain = Some(value),
             "format" => {
                 format = match value.as_str() {
                     "svg" => Format::Svg,
@@ -81,23 +83,25 @@ fn parse_params(pairs: Vec<(String, String)>) -> Result<(Format, u32), ApiError>
             other => {
                 return Err(invalid(
                     other,
-                    format!("unknown parameter `{other}`; known: format, size"),
+                    format!("unknown parameter `{other}`; known: format, size, domain"),
                 ));
             }
         }
     }
-    Ok((format, size))
+    Ok((format, size, domain))
 }
 
 /// A QR code of the link's short URL.
 ///
-/// SVG or PNG, `size` pixels on a side (including the quiet zone).
+/// SVG or PNG, `size` pixels on a side (including the quiet zone), of the short URL
+/// in the link's domain.
 #[utoipa::path(
     get,
     path = "/api/v1/links/{code}/qr",
     tag = "links",
     params(
         super::links::CodeParam,
+        super::links::DomainParam,
         ("format" = Option<QrFormat>, Query, description = "Image format (default svg)"),
         ("size" = Option<u32>, Query, description = "Edge in pixels (default 256)",
             minimum = 64, maximum = 2048),
@@ -119,9 +123,10 @@ pub async fn link_qr(
 ) -> Result<Response, ApiError> {
     let Query(pairs) =
         params.map_err(|e| invalid("query", format!("query string is not valid: {e}")))?;
-    let (format, size) = parse_params(pairs)?;
-    let link = owned_link(&state, &caller, &code).await?;
-    let short_url = format!("{}/{}", state.settings.base_url, link.code);
+    let (format, size, domain) = parse_params(pairs)?;
+    let site = site_of(&state, domain.as_deref())?;
+    let link = owned_link(&state, &caller, &site, &code).await?;
+    let short_url = state.settings.short_url(&link.domain, &link.code);
     let qr = QrCode::with_error_correction_level(short_url.as_bytes(), EcLevel::M)
         .map_err(|e| ApiError::Internal(format!("QR encoding failed: {e}")))?;
     let (content_type, body) = match format {

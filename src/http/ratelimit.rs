@@ -94,6 +94,26 @@ pub async fn limit_api(
     response
 }
 
+/// The anonymous-create check, per client address: the 429 to send, if over.
+pub fn anonymous_create_limited(
+    state: &AppState,
+    client: IpAddr,
+    headers: &HeaderMap,
+) -> Option<Response<Body>> {
+    let per_minute = state.settings.limits.anonymous_create;
+    let decision = state.limiter.check(
+        BucketKey::AnonymousCreate(client),
+        per_minute,
+        Instant::now(),
+    );
+    if decision.allowed {
+        return None;
+    }
+    let mut response = negotiate(headers, ApiError::RateLimited(decision.retry_after_s));
+    add_headers(response.headers_mut(), &decision);
+    Some(response)
+}
+
 /// The redirect path's check, per client address: the 429 to send, if over.
 pub fn redirect_limited(
     state: &AppState,

@@ -1,6 +1,7 @@
 //! `GET /{code}` and `HEAD /{code}`: the hot path.
 //!
-//! cache hit → check expiry and click limit → hand the click to the queue → redirect.
+//! `Host` → domain (in memory; the default host without allocating) → cache hit →
+//! check expiry and click limit → hand the click to the queue → redirect.
 //! A miss reads the store once and caches the answer, including "no such code". No
 //! step waits on a write. `HEAD` answers exactly like `GET` but is not a click.
 
@@ -10,6 +11,7 @@ use super::ratelimit::redirect_limited;
 use super::{AppState, RequestTimer, negotiate};
 use crate::cache::{CachedLink, Entry};
 use crate::domain::code::{is_code_syntax, is_reserved};
+use crate::hosts::Site;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
@@ -32,7 +34,7 @@ pub enum FastPath {
     /// Answered from the cache (a link, or a code known not to exist).
     Answered(Response<Body>),
     /// A code that is not cached: answer with [`answer_miss`].
-    Miss(String),
+    Miss(Site, String),
     /// Not `GET`/`HEAD /{code}` with a plain code: the router's job.
     NotMine,
 }
@@ -53,9 +55,13 @@ pub fn fast_path<B>(state: &AppState, request: &Request<B>, peer: IpAddr) -> Fas
         return FastPath::NotMine;
     }
     let timer = RequestTimer::start();
-    let entry = state.cache.get(code);
+    let site = request_site(state, request.headers());
+    let entry = match &site {
+        Ok(site) => state.cache.get(site.as_str(), code),
+        Err(_) => None,
+    };
     // hop's own paths (`/healthz`, …) are never links, so never cached: only a miss
-    // needs the check.
+    // needs the check. They are served whatever the host.
     if entry.is_none() && is_reserved(code) {
         return FastPath::NotMine;
     }
@@ -63,8 +69,16 @@ pub fn fast_path<B>(state: &AppState, request: &Request<B>, peer: IpAddr) -> Fas
         timer.log(method, ROUTE, limited.status());
         return FastPath::Answered(limited);
     }
+    let site = match site {
+        Ok(site) => site,
+        Err(unknown_host) => {
+            let response = negotiate(request.headers(), unknown_host);
+            timer.log(method, ROUTE, response.status());
+            return FastPath::Answered(response);
+        }
+    };
     let Some(entry) = entry else {
-        return FastPath::Miss(code.to_owned());
+        return FastPath::Miss(site, code.to_owned());
     };
     let head = *method == Method::HEAD;
     let response = answer(state, head, code, entry, request.headers());
@@ -72,11 +86,33 @@ pub fn fast_path<B>(state: &AppState, request: &Request<B>, peer: IpAddr) -> Fas
     FastPath::Answered(response)
 }
 
+/// The domain a redirect request is for, from its `Host` header: an unknown host is
+/// a 404 saying so.
+pub fn request_site(state: &AppState, headers: &HeaderMap) -> Result<Site, ApiError> {
+    let host = match headers.get(header::HOST) {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| ApiError::UnknownHost("(not readable text)".into()))?,
+        ),
+    };
+    state
+        .hosts
+        .site_for_host(host)
+        .ok_or_else(|| ApiError::UnknownHost(host.unwrap_or_default().to_owned()))
+}
+
 /// Answers a fast-path miss: one store read, cached whatever it finds.
-pub async fn answer_miss<B>(state: AppState, code: String, request: Request<B>) -> Response<Body> {
+pub async fn answer_miss<B>(
+    state: AppState,
+    site: Site,
+    code: String,
+    request: Request<B>,
+) -> Response<Body> {
     let timer = RequestTimer::start();
     let head = request.method() == Method::HEAD;
-    let response = match load(&state, &code).await {
+    let response = match load(&state, &site, &code).await {
         Ok(entry) => answer(&state, head, &code, entry, request.headers()),
         Err(error) => negotiate(request.headers(), error),
     };
@@ -142,10 +178,14 @@ pub async fn follow_link(
     let Ok(Path(code)) = code else {
         return negotiate(headers, ApiError::NotFound("no link with this code".into()));
     };
-    let entry = match state.cache.get(&code) {
+    let site = match request_site(&state, headers) {
+        Ok(site) => site,
+        Err(unknown_host) => return negotiate(headers, unknown_host),
+    };
+    let entry = match state.cache.get(site.as_str(), &code) {
         Some(entry) => entry,
         None if !is_code_syntax(&code) => return negotiate(headers, unknown(&code)),
-        None => match load(&state, &code).await {
+        None => match load(&state, &site, &code).await {
             Ok(entry) => entry,
             Err(error) => return negotiate(headers, error),
         },
@@ -199,22 +239,23 @@ pub fn unknown(code: &str) -> ApiError {
     ApiError::NotFound(format!("no link with code `{code}`"))
 }
 
-/// The cache entry for a code, read from the store on a miss.
-pub async fn load_entry(state: &AppState, code: &str) -> Result<Entry, ApiError> {
-    match state.cache.get(code) {
+/// The cache entry for a code in `site`, read from the store on a miss.
+pub async fn load_entry(state: &AppState, site: &Site, code: &str) -> Result<Entry, ApiError> {
+    match state.cache.get(site.as_str(), code) {
         Some(entry) => Ok(entry),
         None if !is_code_syntax(code) => Ok(Entry::Missing),
-        None => load(state, code).await,
+        None => load(state, site, code).await,
     }
 }
 
 /// Reads a code from the store and caches what was found, or that nothing was.
-async fn load(state: &AppState, code: &str) -> Result<Entry, ApiError> {
-    let entry = match state.stores.links.redirect_by_code(code).await? {
+async fn load(state: &AppState, site: &Site, code: &str) -> Result<Entry, ApiError> {
+    let domain = site.as_str();
+    let entry = match state.stores.links.redirect_by_code(domain, code).await? {
         Some(record) => match CachedLink::from_record(&record) {
             Some(cached) => {
                 let cached = Arc::new(cached);
-                state.cache.insert_link(code, cached.clone());
+                state.cache.insert_link(domain, code, cached.clone());
                 Entry::Link(cached)
             }
             None => {
@@ -224,7 +265,7 @@ async fn load(state: &AppState, code: &str) -> Result<Entry, ApiError> {
             }
         },
         None => {
-            state.cache.insert_missing(code);
+            state.cache.insert_missing(domain, code);
             Entry::Missing
         }
     };

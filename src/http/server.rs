@@ -99,8 +99,9 @@ impl hyper::service::Service<hyper::Request<Incoming>> for HopService {
     fn call(&self, request: hyper::Request<Incoming>) -> Answer {
         match redirect::fast_path(&self.state, &request, self.peer.ip()) {
             FastPath::Answered(response) => Answer::Ready(Some(response)),
-            FastPath::Miss(code) => Answer::Loading(Box::pin(redirect::answer_miss(
+            FastPath::Miss(site, code) => Answer::Loading(Box::pin(redirect::answer_miss(
                 self.state.clone(),
+                site,
                 code,
                 request,
             ))),

@@ -18,6 +18,10 @@ pub enum StoreError {
     /// A unique key (a code in its domain, a key hash) is already taken.
     #[error("already exists")]
     Conflict,
+    /// A link was given a domain that is not registered (it may have just been
+    /// removed).
+    #[error("no such domain")]
+    UnknownDomain,
     /// The database failed or could not be reached; the message is for logs only.
     #[error("database error: {0}")]
     Database(String),
@@ -49,6 +53,8 @@ pub struct ListPosition {
 pub struct LinkQuery {
     /// Only links of this owner (`None`: everyone's, for admins).
     pub owner: Option<UserId>,
+    /// Only links in this domain (`""`: the default domain).
+    pub domain: Option<String>,
     /// Case-insensitive substring of the code, URL or title.
     pub text: Option<String>,
     pub created_from: Option<UnixMillis>,
@@ -63,6 +69,8 @@ pub struct LinkQuery {
 /// A link to insert; the code is already chosen (generated or alias).
 #[derive(Debug, Clone)]
 pub struct NewLink {
+    /// `""` for the default domain, else a registered domain name.
+    pub domain: String,
     pub code: String,
     pub url: String,
     pub title: Option<String>,
@@ -158,16 +166,20 @@ pub trait LinkStore: Send + Sync {
         &self,
         links: Vec<NewLink>,
     ) -> Result<Vec<Result<Link, StoreError>>, StoreError>;
-    /// The live (not deleted) link with this code.
-    async fn link_by_code(&self, code: &str) -> Result<Option<Link>, StoreError>;
+    /// The live (not deleted) link with this code in `domain` (`""`: the default).
+    async fn link_by_code(&self, domain: &str, code: &str) -> Result<Option<Link>, StoreError>;
     /// Each tag on `owner`'s live links (everyone's for `None`) with how many links
     /// carry it, most used first.
     async fn tag_counts(&self, owner: Option<UserId>) -> Result<Vec<(String, u64)>, StoreError>;
     /// One page of live links in the query's order, starting after `query.after`.
     async fn list_links(&self, query: LinkQuery) -> Result<Vec<Link>, StoreError>;
-    /// The redirect-relevant part of the live link with this code (the redirect-miss
-    /// path: one index lookup, no click total unless the link has a limit).
-    async fn redirect_by_code(&self, code: &str) -> Result<Option<RedirectRecord>, StoreError>;
+    /// The redirect-relevant part of the live link with this code in `domain` (the
+    /// redirect-miss path: one index lookup, no click total unless the link has a limit).
+    async fn redirect_by_code(
+        &self,
+        domain: &str,
+        code: &str,
+    ) -> Result<Option<RedirectRecord>, StoreError>;
     /// Applies `changes` to the live link `id` and returns it as it now is, or `None`
     /// if it is not live.
     async fn update_link(
@@ -177,6 +189,37 @@ pub trait LinkStore: Send + Sync {
     ) -> Result<Option<Link>, StoreError>;
     /// Marks a link deleted; `false` if it was not live.
     async fn delete_link(&self, id: LinkId) -> Result<bool, StoreError>;
+}
+
+/// A registered domain (the default domain comes from `base_url` and is not stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Domain {
+    /// Lower-case host, then `:port` if it has one.
+    pub name: String,
+    pub created_at: UnixMillis,
+}
+
+/// What [`DomainStore::remove_domain`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DomainRemoval {
+    Removed,
+    NotFound,
+    /// Refused: this many live links are in the domain.
+    InUse(u64),
+}
+
+#[async_trait]
+pub trait DomainStore: Send + Sync {
+    /// Registers a domain; [`StoreError::Conflict`] if it already is.
+    async fn insert_domain(&self, name: &str) -> Result<Domain, StoreError>;
+    /// Every registered domain, by name.
+    async fn list_domains(&self) -> Result<Vec<Domain>, StoreError>;
+    /// Live links per domain (`""`: the default), for domains that have any. Reads
+    /// every link: for admin listings, not for hot paths.
+    async fn link_counts(&self) -> Result<Vec<(String, u64)>, StoreError>;
+    /// Removes a domain unless live links are in it (checked in the same write, so a
+    /// link created meanwhile cannot be orphaned).
+    async fn remove_domain(&self, name: &str) -> Result<DomainRemoval, StoreError>;
 }
 
 #[async_trait]
@@ -261,6 +304,7 @@ pub trait IdempotencyStore: Send + Sync {
 #[derive(Clone)]
 pub struct Stores {
     pub links: Arc<dyn LinkStore>,
+    pub domains: Arc<dyn DomainStore>,
     pub clicks: Arc<dyn ClickStore>,
     pub keys: Arc<dyn KeyStore>,
     pub meta: Arc<dyn MetaStore>,
@@ -289,6 +333,7 @@ pub fn connect(url: &str) -> Result<Stores, ConnectError> {
                 .map_err(|e| ConnectError::Open(e.to_string()))?;
             Ok(Stores {
                 links: store.clone(),
+                domains: store.clone(),
                 clicks: store.clone(),
                 keys: store.clone(),
                 meta: store.clone(),

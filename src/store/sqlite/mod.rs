@@ -19,8 +19,9 @@
 //! grew to 650 MB in a 30-second run.
 
 use super::{
-    ApiKey, ClickDelta, ClickStore, IdempotencyState, IdempotencyStore, KeyStore, LinkQuery,
-    LinkSort, LinkStore, MetaStore, NewApiKey, NewLink, RedirectRecord, StoreError, User,
+    ApiKey, ClickDelta, ClickStore, Domain, DomainRemoval, DomainStore, IdempotencyState,
+    IdempotencyStore, KeyStore, LinkQuery, LinkSort, LinkStore, MetaStore, NewApiKey, NewLink,
+    RedirectRecord, StoreError, User,
 };
 use crate::domain::link::{
     KeyId, Link, LinkChanges, LinkId, RedirectType, UnixMillis, UserId, now_ms,
@@ -40,7 +41,11 @@ const QUEUE_DEPTH: usize = 8192;
 const MAX_IDLE_READERS: usize = 16;
 
 /// Schema migrations, applied in order; never edit one that has been released.
-const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/sqlite/0001_init.sql")];
+/// A database at version N (`PRAGMA user_version`) gets migrations N+1 onwards.
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../../migrations/sqlite/0002_domains.sql"),
+];
 
 /// Runs inside the shared transaction and returns what to do once it is committed.
 type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
@@ -55,6 +60,12 @@ pub struct SqliteStore {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> Self {
+        if let rusqlite::Error::SqliteFailure(failure, _) = &error
+            && failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_TRIGGER
+        {
+            // The only trigger that aborts is `links_in_registered_domain` (0002).
+            return StoreError::UnknownDomain;
+        }
         match error.sqlite_error_code() {
             Some(ErrorCode::ConstraintViolation) => StoreError::Conflict,
             _ => StoreError::Database(error.to_string()),
@@ -233,7 +244,7 @@ macro_rules! link_columns {
          COALESCE((SELECT clicks FROM link_clicks WHERE link_id = links.id), 0), owner_user_id, \
          disabled, updated_at, \
          (SELECT group_concat(tag, char(31)) FROM link_tags WHERE link_id = links.id), \
-         password_hash"
+         password_hash, domain"
     };
 }
 
@@ -243,9 +254,9 @@ fn insert_one(conn: &Connection, link: NewLink) -> rusqlite::Result<Link> {
     let id = conn
         .prepare_cached(
             "INSERT INTO links (id, code, url, title, created_at, updated_at, \
-             expires_at, max_clicks, redirect_status, owner_user_id, password_hash) \
+             expires_at, max_clicks, redirect_status, owner_user_id, password_hash, domain) \
              VALUES ((SELECT COALESCE(MAX(id), 0) + 1 FROM links), \
-             ?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
+             ?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id",
         )?
         .query_row(
             params![
@@ -258,12 +269,14 @@ fn insert_one(conn: &Connection, link: NewLink) -> rusqlite::Result<Link> {
                 link.redirect.code(),
                 link.owner.map(|k| k.0),
                 link.password_hash,
+                link.domain,
             ],
             |row| row.get::<_, i64>(0),
         )?;
     insert_tags(conn, LinkId(id), &link.tags)?;
     Ok(Link {
         id: LinkId(id),
+        domain: link.domain,
         code: link.code,
         url: link.url,
         title: link.title,
@@ -301,6 +314,7 @@ fn link_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Link> {
     let status: u16 = row.get(7)?;
     Ok(Link {
         id: LinkId(row.get(0)?),
+        domain: row.get(14)?,
         code: row.get(1)?,
         url: row.get(2)?,
         title: row.get(3)?,
@@ -381,27 +395,31 @@ impl LinkStore for SqliteStore {
         .await
     }
 
-    async fn link_by_code(&self, code: &str) -> Result<Option<Link>, StoreError> {
+    async fn link_by_code(&self, domain: &str, code: &str) -> Result<Option<Link>, StoreError> {
         self.read(|conn| {
             conn.prepare_cached(concat!(
                 "SELECT ",
                 link_columns!(),
-                " FROM links WHERE domain = '' AND code = ?1 AND deleted_at IS NULL"
+                " FROM links WHERE domain = ?1 AND code = ?2 AND deleted_at IS NULL"
             ))?
-            .query_row([code], link_from_row)
+            .query_row([domain, code], link_from_row)
             .optional()
         })
     }
 
-    async fn redirect_by_code(&self, code: &str) -> Result<Option<RedirectRecord>, StoreError> {
+    async fn redirect_by_code(
+        &self,
+        domain: &str,
+        code: &str,
+    ) -> Result<Option<RedirectRecord>, StoreError> {
         self.read(|conn| {
             conn.prepare_cached(
                 "SELECT id, url, expires_at, max_clicks, redirect_status, disabled, password_hash, \
                  CASE WHEN max_clicks IS NULL THEN 0 ELSE \
                  COALESCE((SELECT clicks FROM link_clicks WHERE link_id = links.id), 0) END \
-                 FROM links WHERE domain = '' AND code = ?1 AND deleted_at IS NULL",
+                 FROM links WHERE domain = ?1 AND code = ?2 AND deleted_at IS NULL",
             )?
-            .query_row([code], |row| {
+            .query_row([domain, code], |row| {
                 Ok(RedirectRecord {
                     id: LinkId(row.get(0)?),
                     url: row.get(1)?,
@@ -453,6 +471,9 @@ impl LinkStore for SqliteStore {
         };
         if let Some(owner) = query.owner {
             bind(&mut sql, " AND links.owner_user_id = ?", owner.0.into());
+        }
+        if let Some(domain) = &query.domain {
+            bind(&mut sql, " AND links.domain = ?", domain.clone().into());
         }
         if let Some(from) = query.created_from {
             bind(&mut sql, " AND links.created_at >= ?", from.into());
@@ -566,6 +587,68 @@ impl LinkStore for SqliteStore {
                 )?
                 .execute(params![id.0, now_ms()])
                 .map(|changed| changed == 1)
+            })
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl DomainStore for SqliteStore {
+    async fn insert_domain(&self, name: &str) -> Result<Domain, StoreError> {
+        let name = name.to_owned();
+        self.write(move |conn| {
+            let created_at = now_ms();
+            conn.prepare_cached("INSERT INTO domains (name, created_at) VALUES (?1, ?2)")?
+                .execute(params![name, created_at])?;
+            Ok(Domain { name, created_at })
+        })
+        .await
+    }
+
+    async fn list_domains(&self) -> Result<Vec<Domain>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached("SELECT name, created_at FROM domains ORDER BY name")?
+                .query_map([], |row| {
+                    Ok(Domain {
+                        name: row.get(0)?,
+                        created_at: row.get(1)?,
+                    })
+                })?
+                .collect()
+        })
+    }
+
+    async fn link_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT domain, COUNT(*) FROM links WHERE deleted_at IS NULL GROUP BY domain",
+            )?
+            .query_map([], |row| Ok((row.get(0)?, row.get::<_, i64>(1)? as u64)))?
+            .collect()
+        })
+    }
+
+    async fn remove_domain(&self, name: &str) -> Result<DomainRemoval, StoreError> {
+        let name = name.to_owned();
+        // On the writer thread, so no link can be inserted between the count and the
+        // delete; the primary key (domain, code) makes the count a range scan.
+        self.write(move |conn| {
+            let links: i64 = conn
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM links WHERE domain = ?1 AND deleted_at IS NULL",
+                )?
+                .query_row([&name], |row| row.get(0))?;
+            if links > 0 {
+                return Ok(DomainRemoval::InUse(links as u64));
+            }
+            let removed = conn
+                .prepare_cached("DELETE FROM domains WHERE name = ?1")?
+                .execute([&name])?;
+            Ok(if removed == 1 {
+                DomainRemoval::Removed
+            } else {
+                DomainRemoval::NotFound
             })
         })
         .await
@@ -888,6 +971,7 @@ mod tests {
 
     fn new_link(code: &str) -> NewLink {
         NewLink {
+            domain: String::new(),
             code: code.into(),
             url: "https://example.com".into(),
             title: None,
@@ -931,12 +1015,70 @@ mod tests {
         for i in (0..50).filter(|i| *i != 25) {
             assert!(
                 store
-                    .link_by_code(&format!("c{i}"))
+                    .link_by_code("", &format!("c{i}"))
                     .await
                     .unwrap()
                     .is_some()
             );
         }
+    }
+
+    #[tokio::test]
+    async fn domains_migrate_onto_a_released_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hop.db");
+        {
+            // A database as version 1 left it, with a link in it.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO links (id, code, url, created_at, updated_at, redirect_status) \
+                 VALUES (1, 'old', 'https://example.com', 0, 0, 302)",
+                [],
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert!(store.link_by_code("", "old").await.unwrap().is_some());
+        let mut in_go = new_link("old");
+        in_go.domain = "go.example.com".into();
+        // Links stay out of unregistered domains.
+        assert!(matches!(
+            store.insert_link(in_go.clone()).await,
+            Err(StoreError::UnknownDomain)
+        ));
+        store.insert_domain("go.example.com").await.unwrap();
+        assert!(matches!(
+            store.insert_domain("go.example.com").await,
+            Err(StoreError::Conflict)
+        ));
+        // The same code in another domain is another link.
+        let link = store.insert_link(in_go).await.unwrap();
+        assert_eq!(link.domain, "go.example.com");
+        assert_eq!(
+            store
+                .redirect_by_code("go.example.com", "old")
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
+            link.id
+        );
+        assert_eq!(
+            store.remove_domain("go.example.com").await.unwrap(),
+            DomainRemoval::InUse(1)
+        );
+        assert!(store.delete_link(link.id).await.unwrap());
+        assert_eq!(
+            store.remove_domain("go.example.com").await.unwrap(),
+            DomainRemoval::Removed
+        );
+        assert_eq!(
+            store.remove_domain("go.example.com").await.unwrap(),
+            DomainRemoval::NotFound
+        );
+        assert!(store.list_domains().await.unwrap().is_empty());
     }
 
     #[tokio::test]
@@ -966,7 +1108,10 @@ mod tests {
             .await
             .unwrap();
         store.add_clicks(vec![delta(3600, 1)]).await.unwrap();
-        assert_eq!(store.link_by_code("abc").await.unwrap().unwrap().clicks, 6);
+        assert_eq!(
+            store.link_by_code("", "abc").await.unwrap().unwrap().clicks,
+            6
+        );
         let hours: Vec<(i64, i64)> = store
             .read(|conn| {
                 conn.prepare("SELECT hour_start, clicks FROM link_clicks_hourly ORDER BY 1")?

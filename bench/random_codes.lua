@@ -1,6 +1,9 @@
 -- wrk script: GET /<code> for a code picked uniformly at random from a file.
 --
---   wrk ... -s bench/random_codes.lua http://127.0.0.1:PORT/ -- CODES_FILE
+--   wrk ... -s bench/random_codes.lua http://127.0.0.1:PORT/ -- CODES_FILE [PREFIX [API_KEY]]
+--
+-- With PREFIX the path is PREFIX/<code> (bench/api.sh: /api/v1/links), and with
+-- API_KEY every request carries `Authorization: Bearer API_KEY`.
 --
 -- The same script drives hop (cold redirects) and nginx (which answers 302 for any
 -- path), so the nginx run shows what this client can push at most.
@@ -18,11 +21,16 @@ local requests = {}
 local n = 0
 
 init = function(args)
-  local file = args[1] or error("usage: -s random_codes.lua URL -- CODES_FILE")
+  local file = args[1] or error("usage: -s random_codes.lua URL -- CODES_FILE [PREFIX [API_KEY]]")
+  local prefix = args[2] or ""
+  local headers = {}
+  if args[3] then
+    headers["Authorization"] = "Bearer " .. args[3]
+  end
   for code in io.lines(file) do
     if code ~= "" then
       n = n + 1
-      requests[n] = wrk.format("GET", "/" .. code)
+      requests[n] = wrk.format("GET", prefix .. "/" .. code, headers)
     end
   end
   if n == 0 then

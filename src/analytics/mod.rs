@@ -5,4 +5,5 @@
 //! OS, device, bot), [`language`], [`referrer`], [`geo`] (a MaxMind City database) and
 //! [`anonymize`] (what is kept of the address: nothing, or a truncated prefix).
 
+pub mod agent;
 pub mod anonymize;

@@ -7,3 +7,4 @@
 
 pub mod agent;
 pub mod anonymize;
+pub mod language;

@@ -8,3 +8,4 @@
 pub mod agent;
 pub mod anonymize;
 pub mod language;
+pub mod referrer;

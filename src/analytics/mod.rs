@@ -7,5 +7,6 @@
 
 pub mod agent;
 pub mod anonymize;
+pub mod geo;
 pub mod language;
 pub mod referrer;

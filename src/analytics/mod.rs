@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod anonymize;
+pub mod enrich;
 pub mod geo;
 pub mod language;
 pub mod referrer;

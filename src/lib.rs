@@ -15,6 +15,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod analytics;
 pub mod app;
 pub mod cache;
 pub mod cli;

@@ -1,0 +1,263 @@
+//! From what the redirect saw ([`RawVisit`]) to what analytics keep ([`Visit`]).
+//!
+//! The redirect handler copies a few headers and the client address into a `RawVisit` and
+//! moves on; enrichment runs off the hot path, in the analytics pipeline. This is also
+//! where the visitor's address stops: geolocation reads it, [`IpRetention`] decides what
+//! (if anything) of it survives, and a `Visit` never holds the full address.
+
+use super::agent;
+use super::anonymize::IpRetention;
+use super::geo::{GeoIp, Location};
+use super::language;
+use super::referrer;
+use serde::Serialize;
+use std::net::IpAddr;
+
+/// One redirect, as the redirect handler saw it. Header values are as received; nothing
+/// here is derived yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawVisit {
+    /// When the redirect was served, Unix milliseconds.
+    pub at_ms: i64,
+    pub link_id: i64,
+    pub user_agent: Option<Box<str>>,
+    pub referer: Option<Box<str>>,
+    pub accept_language: Option<Box<str>>,
+    /// The client address (after the trusted-proxy rule). Used for geolocation, then
+    /// dropped or truncated.
+    pub client: IpAddr,
+    /// Whether the visit came through the link's QR code.
+    pub qr: bool,
+}
+
+/// One redirect, enriched: what is stored, listed and streamed to clients. Serialized in
+/// camelCase with every field present (`null` when unknown), so clients see one shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Visit {
+    /// When the redirect was served, Unix milliseconds.
+    pub at_ms: i64,
+    pub link_id: i64,
+    /// See [`agent::Agent`] for the values.
+    pub browser: &'static str,
+    pub os: &'static str,
+    pub device: &'static str,
+    pub bot: bool,
+    /// Primary language subtag, lower-case (`"fr"`).
+    pub language: Option<String>,
+    /// Referring host, lower-case, without port or `www.` (`"news.ycombinator.com"`).
+    pub referrer_host: Option<String>,
+    /// Full referrer URL without credentials or fragment, only when configured.
+    pub referrer_url: Option<String>,
+    /// ISO 3166-1 alpha-2 code, when a GeoIP database is configured and knows the address.
+    pub country: Option<String>,
+    pub region: Option<String>,
+    pub city: Option<String>,
+    /// The truncated client address when retention is `truncated`; otherwise `None`.
+    /// Never the full address.
+    pub ip: Option<IpAddr>,
+    pub qr: bool,
+}
+
+/// Turns raw visits into visits. Built once at startup, shared by the pipeline.
+#[derive(Debug, Default)]
+pub struct Enricher {
+    /// Country, region and city; `None` when no database is configured.
+    geo: Option<GeoIp>,
+    /// Whether the full referrer URL is kept, or just its host.
+    keep_referrer_url: bool,
+    /// What survives of the client address.
+    ip: IpRetention,
+}
+
+impl Enricher {
+    /// An enricher that keeps no address and no full referrer URL, and does no
+    /// geolocation; the `with_*` methods turn those on.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Locates visitors with this City database.
+    pub fn with_geo(mut self, geo: GeoIp) -> Self {
+        self.geo = Some(geo);
+        self
+    }
+
+    /// Keeps the full (sanitized) referrer URL as well as the host.
+    pub fn with_referrer_url(mut self, keep: bool) -> Self {
+        self.keep_referrer_url = keep;
+        self
+    }
+
+    /// Sets what is kept of the client address.
+    pub fn with_ip_retention(mut self, ip: IpRetention) -> Self {
+        self.ip = ip;
+        self
+    }
+
+    /// Derives everything analytics keep about one visit.
+    pub fn enrich(&self, raw: &RawVisit) -> Visit {
+        let agent = agent::classify(raw.user_agent.as_deref().unwrap_or(""));
+        let language = raw
+            .accept_language
+            .as_deref()
+            .and_then(language::primary_language)
+            .map(|language| language.as_str().to_owned());
+        let (referrer_host, referrer_url) = match raw.referer.as_deref().and_then(referrer::parse) {
+            Some(url) => (
+                referrer::host_of(&url),
+                self.keep_referrer_url.then(|| referrer::sanitized(url)),
+            ),
+            None => (None, None),
+        };
+        let Location {
+            country,
+            region,
+            city,
+        } = self
+            .geo
+            .as_ref()
+            .map(|geo| geo.lookup(raw.client))
+            .unwrap_or_default();
+        Visit {
+            at_ms: raw.at_ms,
+            link_id: raw.link_id,
+            browser: agent.browser,
+            os: agent.os,
+            device: agent.device,
+            bot: agent.bot,
+            language,
+            referrer_host,
+            referrer_url,
+            country,
+            region,
+            city,
+            ip: self.ip.apply(raw.client),
+            qr: raw.qr,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CITY_TEST_DB: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/GeoIP2-City-Test.mmdb"
+    );
+
+    const FIREFOX_MAC: &str =
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10.15; rv:121.0) Gecko/20100101 Firefox/121.0";
+
+    fn raw() -> RawVisit {
+        RawVisit {
+            at_ms: 1_700_000_000_123,
+            link_id: 42,
+            user_agent: Some(FIREFOX_MAC.into()),
+            referer: Some("https://user:pw@www.Example.com:8443/post?id=7#comments".into()),
+            accept_language: Some("en-GB,en;q=0.9,fr;q=0.5".into()),
+            client: "81.2.69.142".parse().unwrap(),
+            qr: true,
+        }
+    }
+
+    #[test]
+    fn enriches_everything_when_everything_is_configured() {
+        let enricher = Enricher::new()
+            .with_geo(GeoIp::open(CITY_TEST_DB).unwrap())
+            .with_referrer_url(true)
+            .with_ip_retention(IpRetention::Truncated);
+        let visit = enricher.enrich(&raw());
+        assert_eq!(
+            visit,
+            Visit {
+                at_ms: 1_700_000_000_123,
+                link_id: 42,
+                browser: "Firefox",
+                os: "macOS",
+                device: "desktop",
+                bot: false,
+                language: Some("en".into()),
+                referrer_host: Some("example.com".into()),
+                referrer_url: Some("https://www.example.com:8443/post?id=7".into()),
+                country: Some("GB".into()),
+                region: Some("England".into()),
+                city: Some("London".into()),
+                ip: Some("81.2.69.0".parse().unwrap()),
+                qr: true,
+            }
+        );
+    }
+
+    #[test]
+    fn defaults_keep_no_address_no_url_and_no_place() {
+        let visit = Enricher::new().enrich(&raw());
+        assert_eq!(visit.ip, None);
+        assert_eq!(visit.referrer_url, None);
+        assert_eq!(visit.referrer_host.as_deref(), Some("example.com"));
+        assert_eq!(
+            (visit.country, visit.region, visit.city),
+            (None, None, None)
+        );
+        assert_eq!(visit.browser, "Firefox");
+    }
+
+    #[test]
+    fn missing_headers_make_a_bot_with_nothing_else_known() {
+        let enricher = Enricher::new().with_geo(GeoIp::open(CITY_TEST_DB).unwrap());
+        let raw = RawVisit {
+            user_agent: None,
+            referer: None,
+            accept_language: None,
+            client: "10.0.0.1".parse().unwrap(),
+            qr: false,
+            ..raw()
+        };
+        let visit = enricher.enrich(&raw);
+        assert!(visit.bot);
+        assert_eq!(
+            (visit.browser, visit.os, visit.device),
+            ("Other", "Other", "bot")
+        );
+        assert_eq!(visit.language, None);
+        assert_eq!(visit.referrer_host, None);
+        assert_eq!(
+            (visit.country, visit.region, visit.city),
+            (None, None, None)
+        );
+        assert!(!visit.qr);
+    }
+
+    #[test]
+    fn serializes_in_camel_case_without_the_full_address() {
+        let enricher = Enricher::new()
+            .with_geo(GeoIp::open(CITY_TEST_DB).unwrap())
+            .with_ip_retention(IpRetention::Truncated);
+        let raw = RawVisit {
+            client: "2001:480:10::1234".parse().unwrap(),
+            ..raw()
+        };
+        let json = serde_json::to_value(enricher.enrich(&raw)).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "atMs": 1_700_000_000_123_i64,
+                "linkId": 42,
+                "browser": "Firefox",
+                "os": "macOS",
+                "device": "desktop",
+                "bot": false,
+                "language": "en",
+                "referrerHost": "example.com",
+                "referrerUrl": null,
+                "country": "US",
+                "region": "California",
+                "city": "San Diego",
+                "ip": "2001:480:10::",
+                "qr": true,
+            })
+        );
+        assert!(!json.to_string().contains("1234"));
+    }
+}

@@ -1,0 +1,13 @@
+//! Click analytics: what a redirect tells us about a visit.
+//!
+//! Enrichment is pure library code: [`enrich::Enricher`] turns a [`enrich::RawVisit`] (the
+//! headers and address the redirect saw) into a [`enrich::Visit`] using [`agent`] (browser,
+//! OS, device, bot), [`language`], [`referrer`], [`geo`] (a MaxMind City database) and
+//! [`anonymize`] (what is kept of the address: nothing, or a truncated prefix).
+
+pub mod agent;
+pub mod anonymize;
+pub mod enrich;
+pub mod geo;
+pub mod language;
+pub mod referrer;

@@ -2,6 +2,10 @@
 //! HTTP until a shutdown signal, then stop in order (stop accepting, finish in-flight
 //! requests, flush counted clicks, close the database).
 
+use crate::analytics::anonymize::IpRetention;
+use crate::analytics::enrich::Enricher;
+use crate::analytics::geo::GeoIp;
+use crate::analytics::pipeline::{Analytics, PipelineConfig, run_pipeline, run_retention};
 use crate::cache::LinkCache;
 use crate::clicks::{Clicks, run_click_writer};
 use crate::codes::CodeAllocator;
@@ -28,6 +32,10 @@ pub struct Background {
     maintenance: JoinHandle<()>,
     /// Rereads the registered domains (changes made by `hop domains` elsewhere).
     domain_refresh: JoinHandle<()>,
+    /// Stores visits; `None` when analytics are off.
+    analytics: Option<JoinHandle<()>>,
+    /// Applies analytics retention.
+    retention: Option<JoinHandle<()>>,
 }
 
 impl Background {
@@ -36,11 +44,36 @@ impl Background {
         // Maintenance is idempotent and resumes on the next start.
         self.maintenance.abort();
         self.domain_refresh.abort();
+        if let Some(retention) = self.retention {
+            retention.abort();
+        }
         let _ = self.stop.send(true);
         if let Err(e) = self.click_writer.await {
             tracing::error!(error = %e, "click writer ended abnormally");
         }
+        if let Some(analytics) = self.analytics
+            && let Err(e) = analytics.await
+        {
+            tracing::error!(error = %e, "analytics pipeline ended abnormally");
+        }
     }
+}
+
+/// The visit enricher the configuration asks for; a GeoIP database that cannot be
+/// used stops the start with an error naming it.
+fn enricher(config: &Config) -> anyhow::Result<Enricher> {
+    let ip = IpRetention::parse(&config.analytics_ip)
+        .map_err(|_| anyhow::anyhow!("analytics_ip `{}` is not valid", config.analytics_ip))?;
+    let mut enricher = Enricher::new()
+        .with_referrer_url(config.analytics_keep_referrer_url)
+        .with_ip_retention(ip);
+    if !config.geoip.database.is_empty() {
+        let geo = GeoIp::open(&config.geoip.database)
+            .with_context(|| format!("[geoip] database {}", config.geoip.database))?;
+        tracing::info!(database = %config.geoip.database, kind = geo.database_type(), "geolocation on");
+        enricher = enricher.with_geo(geo);
+    }
+    Ok(enricher)
 }
 
 /// Opens the database named by the configuration.
@@ -107,6 +140,28 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
         stopped,
     ));
     let maintenance = tokio::spawn(run_maintenance(stores.idempotency.clone()));
+    let (analytics, pipeline, retention) = if config.analytics_enabled {
+        let enricher = enricher(config)?;
+        let analytics = Analytics::new(config.analytics_queue_capacity);
+        let pipeline = tokio::spawn(run_pipeline(
+            analytics.clone(),
+            Arc::new(enricher),
+            stores.analytics.clone(),
+            PipelineConfig {
+                interval: Duration::from_millis(config.analytics_flush_interval_ms),
+                keep_raw: config.analytics_raw_retention_days > 0,
+            },
+            stop.subscribe(),
+        ));
+        let retention = tokio::spawn(run_retention(
+            stores.analytics.clone(),
+            config.analytics_raw_retention_days,
+            config.analytics_hourly_retention_days,
+        ));
+        (Some(analytics), Some(pipeline), Some(retention))
+    } else {
+        (None, None, None)
+    };
     let cache = LinkCache::new(
         config.cache_max_bytes,
         Duration::from_secs(config.cache_ttl_s),
@@ -122,6 +177,7 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
         limiter: Default::default(),
         keys: Default::default(),
         hosts,
+        analytics,
     });
     Ok((
         state,
@@ -130,6 +186,8 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
             click_writer,
             maintenance,
             domain_refresh,
+            analytics: pipeline,
+            retention,
         },
     ))
 }

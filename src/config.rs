@@ -93,6 +93,36 @@ pub struct Config {
     /// top of `rate_limit_anonymous_per_minute`.
     #[serde(deserialize_with = "lenient")]
     pub rate_limit_anonymous_create_per_minute: u32,
+    /// Whether redirects are recorded for click analytics (visits, rollups, live feed).
+    #[serde(deserialize_with = "lenient_bool")]
+    pub analytics_enabled: bool,
+    /// Whether the whole referrer URL is kept, not only its host.
+    #[serde(deserialize_with = "lenient_bool")]
+    pub analytics_keep_referrer_url: bool,
+    /// What is kept of a visitor's address: `none` or `truncated` (/24, /48).
+    pub analytics_ip: String,
+    /// Days raw visits are kept (0: rollups only).
+    #[serde(deserialize_with = "lenient")]
+    pub analytics_raw_retention_days: u32,
+    /// Days hourly rollups are kept before they are folded into daily ones.
+    #[serde(deserialize_with = "lenient")]
+    pub analytics_hourly_retention_days: u32,
+    /// Visits that may wait for the pipeline; past it they are dropped and counted.
+    #[serde(deserialize_with = "lenient")]
+    pub analytics_queue_capacity: usize,
+    /// How often the pipeline drains and stores visits, in milliseconds.
+    #[serde(deserialize_with = "lenient")]
+    pub analytics_flush_interval_ms: u64,
+    /// Geolocation (the `[geoip]` section of the file).
+    pub geoip: GeoIpConfig,
+}
+
+/// The `[geoip]` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GeoIpConfig {
+    /// A MaxMind-format City database (`GeoLite2-City.mmdb`); empty: no geolocation.
+    pub database: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -130,6 +160,14 @@ impl Default for Config {
             rate_limit_key_overrides: std::collections::HashMap::new(),
             anonymous_create: false,
             rate_limit_anonymous_create_per_minute: 10,
+            analytics_enabled: true,
+            analytics_keep_referrer_url: false,
+            analytics_ip: "none".into(),
+            analytics_raw_retention_days: 30,
+            analytics_hourly_retention_days: 90,
+            analytics_queue_capacity: 1_000_000,
+            analytics_flush_interval_ms: 250,
+            geoip: GeoIpConfig::default(),
         }
     }
 }
@@ -212,6 +250,27 @@ anonymous_create = false
 rate_limit_anonymous_create_per_minute = 10
 # Per-key limits by the key's visible prefix (as `hop keys list` shows it).
 rate_limit_key_overrides = {}
+# Click analytics: every redirect (not HEAD) is recorded off the redirect's path,
+# enriched (browser, OS, device, bot, language, referrer host, location) and rolled
+# up per hour and per day. Off: only click counts are kept.
+analytics_enabled = true
+# Keep the whole referrer URL (without credentials or fragment), not only its host:
+analytics_keep_referrer_url = false
+# What is kept of a visitor's address: "none" or "truncated" (/24 IPv4, /48 IPv6).
+analytics_ip = "none"
+# Days raw visits are listed (then deleted; 0: keep rollups only), and days hourly
+# rollups are kept before being folded into daily ones:
+analytics_raw_retention_days = 30
+analytics_hourly_retention_days = 90
+# Visits that may wait for the pipeline (past it they are dropped and counted), and
+# how often the pipeline stores them (live feeds lag by at most this):
+analytics_queue_capacity = 1000000
+analytics_flush_interval_ms = 250
+
+[geoip]
+# A MaxMind-format City database such as GeoLite2-City.mmdb; empty: no locations.
+# Environment: HOP_GEOIP_DATABASE.
+database = ""
 "#;
 
 /// Why configuration could not be loaded; each message names the file, variable or key.
@@ -275,10 +334,29 @@ impl Config {
                 continue;
             };
             let key = key.to_ascii_lowercase();
-            if !known.contains(&key.as_str()) {
-                return Err(ConfigError::UnknownEnv { var, key });
+            // A key of a section is named `<section>_<key>` in the environment.
+            let found = known.iter().find(|(section, name)| match section {
+                None => *name == key,
+                Some(section) => {
+                    key.strip_prefix(section)
+                        .and_then(|rest| rest.strip_prefix('_'))
+                        == Some(name)
+                }
+            });
+            match found {
+                Some((None, _)) => {
+                    table.insert(key, toml::Value::String(value));
+                }
+                Some((Some(section), name)) => {
+                    let entry = table
+                        .entry(section.to_string())
+                        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                    if let toml::Value::Table(inner) = entry {
+                        inner.insert(name.to_string(), toml::Value::String(value));
+                    }
+                }
+                None => return Err(ConfigError::UnknownEnv { var, key }),
             }
-            table.insert(key, toml::Value::String(value));
         }
         let flag_values = [
             ("listen", flags.listen.clone()),
@@ -310,13 +388,19 @@ impl Config {
         Config::deserialize(toml::Value::Table(table)).map_err(|e| e.message().to_owned())
     }
 
-    /// Every configuration key, taken from the default file so the two cannot drift.
-    fn keys() -> Vec<&'static str> {
-        DEFAULT_TOML
-            .lines()
-            .filter(|line| !line.starts_with('#'))
-            .filter_map(|line| line.split_once(" = ").map(|(key, _)| key))
-            .collect()
+    /// Every configuration key, taken from the default file so the two cannot drift:
+    /// (section, key), the section `None` for top-level keys.
+    fn keys() -> Vec<(Option<&'static str>, &'static str)> {
+        let mut section = None;
+        let mut keys = Vec::new();
+        for line in DEFAULT_TOML.lines().filter(|line| !line.starts_with('#')) {
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = Some(name);
+            } else if let Some((key, _)) = line.split_once(" = ") {
+                keys.push((section, key));
+            }
+        }
+        keys
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -365,6 +449,17 @@ impl Config {
             }
         }
         self.trusted_proxy_nets().map_err(ConfigError::Invalid)?;
+        crate::analytics::anonymize::IpRetention::parse(&self.analytics_ip).map_err(|_| {
+            ConfigError::Invalid(format!(
+                "analytics_ip `{}` must be \"none\" or \"truncated\"",
+                self.analytics_ip
+            ))
+        })?;
+        if self.analytics_flush_interval_ms == 0 || self.analytics_queue_capacity == 0 {
+            return invalid(
+                "analytics_flush_interval_ms and analytics_queue_capacity must be above 0".into(),
+            );
+        }
         tracing_subscriber::EnvFilter::try_new(&self.log_level)
             .map_err(|e| ConfigError::Invalid(format!("log_level `{}`: {e}", self.log_level)))?;
         Ok(())
@@ -519,7 +614,41 @@ mod tests {
         let from_file = Config::from_table(DEFAULT_TOML.parse().unwrap()).unwrap();
         let defaults = Config::default();
         assert_eq!(format!("{from_file:?}"), format!("{defaults:?}"));
-        assert_eq!(Config::keys().len(), 25);
+        assert_eq!(Config::keys().len(), 33);
+    }
+
+    #[test]
+    fn section_keys_from_file_and_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hop.toml");
+        std::fs::write(&path, "[geoip]\ndatabase = \"/from/file.mmdb\"\n").unwrap();
+        let config = Config::load(Some(&path), env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(config.geoip.database, "/from/file.mmdb");
+        let config = Config::load(
+            Some(&path),
+            env(&[
+                ("HOP_GEOIP_DATABASE", "/from/env.mmdb"),
+                ("HOP_ANALYTICS_IP", "truncated"),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(config.geoip.database, "/from/env.mmdb");
+        assert_eq!(config.analytics_ip, "truncated");
+        let error = Config::load(
+            None,
+            env(&[("HOP_GEOIP_DATABAS", "x")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("HOP_GEOIP_DATABAS"), "{error}");
+        let error = Config::load(
+            None,
+            env(&[("HOP_ANALYTICS_IP", "full")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("analytics_ip"), "{error}");
     }
 
     #[test]

@@ -1546,7 +1546,7 @@ async fn qr_codes_of_the_short_url() {
         assert_eq!(png.status(), 200);
         assert_eq!(png.headers()["content-type"], "image/png");
         let bytes = png.bytes().await.unwrap();
-        assert_eq!(read_qr(&bytes), format!("{}/scan-me", server.base));
+        assert_eq!(read_qr(&bytes), format!("{}/scan-me?qr", server.base));
         let width = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
         assert!(width <= size && width > size / 2, "{width} for {size}");
     }

@@ -4,10 +4,14 @@
 //! headers and address the redirect saw) into a [`enrich::Visit`] using [`agent`] (browser,
 //! OS, device, bot), [`language`], [`referrer`], [`geo`] (a MaxMind City database) and
 //! [`anonymize`] (what is kept of the address: nothing, or a truncated prefix).
+//!
+//! [`pipeline`] carries visits from the redirect to the database: a bounded queue the
+//! redirect appends to, drained on a timer, enriched, published to live feeds and stored.
 
 pub mod agent;
 pub mod anonymize;
 pub mod enrich;
 pub mod geo;
 pub mod language;
+pub mod pipeline;
 pub mod referrer;

@@ -6,6 +6,7 @@
 //! - `GET|POST /api/v1/domains`, `DELETE /api/v1/domains/{name}`: [`domains`]
 //! - `GET|HEAD /{code}`: [`redirect`], the hot path
 //! - `GET /healthz`, `GET /readyz`: [`health`]
+//! - `GET /api/v1/stats`, `GET /api/v1/links/{code}/stats|visits|live`: [`stats`]
 //! - `GET /openapi.json`, `GET /docs`: [`openapi`], the published contract
 
 pub mod auth;
@@ -21,6 +22,7 @@ pub mod qr;
 pub mod ratelimit;
 pub mod redirect;
 pub mod server;
+pub mod stats;
 
 use crate::cache::LinkCache;
 use crate::clicks::Clicks;
@@ -99,6 +101,8 @@ pub struct Shared {
     pub limiter: crate::ratelimit::RateLimiter,
     /// Recently used API keys.
     pub keys: auth::KeyCache,
+    /// The click-analytics queue; `None` when analytics are off.
+    pub analytics: Option<Arc<crate::analytics::pipeline::Analytics>>,
     /// The default host and the registered domains, for `Host` → domain.
     pub hosts: Arc<crate::hosts::Hosts>,
 }
@@ -123,6 +127,7 @@ pub fn router(state: AppState) -> Router {
             links::router(&state)
                 .merge(qr::router())
                 .merge(domains::router())
+                .merge(stats::router())
                 .route_layer(middleware::from_fn_with_state(
                     state.clone(),
                     ratelimit::limit_api,

@@ -7,7 +7,7 @@
 //! are added here by [`SharedResponses`], so they cannot be forgotten on a new route.
 
 use super::problem::Problem;
-use super::{AppState, domains, health, links, protected, qr, redirect};
+use super::{AppState, domains, health, links, protected, qr, redirect, stats};
 use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -79,6 +79,10 @@ pub fn document() -> utoipa::openapi::OpenApi {
         domains::list_domains,
         domains::add_domain,
         domains::remove_domain,
+        stats::link_stats,
+        stats::all_stats,
+        stats::link_visits,
+        stats::link_live,
         qr::link_qr,
         redirect::follow_link,
         protected::submit_password,
@@ -100,6 +104,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     tags(
         (name = "links", description = "Create, list, change and delete short links"),
         (name = "domains", description = "The hosts links can live under (admins manage them)"),
+        (name = "analytics", description = "Visit stats, raw visits and live visits"),
         (name = "redirect", description = "Following short links"),
         (name = "health", description = "Liveness and readiness for load balancers"),
     )

@@ -82,6 +82,8 @@ pub enum ApiError {
     RateLimited(u64),
     #[error("{0}")]
     CodeSpaceExhausted(String),
+    #[error("click analytics are off on this server (analytics_enabled = false)")]
+    AnalyticsOff,
     /// A dependency is down; the message is for the log only.
     #[error("{0}")]
     Unavailable(String),
@@ -212,6 +214,7 @@ impl ApiError {
                 "method-not-allowed",
                 "Method not allowed",
             ),
+            Self::AnalyticsOff => (S::SERVICE_UNAVAILABLE, "analytics-off", "Analytics are off"),
             Self::CodeSpaceExhausted(_) => (
                 S::SERVICE_UNAVAILABLE,
                 "code-space-exhausted",

@@ -4,7 +4,7 @@
 //! password cannot be guessed by brute force.
 
 use super::problem::ApiError;
-use super::redirect::{load_entry, request_site, unknown};
+use super::redirect::{Visitor, load_entry, request_site, unknown};
 use super::{AppState, escape_html, negotiate};
 use crate::cache::{CachedLink, Entry};
 use crate::domain::link::{LinkId, now_ms};
@@ -127,6 +127,7 @@ pub async fn submit_password(
     State(state): State<AppState>,
     code: Result<Path<String>, PathRejection>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     form: Result<Form<PasswordForm>, FormRejection>,
 ) -> Response<Body> {
@@ -171,7 +172,15 @@ pub async fn submit_password(
     if !state.clicks.try_take(&link) {
         return negotiate(&headers, ApiError::ClickLimit(code));
     }
-    state.clicks.record(link.id);
+    super::redirect::record_click(
+        &state,
+        link.id,
+        &headers,
+        Visitor {
+            peer: peer.ip(),
+            qr: uri.query() == Some(super::redirect::QR_MARKER),
+        },
+    );
     // 303: the browser follows with a GET whatever the link's own redirect type.
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::SEE_OTHER;

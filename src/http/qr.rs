@@ -94,7 +94,7 @@ fn parse_params(pairs: Vec<(String, String)>) -> Result<(Format, u32, Option<Str
 /// A QR code of the link's short URL.
 ///
 /// SVG or PNG, `size` pixels on a side (including the quiet zone), of the short URL
-/// in the link's domain.
+/// in the link's domain followed by `?qr`, which marks scanned visits in analytics.
 #[utoipa::path(
     get,
     path = "/api/v1/links/{code}/qr",
@@ -126,7 +126,12 @@ pub async fn link_qr(
     let (format, size, domain) = parse_params(pairs)?;
     let site = site_of(&state, domain.as_deref())?;
     let link = owned_link(&state, &caller, &site, &code).await?;
-    let short_url = state.settings.short_url(&link.domain, &link.code);
+    // The marker tells analytics a visit came from a scan; the redirect ignores it.
+    let short_url = format!(
+        "{}?{}",
+        state.settings.short_url(&link.domain, &link.code),
+        super::redirect::QR_MARKER
+    );
     let qr = QrCode::with_error_correction_level(short_url.as_bytes(), EcLevel::M)
         .map_err(|e| ApiError::Internal(format!("QR encoding failed: {e}")))?;
     let (content_type, body) = match format {

@@ -9,8 +9,10 @@ use super::problem::ApiError;
 use super::protected::{password_form, unavailable};
 use super::ratelimit::redirect_limited;
 use super::{AppState, RequestTimer, negotiate};
+use crate::analytics::enrich::RawVisit;
 use crate::cache::{CachedLink, Entry};
 use crate::domain::code::{is_code_syntax, is_reserved};
+use crate::domain::link::{LinkId, now_ms};
 use crate::hosts::Site;
 use axum::Router;
 use axum::body::Body;
@@ -81,9 +83,55 @@ pub fn fast_path<B>(state: &AppState, request: &Request<B>, peer: IpAddr) -> Fas
         return FastPath::Miss(site, code.to_owned());
     };
     let head = *method == Method::HEAD;
-    let response = answer(state, head, code, entry, request.headers());
+    let visitor = Visitor::of(request, peer);
+    let response = answer(state, head, code, entry, request.headers(), visitor);
     timer.log(method, ROUTE, response.status());
     FastPath::Answered(response)
+}
+
+/// Who followed a link, for the click's analytics record.
+#[derive(Debug, Clone, Copy)]
+pub struct Visitor {
+    /// The connection's peer (the trusted-proxy rule is applied later).
+    pub peer: IpAddr,
+    /// Whether the request carries the QR marker ([`QR_MARKER`]).
+    pub qr: bool,
+}
+
+/// The query a QR code's URL ends with, so that scans can be told apart; the redirect
+/// ignores it otherwise (it is never passed on to the destination).
+pub const QR_MARKER: &str = "qr";
+
+impl Visitor {
+    pub fn of<B>(request: &Request<B>, peer: IpAddr) -> Self {
+        Self {
+            peer,
+            qr: request.uri().query() == Some(QR_MARKER),
+        }
+    }
+}
+
+/// Counts a click and hands its visit to the analytics pipeline; never waits.
+pub fn record_click(state: &AppState, link: LinkId, headers: &HeaderMap, visitor: Visitor) {
+    state.clicks.record(link);
+    let Some(analytics) = &state.analytics else {
+        return;
+    };
+    let text = |name: header::HeaderName| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(Box::<str>::from)
+    };
+    analytics.capture(RawVisit {
+        at_ms: now_ms(),
+        link_id: link.0,
+        user_agent: text(header::USER_AGENT),
+        referer: text(header::REFERER),
+        accept_language: text(header::ACCEPT_LANGUAGE),
+        client: super::ratelimit::request_client(state, visitor.peer, headers),
+        qr: visitor.qr,
+    });
 }
 
 /// The domain a redirect request is for, from its `Host` header: an unknown host is
@@ -109,11 +157,13 @@ pub async fn answer_miss<B>(
     site: Site,
     code: String,
     request: Request<B>,
+    peer: IpAddr,
 ) -> Response<Body> {
     let timer = RequestTimer::start();
     let head = request.method() == Method::HEAD;
+    let visitor = Visitor::of(&request, peer);
     let response = match load(&state, &site, &code).await {
-        Ok(entry) => answer(&state, head, &code, entry, request.headers()),
+        Ok(entry) => answer(&state, head, &code, entry, request.headers(), visitor),
         Err(error) => negotiate(request.headers(), error),
     };
     log_failure(&response, request.method());
@@ -196,6 +246,7 @@ pub async fn follow_link(
         &code,
         entry,
         headers,
+        Visitor::of(&request, peer.ip()),
     )
 }
 
@@ -206,6 +257,7 @@ fn answer(
     code: &str,
     entry: Entry,
     headers: &HeaderMap,
+    visitor: Visitor,
 ) -> Response<Body> {
     let link = match entry {
         Entry::Link(link) => link,
@@ -222,7 +274,7 @@ fn answer(
         if !state.clicks.try_take(&link) {
             return negotiate(headers, ApiError::ClickLimit(code.to_owned()));
         }
-        state.clicks.record(link.id);
+        record_click(state, link.id, headers, visitor);
     }
     let mut response = Response::new(Body::empty());
     *response.status_mut() = link.status;

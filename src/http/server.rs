@@ -104,6 +104,7 @@ impl hyper::service::Service<hyper::Request<Incoming>> for HopService {
                 site,
                 code,
                 request,
+                self.peer.ip(),
             ))),
             // `Router` is always ready; calling it on a clone is what axum::serve does.
             FastPath::NotMine => {

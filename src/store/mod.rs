@@ -168,6 +168,8 @@ pub trait LinkStore: Send + Sync {
     ) -> Result<Vec<Result<Link, StoreError>>, StoreError>;
     /// The live (not deleted) link with this code in `domain` (`""`: the default).
     async fn link_by_code(&self, domain: &str, code: &str) -> Result<Option<Link>, StoreError>;
+    /// A live link by id.
+    async fn link_by_id(&self, id: LinkId) -> Result<Option<Link>, StoreError>;
     /// Each tag on `owner`'s live links (everyone's for `None`) with how many links
     /// carry it, most used first.
     async fn tag_counts(&self, owner: Option<UserId>) -> Result<Vec<(String, u64)>, StoreError>;
@@ -300,6 +302,100 @@ pub trait IdempotencyStore: Send + Sync {
     async fn purge(&self, before: UnixMillis) -> Result<u64, StoreError>;
 }
 
+/// A visit as stored and listed: enriched, anonymised (the address, if kept, is
+/// truncated). Also what the live feed sends, without an `id`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredVisit {
+    /// Position in the listing (newest first); absent in the live feed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub id: Option<i64>,
+    /// RFC 3339.
+    #[schema(format = DateTime)]
+    pub at: String,
+    pub bot: bool,
+    /// Reached by scanning the link's QR code.
+    pub qr: bool,
+    pub browser: String,
+    pub os: String,
+    /// `desktop`, `mobile`, `tablet`, `bot` or `unknown`.
+    pub device: String,
+    /// Primary language subtag from `Accept-Language` (`en`, `fr`, …).
+    pub language: Option<String>,
+    pub referrer_host: Option<String>,
+    /// The whole referrer, only when the server keeps it (`analytics_keep_referrer_url`).
+    pub referrer_url: Option<String>,
+    /// ISO 3166-1 alpha-2.
+    pub country: Option<String>,
+    pub region: Option<String>,
+    pub city: Option<String>,
+    /// The client address truncated to /24 (IPv4) or /48 (IPv6), when the server keeps it.
+    pub ip: Option<String>,
+}
+
+/// Whose visits a stats query counts.
+#[derive(Debug, Clone, Copy)]
+pub enum StatsScope {
+    /// One link.
+    Link(LinkId),
+    /// Every link of this owner, or of everyone (`None`).
+    Owner(Option<UserId>),
+}
+
+/// Visits in one period (an hour or a day), humans and bots apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeriodCounts {
+    /// Unix seconds at the start of the UTC hour or day.
+    pub start: i64,
+    pub humans: u64,
+    pub bots: u64,
+}
+
+/// What a stats query reads; the HTTP layer buckets and ranks it.
+#[derive(Debug, Clone, Default)]
+pub struct StatsRows {
+    /// Hours in range that still have hourly rows.
+    pub hourly: Vec<PeriodCounts>,
+    /// Days in range whose hours have been folded into daily rows.
+    pub daily: Vec<PeriodCounts>,
+    /// (dimension, value, human visits) over the days in range.
+    pub dims: Vec<(String, String, u64)>,
+    /// The most visited links in scope: (link, visits), most first.
+    pub top_links: Vec<(LinkId, u64)>,
+}
+
+/// Click analytics: enriched visits, their rollups, and retention.
+#[async_trait]
+pub trait AnalyticsStore: Send + Sync {
+    /// Stores a batch of visits in one transaction: the raw rows (when `keep_raw`) and
+    /// every rollup, so that counts are exact whatever happens around it.
+    async fn record_visits(
+        &self,
+        visits: Arc<Vec<crate::analytics::enrich::Visit>>,
+        keep_raw: bool,
+    ) -> Result<(), StoreError>;
+    /// Rollups for `scope` over `[from, to)` (Unix seconds), and the `top` links.
+    async fn stats(
+        &self,
+        scope: StatsScope,
+        from: i64,
+        to: i64,
+        top: usize,
+    ) -> Result<StatsRows, StoreError>;
+    /// A link's raw visits, newest first, before the visit `before` (an id).
+    async fn visits(
+        &self,
+        link: LinkId,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<StoredVisit>, StoreError>;
+    /// Deletes raw visits from before `raw_before` (Unix ms) and folds hourly rows from
+    /// before `hourly_before` (Unix s, a UTC midnight) into daily ones. Returns (raw
+    /// visits deleted, hourly rows folded).
+    async fn prune(&self, raw_before: i64, hourly_before: i64) -> Result<(u64, u64), StoreError>;
+}
+
 /// The handles to every kind of data, all backed by the same database.
 #[derive(Clone)]
 pub struct Stores {
@@ -309,6 +405,7 @@ pub struct Stores {
     pub keys: Arc<dyn KeyStore>,
     pub meta: Arc<dyn MetaStore>,
     pub idempotency: Arc<dyn IdempotencyStore>,
+    pub analytics: Arc<dyn AnalyticsStore>,
 }
 
 /// Why [`connect`] failed.
@@ -337,7 +434,8 @@ pub fn connect(url: &str) -> Result<Stores, ConnectError> {
                 clicks: store.clone(),
                 keys: store.clone(),
                 meta: store.clone(),
-                idempotency: store,
+                idempotency: store.clone(),
+                analytics: store,
             })
         }
         other => Err(ConnectError::Scheme(other.to_owned())),

@@ -18,6 +18,8 @@
 //! but a reader then always holds a WAL read mark, the WAL can never restart, and it
 //! grew to 650 MB in a 30-second run.
 
+mod analytics;
+
 use super::{
     ApiKey, ClickDelta, ClickStore, Domain, DomainRemoval, DomainStore, IdempotencyState,
     IdempotencyStore, KeyStore, LinkQuery, LinkSort, LinkStore, MetaStore, NewApiKey, NewLink,
@@ -45,6 +47,7 @@ const MAX_IDLE_READERS: usize = 16;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0001_init.sql"),
     include_str!("../../../migrations/sqlite/0002_domains.sql"),
+    include_str!("../../../migrations/sqlite/0003_analytics.sql"),
 ];
 
 /// Runs inside the shared transaction and returns what to do once it is committed.
@@ -403,6 +406,18 @@ impl LinkStore for SqliteStore {
                 " FROM links WHERE domain = ?1 AND code = ?2 AND deleted_at IS NULL"
             ))?
             .query_row([domain, code], link_from_row)
+            .optional()
+        })
+    }
+
+    async fn link_by_id(&self, id: LinkId) -> Result<Option<Link>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                link_columns!(),
+                " FROM links WHERE id = ?1 AND deleted_at IS NULL"
+            ))?
+            .query_row([id.0], link_from_row)
             .optional()
         })
     }

@@ -459,3 +459,48 @@ async fn every_redirect_is_stored_exactly_once_across_a_graceful_stop() {
         "requests without a user agent are bots, not in the breakdowns"
     );
 }
+
+#[tokio::test]
+async fn retention_deletes_raw_visits_and_folds_rollups_without_losing_counts() {
+    let server = analytics_server().await;
+    server
+        .create_ok(json!({"url": "https://example.com/landing", "alias": "old"}))
+        .await;
+    for visitor in the_mix() {
+        visit(&server, "old", &visitor).await;
+    }
+    let key = server.admin_key.clone();
+    let before = wait_for_total(&server, &key, "/api/v1/links/old/stats", 8).await;
+    // As if every visit were past both windows: raw rows go, hours fold into days and
+    // days' breakdowns into months.
+    let now = hop::domain::link::now_ms();
+    let tomorrow = (now / 1000 / 86_400 + 1) * 86_400;
+    let (deleted, folded) = server
+        .state
+        .stores
+        .analytics
+        .prune(now + 1, tomorrow)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 8);
+    assert!(folded >= 1);
+    let db = server.dir.path().join("hop.db");
+    assert_eq!(count_rows(&db, "SELECT COUNT(*) FROM visits"), 0);
+    assert_eq!(count_rows(&db, "SELECT COUNT(*) FROM visit_hourly"), 0);
+    assert_eq!(
+        count_rows(
+            &db,
+            "SELECT COUNT(*) FROM visit_dims WHERE day_start <> \
+             CAST(strftime('%s', day_start, 'unixepoch', 'start of month') AS INTEGER)"
+        ),
+        0
+    );
+    let (_, after) = get_json(&server, &key, "/api/v1/links/old/stats").await;
+    for field in [
+        "total", "humans", "bots", "countries", "cities", "browsers", "languages",
+    ] {
+        assert_eq!(after[field], before[field], "{field}");
+    }
+    let (_, visits) = get_json(&server, &key, "/api/v1/links/old/visits").await;
+    assert_eq!(visits["items"], json!([]));
+}

@@ -44,7 +44,8 @@ CREATE TABLE visit_daily (
 ) WITHOUT ROWID;
 
 -- Human visits per link per UTC day by one dimension: country, region, city,
--- referrer (host), browser, os, device, language. '' is "unknown".
+-- referrer (host), browser, os, device, language. '' is "unknown". Days older than
+-- the hourly window are folded into one row per month (day_start = the 1st).
 CREATE TABLE visit_dims (
     link_id   INTEGER NOT NULL,
     dim       TEXT NOT NULL,

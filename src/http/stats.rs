@@ -5,7 +5,8 @@
 //! the range (hours and days), not on how many clicks a link had. Series buckets are
 //! local to `tz` (an IANA name, default UTC); hours older than the hourly window are
 //! kept per UTC day, so over those the buckets follow UTC days. Breakdowns count
-//! humans only and cover whole UTC days.
+//! humans only and cover whole UTC days; past the hourly window they are kept per UTC
+//! month, and a range that starts inside such a month counts from the next month.
 
 use super::AppState;
 use super::extract::{Caller, CodePath};

@@ -390,9 +390,10 @@ pub trait AnalyticsStore: Send + Sync {
         before: Option<i64>,
         limit: usize,
     ) -> Result<Vec<StoredVisit>, StoreError>;
-    /// Deletes raw visits from before `raw_before` (Unix ms) and folds hourly rows from
-    /// before `hourly_before` (Unix s, a UTC midnight) into daily ones. Returns (raw
-    /// visits deleted, hourly rows folded).
+    /// Deletes raw visits from before `raw_before` (Unix ms), folds hourly rows from
+    /// before `hourly_before` (Unix s, a UTC midnight) into daily ones, and the daily
+    /// breakdowns of those days into monthly ones. Returns (raw visits deleted, hourly
+    /// rows folded).
     async fn prune(&self, raw_before: i64, hourly_before: i64) -> Result<(u64, u64), StoreError>;
 }
 

@@ -53,7 +53,11 @@ const REFERRERS: [Option<&str>; 4] = [
 const LANGUAGES: [&str; 4] = ["en-US,en;q=0.9", "fr-FR,fr;q=0.8", "de", "sv-SE"];
 
 fn geoip_database() -> String {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/GeoIP2-City-Test.mmdb").to_owned()
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/GeoIP2-City-Test.mmdb"
+    )
+    .to_owned()
 }
 
 fn raw_visit(i: usize) -> RawVisit {
@@ -64,7 +68,7 @@ fn raw_visit(i: usize) -> RawVisit {
         referer: REFERRERS[i % REFERRERS.len()].map(Into::into),
         accept_language: Some(LANGUAGES[i % LANGUAGES.len()].into()),
         client: ADDRESSES[i % ADDRESSES.len()].parse().unwrap(),
-        qr: i % 10 == 0,
+        qr: i.is_multiple_of(10),
     }
 }
 

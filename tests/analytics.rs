@@ -497,10 +497,26 @@ async fn retention_deletes_raw_visits_and_folds_rollups_without_losing_counts() 
     );
     let (_, after) = get_json(&server, &key, "/api/v1/links/old/stats").await;
     for field in [
-        "total", "humans", "bots", "countries", "cities", "browsers", "languages",
+        "total",
+        "humans",
+        "bots",
+        "countries",
+        "cities",
+        "browsers",
+        "languages",
     ] {
         assert_eq!(after[field], before[field], "{field}");
     }
     let (_, visits) = get_json(&server, &key, "/api/v1/links/old/visits").await;
     assert_eq!(visits["items"], json!([]));
+
+    let metrics = server.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("\nhop_analytics_stored_total 8\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\nhop_analytics_dropped_total 0\n"),
+        "{metrics}"
+    );
 }

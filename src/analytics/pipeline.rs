@@ -224,3 +224,36 @@ pub async fn run_retention(store: Arc<dyn AnalyticsStore>, raw_days: u32, hourly
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(link_id: i64) -> RawVisit {
+        RawVisit {
+            at_ms: 0,
+            link_id,
+            user_agent: None,
+            referer: None,
+            accept_language: None,
+            client: std::net::IpAddr::from([127, 0, 0, 1]),
+            qr: false,
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_instead_of_waiting() {
+        let analytics = Analytics::new(3);
+        for link in 0..5 {
+            analytics.capture(raw(link));
+        }
+        assert_eq!(analytics.stats().queued, 3);
+        assert_eq!(analytics.stats().dropped, 2);
+        assert_eq!(analytics.take().len(), 3);
+        assert_eq!(analytics.stats().queued, 0);
+        // Room again once drained.
+        analytics.capture(raw(9));
+        assert_eq!(analytics.stats().queued, 1);
+        assert_eq!(analytics.stats().dropped, 2);
+    }
+}

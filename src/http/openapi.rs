@@ -88,6 +88,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         protected::submit_password,
         health::healthz,
         health::readyz,
+        health::metrics,
     ),
     components(
         schemas(links::ListOrder, qr::QrFormat),

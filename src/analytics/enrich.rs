@@ -11,6 +11,7 @@ use super::geo::{GeoIp, Location};
 use super::language;
 use super::referrer;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 /// One redirect, as the redirect handler saw it. Header values are as received; nothing
@@ -98,6 +99,36 @@ impl Enricher {
     /// Derives everything analytics keep about one visit.
     pub fn enrich(&self, raw: &RawVisit) -> Visit {
         let agent = agent::classify(raw.user_agent.as_deref().unwrap_or(""));
+        let location = self.locate(raw.client);
+        self.assemble(raw, agent, location)
+    }
+
+    /// Enriches a batch, classifying each distinct user agent and locating each
+    /// distinct address once: a batch is mostly repeats (a hot link, a few browsers).
+    pub fn enrich_batch(&self, raws: &[RawVisit]) -> Vec<Visit> {
+        let mut agents: HashMap<&str, agent::Agent> = HashMap::new();
+        let mut locations: HashMap<IpAddr, Location> = HashMap::new();
+        raws.iter()
+            .map(|raw| {
+                let ua = raw.user_agent.as_deref().unwrap_or("");
+                let agent = *agents.entry(ua).or_insert_with(|| agent::classify(ua));
+                let location = locations
+                    .entry(raw.client)
+                    .or_insert_with(|| self.locate(raw.client))
+                    .clone();
+                self.assemble(raw, agent, location)
+            })
+            .collect()
+    }
+
+    fn locate(&self, client: IpAddr) -> Location {
+        self.geo
+            .as_ref()
+            .map(|geo| geo.lookup(client))
+            .unwrap_or_default()
+    }
+
+    fn assemble(&self, raw: &RawVisit, agent: agent::Agent, location: Location) -> Visit {
         let language = raw
             .accept_language
             .as_deref()
@@ -114,11 +145,7 @@ impl Enricher {
             country,
             region,
             city,
-        } = self
-            .geo
-            .as_ref()
-            .map(|geo| geo.lookup(raw.client))
-            .unwrap_or_default();
+        } = location;
         Visit {
             at_ms: raw.at_ms,
             link_id: raw.link_id,

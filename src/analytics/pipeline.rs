@@ -164,11 +164,7 @@ pub async fn run_pipeline(
         let raw = analytics.take();
         if !raw.is_empty() {
             let enricher = enricher.clone();
-            match tokio::task::spawn_blocking(move || {
-                raw.iter().map(|r| enricher.enrich(r)).collect::<Vec<_>>()
-            })
-            .await
-            {
+            match tokio::task::spawn_blocking(move || enricher.enrich_batch(&raw)).await {
                 Ok(visits) => {
                     analytics.publish(&visits);
                     pending.extend(visits);

@@ -8,8 +8,10 @@
 //! 3. [`codes`], [`cache`], [`clicks`], [`hosts`]: code allocation in leased blocks,
 //!    the in-process redirect cache, click counting off the hot path, and which
 //!    domain a request's `Host` names.
-//! 4. [`http`]: the router, handlers, extractors and problem+json errors.
-//! 5. [`app`]: wiring it together, serving, graceful shutdown; [`config`] and [`cli`].
+//! 4. [`analytics`]: click analytics off the redirect's path (queue, enrichment,
+//!    rollups, retention).
+//! 5. [`http`]: the router, handlers, extractors and problem+json errors.
+//! 6. [`app`]: wiring it together, serving, graceful shutdown; [`config`] and [`cli`].
 //!
 //! `docs/ARCHITECTURE.md` draws the same map with the data flow.
 

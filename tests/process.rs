@@ -773,3 +773,34 @@ async fn domains_from_the_cli() {
     assert!(run_err(&["domains", "remove", "go.example.com"], d).contains("no domain"));
     assert!(!run_ok(&["domains", "list"], d).contains("go.example.com"));
 }
+
+#[test]
+fn a_geoip_database_that_cannot_be_used_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let config = d.join("hop.toml");
+    let missing = d.join("missing.mmdb");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\n[geoip]\ndatabase = \"{}\"\n",
+            missing.display()
+        ),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let error = run_err(&["serve", "--config", &config], d);
+    assert!(error.contains("[geoip]"), "{error}");
+    assert!(error.contains("missing.mmdb"), "{error}");
+    let domain_db = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/GeoIP2-Domain-Test.mmdb"
+    );
+    std::fs::write(
+        d.join("hop.toml"),
+        format!("listen = \"127.0.0.1:0\"\n[geoip]\ndatabase = \"{domain_db}\"\n"),
+    )
+    .unwrap();
+    let error = run_err(&["serve", "--config", &config], d);
+    assert!(error.contains("City database is needed"), "{error}");
+}

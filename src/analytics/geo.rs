@@ -29,11 +29,12 @@ pub struct Location {
 #[derive(Debug, thiserror::Error)]
 pub enum GeoError {
     /// The file could not be read or is not a MaxMind DB file.
-    #[error("cannot open GeoIP database {path}: {source}")]
+    // The cause is in the message and not chained as a source: callers print error
+    // chains, and the cause would then be printed twice.
+    #[error("cannot open GeoIP database {path}: {cause}")]
     Open {
         path: PathBuf,
-        #[source]
-        source: MaxMindDbError,
+        cause: MaxMindDbError,
     },
     /// The file is a MaxMind DB, but not one with cities (a Country, ASN, ISP… database).
     #[error(
@@ -62,9 +63,9 @@ impl GeoIp {
     /// Reads the database at `path` into memory and checks that it is a City database.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, GeoError> {
         let path = path.as_ref();
-        let reader = Reader::open_readfile(path).map_err(|source| GeoError::Open {
+        let reader = Reader::open_readfile(path).map_err(|cause| GeoError::Open {
             path: path.to_owned(),
-            source,
+            cause,
         })?;
         let found = &reader.metadata().database_type;
         if !found.contains("City") {

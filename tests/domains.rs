@@ -411,3 +411,61 @@ async fn password_forms_post_to_the_right_domain() {
     );
     assert_eq!(post("nowhere.example").await.unwrap().status(), 404);
 }
+
+#[tokio::test]
+async fn links_may_not_point_at_a_domain_hop_serves() {
+    let server = TestServer::start().await;
+    let key = server.admin_key.clone();
+    assert_eq!(
+        add_domain(&server, &key, "go.example.com").await.status(),
+        201
+    );
+    for url in [
+        "https://go.example.com/loop",
+        "http://GO.example.com/",
+        "https://go.example.com:443/x",
+    ] {
+        let created = server.create(json!({ "url": url })).await;
+        assert_eq!(created.status(), 400, "{url}");
+        let problem = problem(created).await;
+        assert_eq!(problem["type"], "urn:hop:problem:invalid-url", "{url}");
+        assert_eq!(problem["field"], "url");
+    }
+    // In a bulk create the item fails alone.
+    let bulk = server
+        .client
+        .post(server.url("/api/v1/links/bulk"))
+        .bearer_auth(&key)
+        .json(&json!({"links": [
+            {"url": "https://go.example.com/loop"},
+            {"url": "https://example.com/fine"}
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    let results: Value = bulk.json().await.unwrap();
+    assert_eq!(results["results"][0]["status"], 400);
+    assert_eq!(results["results"][1]["status"], 201);
+    // Nor can a change point a link there.
+    let link = server
+        .create_ok(json!({"url": "https://example.com/fine", "alias": "fine"}))
+        .await;
+    assert_eq!(link["code"], "fine");
+    let patched = server
+        .client
+        .patch(server.url("/api/v1/links/fine"))
+        .bearer_auth(&key)
+        .json(&json!({"url": "https://go.example.com/loop"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 400);
+    // Other hosts stay allowed.
+    assert_eq!(
+        server
+            .create(json!({"url": "https://goo.example.com/"}))
+            .await
+            .status(),
+        201
+    );
+}

@@ -306,6 +306,28 @@ pub struct ShortenBody {
 /// was already taken by a custom alias, so more than one is already rare.
 const MAX_CODE_ATTEMPTS: usize = 16;
 
+/// Refuses a target on one of the domains this server redirects for: the link would
+/// redirect to itself (or to another short link) in a loop. The base URL's own host
+/// is refused by the URL policy already; registered domains change at run time.
+fn refuse_own_domains(state: &AppState, url: &str) -> Result<(), ApiError> {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return Ok(());
+    };
+    let Some(host) = parsed.host_str() else {
+        return Ok(());
+    };
+    let authority = match parsed.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    };
+    match state.hosts.site_for_host(Some(&authority)) {
+        Some(crate::hosts::Site::Named(_)) => Err(ApiError::Invalid(
+            crate::domain::link::DraftError::Url(crate::domain::url::UrlError::PointsAtHop),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The record to store for a validated request.
 fn new_link(
     draft: &LinkDraft,
@@ -373,6 +395,7 @@ pub async fn create(
 ) -> Result<Link, ApiError> {
     let now = now_ms();
     let draft = request.validate(&state.settings.url_policy, now)?;
+    refuse_own_domains(state, draft.url.as_str())?;
     let password_hash = match &draft.password {
         Some(password) => Some(hash_password(password.clone()).await?),
         None => None,
@@ -493,10 +516,9 @@ pub async fn create_links_bulk(
                 });
             }
             let site = site_of(&state, body.domain.as_deref())?;
-            Ok((
-                LinkRequest::from(body).validate(&state.settings.url_policy, now)?,
-                site,
-            ))
+            let draft = LinkRequest::from(body).validate(&state.settings.url_policy, now)?;
+            refuse_own_domains(&state, draft.url.as_str())?;
+            Ok((draft, site))
         });
         match draft {
             Ok((draft, site)) => {
@@ -996,6 +1018,9 @@ pub async fn update_link(
     let mut changes = body
         .into_request()?
         .validate(&state.settings.url_policy, now_ms())?;
+    if let Some(url) = &changes.url {
+        refuse_own_domains(&state, url.as_str())?;
+    }
     if let Some(password) = changes.password.take() {
         changes.password_hash = Some(match password {
             Some(password) => Some(hash_password(password).await?),

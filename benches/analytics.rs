@@ -20,7 +20,7 @@ use hop::analytics::geo::GeoIp;
 use hop::analytics::pipeline::{Analytics, PipelineConfig, run_pipeline};
 use hop::config::{Config, Overrides};
 use http_body_util::BodyExt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
@@ -244,7 +244,6 @@ async fn stats() {
             times[times.len() * 99 / 100].as_secs_f64() * 1e3,
         );
     }
-    let _: IpAddr = peer.ip();
 }
 
 fn main() {

@@ -21,7 +21,7 @@
 //! node. Only limited links get a counter, so the map stays small.
 
 use crate::cache::CachedLink;
-use crate::domain::link::{LinkId, UnixMillis, now_ms};
+use crate::domain::link::{LinkId, UnixMillis};
 use crate::store::{ClickDelta, ClickStore};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,12 +48,8 @@ impl Clicks {
         })
     }
 
-    /// Counts a click now; never waits on I/O.
-    pub fn record(&self, link: LinkId) {
-        self.record_at(link, now_ms());
-    }
-
-    fn record_at(&self, link: LinkId, at: UnixMillis) {
+    /// Counts a click made at `at`; never waits on I/O.
+    pub fn record_at(&self, link: LinkId, at: UnixMillis) {
         let shard = &self.shards[link.0 as usize & (self.shards.len() - 1)];
         let mut sums = shard.lock().expect("click shard poisoned");
         *sums.entry((link, hour_start(at))).or_default() += 1;

@@ -177,7 +177,7 @@ pub async fn submit_password(
         link.id,
         &headers,
         Visitor {
-            peer: peer.ip(),
+            client: super::ratelimit::request_client(&state, peer.ip(), &headers),
             qr: uri.query() == Some(super::redirect::QR_MARKER),
         },
     );

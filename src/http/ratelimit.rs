@@ -114,17 +114,17 @@ pub fn anonymous_create_limited(
     Some(response)
 }
 
-/// The redirect path's check, per client address: the 429 to send, if over.
+/// The redirect path's check, per client address (already resolved under the
+/// trusted-proxy rule): the 429 to send, if over.
 pub fn redirect_limited(
     state: &AppState,
-    peer: IpAddr,
+    client: IpAddr,
     headers: &HeaderMap,
 ) -> Option<Response<Body>> {
     let per_minute = state.settings.limits.redirect;
     if per_minute == 0 {
         return None;
     }
-    let client = request_client(state, peer, headers);
     let decision = state
         .limiter
         .check(BucketKey::Redirect(client), per_minute, Instant::now());

@@ -7,7 +7,7 @@
 
 use super::problem::ApiError;
 use super::protected::{password_form, unavailable};
-use super::ratelimit::redirect_limited;
+use super::ratelimit::{redirect_limited, request_client};
 use super::{AppState, RequestTimer, negotiate};
 use crate::analytics::enrich::RawVisit;
 use crate::cache::{CachedLink, Entry};
@@ -36,7 +36,7 @@ pub enum FastPath {
     /// Answered from the cache (a link, or a code known not to exist).
     Answered(Response<Body>),
     /// A code that is not cached: answer with [`answer_miss`].
-    Miss(Site, String),
+    Miss(Site, String, Visitor),
     /// Not `GET`/`HEAD /{code}` with a plain code: the router's job.
     NotMine,
 }
@@ -67,7 +67,8 @@ pub fn fast_path<B>(state: &AppState, request: &Request<B>, peer: IpAddr) -> Fas
     if entry.is_none() && is_reserved(code) {
         return FastPath::NotMine;
     }
-    if let Some(limited) = redirect_limited(state, peer, request.headers()) {
+    let visitor = Visitor::of(state, request, peer);
+    if let Some(limited) = redirect_limited(state, visitor.client, request.headers()) {
         timer.log(method, ROUTE, limited.status());
         return FastPath::Answered(limited);
     }
@@ -80,10 +81,9 @@ pub fn fast_path<B>(state: &AppState, request: &Request<B>, peer: IpAddr) -> Fas
         }
     };
     let Some(entry) = entry else {
-        return FastPath::Miss(site, code.to_owned());
+        return FastPath::Miss(site, code.to_owned(), visitor);
     };
     let head = *method == Method::HEAD;
-    let visitor = Visitor::of(request, peer);
     let response = answer(state, head, code, entry, request.headers(), visitor);
     timer.log(method, ROUTE, response.status());
     FastPath::Answered(response)
@@ -92,8 +92,9 @@ pub fn fast_path<B>(state: &AppState, request: &Request<B>, peer: IpAddr) -> Fas
 /// Who followed a link, for the click's analytics record.
 #[derive(Debug, Clone, Copy)]
 pub struct Visitor {
-    /// The connection's peer (the trusted-proxy rule is applied later).
-    pub peer: IpAddr,
+    /// The client's address, under the trusted-proxy rule (worked out once per
+    /// request: the rate limit and the analytics record both use it).
+    pub client: IpAddr,
     /// Whether the request carries the QR marker ([`QR_MARKER`]).
     pub qr: bool,
 }
@@ -103,9 +104,9 @@ pub struct Visitor {
 pub const QR_MARKER: &str = "qr";
 
 impl Visitor {
-    pub fn of<B>(request: &Request<B>, peer: IpAddr) -> Self {
+    pub fn of<B>(state: &AppState, request: &Request<B>, peer: IpAddr) -> Self {
         Self {
-            peer,
+            client: request_client(state, peer, request.headers()),
             qr: request.uri().query() == Some(QR_MARKER),
         }
     }
@@ -113,7 +114,8 @@ impl Visitor {
 
 /// Counts a click and hands its visit to the analytics pipeline; never waits.
 pub fn record_click(state: &AppState, link: LinkId, headers: &HeaderMap, visitor: Visitor) {
-    state.clicks.record(link);
+    let now = now_ms();
+    state.clicks.record_at(link, now);
     let Some(analytics) = &state.analytics else {
         return;
     };
@@ -124,12 +126,12 @@ pub fn record_click(state: &AppState, link: LinkId, headers: &HeaderMap, visitor
             .map(Box::<str>::from)
     };
     analytics.capture(RawVisit {
-        at_ms: now_ms(),
+        at_ms: now,
         link_id: link.0,
         user_agent: text(header::USER_AGENT),
         referer: text(header::REFERER),
         accept_language: text(header::ACCEPT_LANGUAGE),
-        client: super::ratelimit::request_client(state, visitor.peer, headers),
+        client: visitor.client,
         qr: visitor.qr,
     });
 }
@@ -157,11 +159,10 @@ pub async fn answer_miss<B>(
     site: Site,
     code: String,
     request: Request<B>,
-    peer: IpAddr,
+    visitor: Visitor,
 ) -> Response<Body> {
     let timer = RequestTimer::start();
     let head = request.method() == Method::HEAD;
-    let visitor = Visitor::of(&request, peer);
     let response = match load(&state, &site, &code).await {
         Ok(entry) => answer(&state, head, &code, entry, request.headers(), visitor),
         Err(error) => negotiate(request.headers(), error),
@@ -221,7 +222,8 @@ pub async fn follow_link(
     request: Request<Body>,
 ) -> Response<Body> {
     let headers = request.headers();
-    if let Some(limited) = redirect_limited(&state, peer.ip(), headers) {
+    let visitor = Visitor::of(&state, &request, peer.ip());
+    if let Some(limited) = redirect_limited(&state, visitor.client, headers) {
         return limited;
     }
     // Not UTF-8 after percent-decoding: cannot be a code.
@@ -246,7 +248,7 @@ pub async fn follow_link(
         &code,
         entry,
         headers,
-        Visitor::of(&request, peer.ip()),
+        visitor,
     )
 }
 

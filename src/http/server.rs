@@ -99,13 +99,9 @@ impl hyper::service::Service<hyper::Request<Incoming>> for HopService {
     fn call(&self, request: hyper::Request<Incoming>) -> Answer {
         match redirect::fast_path(&self.state, &request, self.peer.ip()) {
             FastPath::Answered(response) => Answer::Ready(Some(response)),
-            FastPath::Miss(site, code) => Answer::Loading(Box::pin(redirect::answer_miss(
-                self.state.clone(),
-                site,
-                code,
-                request,
-                self.peer.ip(),
-            ))),
+            FastPath::Miss(site, code, visitor) => Answer::Loading(Box::pin(
+                redirect::answer_miss(self.state.clone(), site, code, request, visitor),
+            )),
             // `Router` is always ready; calling it on a clone is what axum::serve does.
             FastPath::NotMine => {
                 let mut request = request.map(Body::new);

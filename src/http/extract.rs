@@ -6,12 +6,15 @@ use super::auth::Lookup;
 use super::problem::ApiError;
 use crate::domain::link::UserId;
 use crate::store::ApiKey;
+use axum::extract::Query;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
@@ -281,5 +284,50 @@ impl FromRequestParts<AppState> for Creator {
             return Err(limited);
         }
         Ok(Creator::Anonymous)
+    }
+}
+
+/// The pairs of a query string; one that cannot be read is a 400 naming `query`.
+pub fn query_pairs(
+    params: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Vec<(String, String)>, ApiError> {
+    params.map(|Query(pairs)| pairs).map_err(|e| {
+        ApiError::invalid_parameter("query", format!("query string is not valid: {e}"))
+    })
+}
+
+/// Query parameters taken strictly: each name known and given once, so that a typo
+/// never silently means "no filter". Call [`StrictQuery::check`] on every name before
+/// reading its value.
+pub struct StrictQuery {
+    known: &'static [&'static str],
+    seen: HashSet<String>,
+}
+
+impl StrictQuery {
+    pub fn new(known: &'static [&'static str]) -> Self {
+        Self {
+            known,
+            seen: HashSet::new(),
+        }
+    }
+
+    pub fn check(&mut self, name: &str) -> Result<(), ApiError> {
+        if !self.seen.insert(name.to_owned()) {
+            return Err(ApiError::invalid_parameter(
+                name,
+                format!("parameter `{name}` is given more than once"),
+            ));
+        }
+        if !self.known.contains(&name) {
+            return Err(ApiError::invalid_parameter(
+                name,
+                format!(
+                    "unknown parameter `{name}`; known: {}",
+                    self.known.join(", ")
+                ),
+            ));
+        }
+        Ok(())
     }
 }

@@ -3,7 +3,10 @@
 //! Create path: validate → allocate a code (or take the alias) → durable insert
 //! (group-committed by the store) → warm the redirect cache → 201.
 
-use super::extract::{AppJson, Caller, CodePath, Creator, DomainQuery, JsonBody, parse_json_value};
+use super::extract::{
+    AppJson, Caller, CodePath, Creator, DomainQuery, JsonBody, StrictQuery, parse_json_value,
+    query_pairs,
+};
 use super::problem::ApiError;
 use super::{AppState, idempotency};
 use crate::cache::CachedLink;
@@ -625,6 +628,17 @@ fn owner_of(creator: &Creator, body: &CreateLinkBody) -> Result<Option<UserId>, 
     }
 }
 
+/// The create both `POST /links` and `POST /shorten` make from their body.
+async fn create_from_body(
+    state: &AppState,
+    creator: &Creator,
+    body: CreateLinkBody,
+) -> Result<Link, ApiError> {
+    let owner = owner_of(creator, &body)?;
+    let site = site_of(state, body.domain.as_deref())?;
+    create(state, owner, site, body.into()).await
+}
+
 /// Create a link with every option.
 ///
 /// Without an API key this answers `401`, unless the server allows anonymous creation
@@ -654,9 +668,7 @@ pub async fn create_link(
     creator: Creator,
     AppJson(body): AppJson<CreateLinkBody>,
 ) -> Result<Response, ApiError> {
-    let owner = owner_of(&creator, &body)?;
-    let site = site_of(&state, body.domain.as_deref())?;
-    let link = create(&state, owner, site, body.into()).await?;
+    let link = create_from_body(&state, &creator, body).await?;
     let (domain, code) = (link.domain.clone(), link.code.clone());
     Ok(created(&domain, &code, LinkBody::new(link, &state)))
 }
@@ -686,9 +698,7 @@ pub async fn shorten(
     creator: Creator,
     AppJson(body): AppJson<CreateLinkBody>,
 ) -> Result<Response, ApiError> {
-    let owner = owner_of(&creator, &body)?;
-    let site = site_of(&state, body.domain.as_deref())?;
-    let link = create(&state, owner, site, body.into()).await?;
+    let link = create_from_body(&state, &creator, body).await?;
     let body = ShortenBody {
         short_url: state.settings.short_url(&link.domain, &link.code),
         code: link.code.clone(),
@@ -728,13 +738,6 @@ pub struct LinkPage {
 pub const MAX_PAGE: usize = 100;
 const DEFAULT_PAGE: usize = 20;
 
-fn invalid(parameter: &str, detail: String) -> ApiError {
-    ApiError::InvalidParameter {
-        detail,
-        parameter: parameter.to_owned(),
-    }
-}
-
 fn sort_name(sort: LinkSort) -> &'static str {
     match sort {
         LinkSort::NewestFirst => "-createdAt",
@@ -751,7 +754,7 @@ fn encode_cursor(sort: LinkSort, position: ListPosition) -> String {
 
 fn decode_cursor(text: &str, sort: LinkSort) -> Result<ListPosition, ApiError> {
     let bad = || {
-        invalid(
+        ApiError::invalid_parameter(
             "cursor",
             format!("cursor `{text}` is not one this server gave out"),
         )
@@ -763,7 +766,7 @@ fn decode_cursor(text: &str, sort: LinkSort) -> Result<ListPosition, ApiError> {
         return Err(bad());
     };
     if cursor_sort != sort_name(sort) {
-        return Err(invalid(
+        return Err(ApiError::invalid_parameter(
             "cursor",
             format!(
                 "cursor belongs to a listing sorted by `{cursor_sort}`, not `{}`; keep the same sort while paging",
@@ -777,10 +780,11 @@ fn decode_cursor(text: &str, sort: LinkSort) -> Result<ListPosition, ApiError> {
     })
 }
 
-fn parse_time(parameter: &str, text: &str) -> Result<i64, ApiError> {
+/// An RFC 3339 query parameter, in Unix milliseconds.
+pub(super) fn parse_time(parameter: &str, text: &str) -> Result<i64, ApiError> {
     let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
         .map_err(|_| {
-            invalid(
+            ApiError::invalid_parameter(
                 parameter,
                 format!(
                     "{parameter} `{text}` is not an RFC 3339 time such as 2030-01-31T12:00:00Z"
@@ -802,14 +806,18 @@ fn parse_list_params(
         ..LinkQuery::default()
     };
     let mut cursor = None;
-    let mut seen = std::collections::HashSet::new();
+    let mut names = StrictQuery::new(&[
+        "limit",
+        "cursor",
+        "q",
+        "tag",
+        "domain",
+        "createdFrom",
+        "createdBefore",
+        "sort",
+    ]);
     for (name, value) in pairs {
-        if !seen.insert(name.clone()) {
-            return Err(invalid(
-                &name,
-                format!("parameter `{name}` is given more than once"),
-            ));
-        }
+        names.check(&name)?;
         match name.as_str() {
             "limit" => {
                 query.limit = value
@@ -817,7 +825,7 @@ fn parse_list_params(
                     .ok()
                     .filter(|n| (1..=MAX_PAGE).contains(n))
                     .ok_or_else(|| {
-                        invalid(
+                        ApiError::invalid_parameter(
                             "limit",
                             format!("limit must be 1 to {MAX_PAGE} (got `{value}`)"),
                         )
@@ -828,13 +836,17 @@ fn parse_list_params(
             "domain" => query.domain = Some(value),
             "q" => {
                 if value.is_empty() || value.chars().count() > 200 {
-                    return Err(invalid("q", "q must be 1 to 200 characters".into()));
+                    return Err(ApiError::invalid_parameter(
+                        "q",
+                        "q must be 1 to 200 characters".into(),
+                    ));
                 }
                 query.text = Some(value);
             }
             "tag" => {
-                let tag = crate::domain::link::valid_tags(vec![value.clone()])
-                    .map_err(|_| invalid("tag", format!("`{value}` is not a valid tag")))?;
+                let tag = crate::domain::link::valid_tags(vec![value.clone()]).map_err(|_| {
+                    ApiError::invalid_parameter("tag", format!("`{value}` is not a valid tag"))
+                })?;
                 query.tag = tag.into_iter().next();
             }
             "createdFrom" => query.created_from = Some(parse_time("createdFrom", &value)?),
@@ -846,7 +858,7 @@ fn parse_list_params(
                     "-clicks" => LinkSort::MostClicked,
                     "clicks" => LinkSort::LeastClicked,
                     _ => {
-                        return Err(invalid(
+                        return Err(ApiError::invalid_parameter(
                             "sort",
                             format!(
                                 "sort must be one of -createdAt, createdAt, -clicks, clicks (got `{value}`)"
@@ -855,14 +867,7 @@ fn parse_list_params(
                     }
                 }
             }
-            other => {
-                return Err(invalid(
-                    other,
-                    format!(
-                        "unknown parameter `{other}`; known: limit, cursor, q, tag, domain, createdFrom, createdBefore, sort"
-                    ),
-                ));
-            }
+            _ => unreachable!("StrictQuery admits only the names above"),
         }
     }
     if let Some(cursor) = cursor {
@@ -899,8 +904,7 @@ pub async fn list_links(
     caller: Caller,
     params: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<LinkPage>, ApiError> {
-    let Query(pairs) =
-        params.map_err(|e| invalid("query", format!("query string is not valid: {e}")))?;
+    let pairs = query_pairs(params)?;
     let owner = caller.visible_owner();
     let mut query = parse_list_params(pairs, owner)?;
     if let Some(name) = query.domain.take() {

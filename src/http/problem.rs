@@ -254,6 +254,16 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// A query parameter that is not valid, with what to send instead.
+    pub fn invalid_parameter(parameter: &str, detail: String) -> Self {
+        Self::InvalidParameter {
+            detail,
+            parameter: parameter.to_owned(),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {

@@ -43,13 +43,6 @@ enum Format {
     Png,
 }
 
-fn invalid(parameter: &str, detail: String) -> ApiError {
-    ApiError::InvalidParameter {
-        detail,
-        parameter: parameter.to_owned(),
-    }
-}
-
 /// The parameters: format, size, and the link's domain (none: the default domain).
 fn parse_params(pairs: Vec<(String, String)>) -> Result<(Format, u32, Option<String>), ApiError> {
     let (mut format, mut size, mut domain) = (Format::Svg, DEFAULT_SIZE, None);
@@ -61,7 +54,7 @@ fn parse_params(pairs: Vec<(String, String)>) -> Result<(Format, u32, Option<Str
                     "svg" => Format::Svg,
                     "png" => Format::Png,
                     _ => {
-                        return Err(invalid(
+                        return Err(ApiError::invalid_parameter(
                             "format",
                             format!("format must be svg or png (got `{value}`)"),
                         ));
@@ -74,14 +67,14 @@ fn parse_params(pairs: Vec<(String, String)>) -> Result<(Format, u32, Option<Str
                     .ok()
                     .filter(|n| (MIN_SIZE..=MAX_SIZE).contains(n))
                     .ok_or_else(|| {
-                        invalid(
+                        ApiError::invalid_parameter(
                             "size",
                             format!("size must be {MIN_SIZE} to {MAX_SIZE} pixels (got `{value}`)"),
                         )
                     })?;
             }
             other => {
-                return Err(invalid(
+                return Err(ApiError::invalid_parameter(
                     other,
                     format!("unknown parameter `{other}`; known: format, size, domain"),
                 ));
@@ -121,8 +114,7 @@ pub async fn link_qr(
     CodePath(code): CodePath,
     params: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(pairs) =
-        params.map_err(|e| invalid("query", format!("query string is not valid: {e}")))?;
+    let pairs = super::extract::query_pairs(params)?;
     let (format, size, domain) = parse_params(pairs)?;
     let site = site_of(&state, domain.as_deref())?;
     let link = owned_link(&state, &caller, &site, &code).await?;

@@ -9,7 +9,7 @@
 //! month, and a range that starts inside such a month counts from the next month.
 
 use super::AppState;
-use super::extract::{Caller, CodePath};
+use super::extract::{Caller, CodePath, StrictQuery, query_pairs};
 use super::links::{owned_link, site_of};
 use super::openapi::{BadRequest, NotFound};
 use super::problem::{ApiError, Problem};
@@ -127,19 +127,11 @@ struct StatsQuery {
     domain: Option<String>,
 }
 
-fn invalid(parameter: &str, detail: String) -> ApiError {
-    ApiError::InvalidParameter {
-        detail,
-        parameter: parameter.to_owned(),
-    }
-}
-
+/// An RFC 3339 parameter, read as the links listing reads its times.
 fn parse_timestamp(parameter: &str, value: &str) -> Result<Timestamp, ApiError> {
-    value.parse().map_err(|_| {
-        invalid(
-            parameter,
-            format!("{parameter} `{value}` is not an RFC 3339 time such as 2030-01-31T12:00:00Z"),
-        )
+    let ms = super::links::parse_time(parameter, value)?;
+    Timestamp::from_millisecond(ms).map_err(|_| {
+        ApiError::invalid_parameter(parameter, format!("{parameter} `{value}` is out of range"))
     })
 }
 
@@ -148,17 +140,15 @@ fn parse_stats_query(
     params: Result<Query<Vec<(String, String)>>, QueryRejection>,
     allow_domain: bool,
 ) -> Result<StatsQuery, ApiError> {
-    let Query(pairs) =
-        params.map_err(|e| invalid("query", format!("query string is not valid: {e}")))?;
-    let mut seen = std::collections::HashSet::new();
+    let pairs = query_pairs(params)?;
+    let mut names = StrictQuery::new(if allow_domain {
+        &["from", "to", "interval", "tz", "domain"]
+    } else {
+        &["from", "to", "interval", "tz"]
+    });
     let (mut from, mut to, mut interval, mut tz, mut domain) = (None, None, None, None, None);
     for (name, value) in pairs {
-        if !seen.insert(name.clone()) {
-            return Err(invalid(
-                &name,
-                format!("parameter `{name}` is given more than once"),
-            ));
-        }
+        names.check(&name)?;
         match name.as_str() {
             "from" => from = Some(parse_timestamp("from", &value)?),
             "to" => to = Some(parse_timestamp("to", &value)?),
@@ -169,7 +159,7 @@ fn parse_stats_query(
                     "week" => Interval::Week,
                     "month" => Interval::Month,
                     _ => {
-                        return Err(invalid(
+                        return Err(ApiError::invalid_parameter(
                             "interval",
                             format!("interval must be hour, day, week or month (got `{value}`)"),
                         ));
@@ -178,24 +168,14 @@ fn parse_stats_query(
             }
             "tz" => {
                 tz = Some(TimeZone::get(&value).map_err(|_| {
-                    invalid(
+                    ApiError::invalid_parameter(
                         "tz",
                         format!("tz `{value}` is not an IANA time zone such as Europe/Paris"),
                     )
                 })?)
             }
-            "domain" if allow_domain => domain = Some(value),
-            other => {
-                let known = if allow_domain {
-                    "from, to, interval, tz, domain"
-                } else {
-                    "from, to, interval, tz"
-                };
-                return Err(invalid(
-                    other,
-                    format!("unknown parameter `{other}`; known: {known}"),
-                ));
-            }
+            "domain" => domain = Some(value),
+            _ => unreachable!("StrictQuery admits only the names above"),
         }
     }
     let to = to
@@ -204,7 +184,10 @@ fn parse_stats_query(
         Timestamp::from_second(to.as_second() - DEFAULT_RANGE_S).unwrap_or(Timestamp::UNIX_EPOCH)
     });
     if from >= to {
-        return Err(invalid("from", "from must be before to".into()));
+        return Err(ApiError::invalid_parameter(
+            "from",
+            "from must be before to".into(),
+        ));
     }
     let interval = interval.unwrap_or(if to.as_second() - from.as_second() <= 2 * 86_400 {
         Interval::Hour
@@ -269,7 +252,7 @@ fn series(
     .map_err(internal)?;
     while start.timestamp() < query.to {
         if buckets.len() == MAX_BUCKETS {
-            return Err(invalid(
+            return Err(ApiError::invalid_parameter(
                 "interval",
                 format!(
                     "more than {MAX_BUCKETS} buckets: use a coarser interval or a shorter range"
@@ -499,17 +482,11 @@ pub async fn link_visits(
     CodePath(code): CodePath,
     params: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(pairs) =
-        params.map_err(|e| invalid("query", format!("query string is not valid: {e}")))?;
+    let pairs = query_pairs(params)?;
     let (mut limit, mut cursor, mut csv, mut domain) = (DEFAULT_VISITS_PAGE, None, false, None);
-    let mut seen = std::collections::HashSet::new();
+    let mut names = StrictQuery::new(&["limit", "cursor", "format", "domain"]);
     for (name, value) in pairs {
-        if !seen.insert(name.clone()) {
-            return Err(invalid(
-                &name,
-                format!("parameter `{name}` is given more than once"),
-            ));
-        }
+        names.check(&name)?;
         match name.as_str() {
             "limit" => {
                 limit = value
@@ -517,7 +494,7 @@ pub async fn link_visits(
                     .ok()
                     .filter(|n| (1..=MAX_VISITS_PAGE).contains(n))
                     .ok_or_else(|| {
-                        invalid(
+                        ApiError::invalid_parameter(
                             "limit",
                             format!("limit must be 1 to {MAX_VISITS_PAGE} (got `{value}`)"),
                         )
@@ -525,7 +502,7 @@ pub async fn link_visits(
             }
             "cursor" => {
                 cursor = Some(value.parse::<i64>().map_err(|_| {
-                    invalid(
+                    ApiError::invalid_parameter(
                         "cursor",
                         format!("cursor `{value}` is not one this server gave out"),
                     )
@@ -536,7 +513,7 @@ pub async fn link_visits(
                     "json" => false,
                     "csv" => true,
                     _ => {
-                        return Err(invalid(
+                        return Err(ApiError::invalid_parameter(
                             "format",
                             format!("format must be json or csv (got `{value}`)"),
                         ));
@@ -544,12 +521,7 @@ pub async fn link_visits(
                 }
             }
             "domain" => domain = Some(value),
-            other => {
-                return Err(invalid(
-                    other,
-                    format!("unknown parameter `{other}`; known: limit, cursor, format, domain"),
-                ));
-            }
+            _ => unreachable!("StrictQuery admits only the names above"),
         }
     }
     let link = link_for(&state, &caller, &code, domain.as_deref()).await?;

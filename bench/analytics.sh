@@ -38,10 +38,10 @@ CODE=$(curl -sf -X POST "http://127.0.0.1:$HOP_PORT/api/v1/links" -H "Authorizat
 
 log "nginx baseline, then hop's hot redirect with analytics on"
 measure nginx "$NGINX_WORKER" "http://127.0.0.1:$NGINX_PORT/" "$BENCH/browser.lua"
-VISITS_BEFORE=$(sql "SELECT COUNT(*) FROM visits")
+VISITS_BEFORE=$(sql "SELECT COALESCE(SUM(visits), 0) FROM visit_blocks")
 measure hot-analytics "$HOP_PID" "http://127.0.0.1:$HOP_PORT/$CODE" "$BENCH/browser.lua"
 sleep 1
-VISITS_STORED=$(($(sql "SELECT COUNT(*) FROM visits") - VISITS_BEFORE))
+VISITS_STORED=$(($(sql "SELECT COALESCE(SUM(visits), 0) FROM visit_blocks") - VISITS_BEFORE))
 note "visits stored during hot-analytics: $VISITS_STORED for ${REQS[hot-analytics]} redirects"
 [ "$VISITS_STORED" -ge "${REQS[hot-analytics]}" ] ||
   warn "hot-analytics: only $VISITS_STORED visits stored for ${REQS[hot-analytics]} redirects (dropped?)"

@@ -15,7 +15,7 @@
 
 use hop::analytics::agent;
 use hop::analytics::anonymize::IpRetention;
-use hop::analytics::enrich::{Enricher, RawVisit};
+use hop::analytics::enrich::{Enricher, RawProfile};
 use hop::analytics::geo::GeoIp;
 use std::hint::black_box;
 use std::time::Instant;
@@ -82,11 +82,10 @@ fn main() {
         "216.160.83.56",
         "2001:480:10::1",
     ];
-    let visits: Vec<RawVisit> = agents
+    let visits: Vec<RawProfile> = agents
         .iter()
         .enumerate()
-        .map(|(i, ua)| RawVisit {
-            at_ms: 1_700_000_000_000 + i as i64,
+        .map(|(i, ua)| RawProfile {
             link_id: i as i64,
             user_agent: Some((*ua).into()),
             referer: Some(referers[i % referers.len()].into()),

@@ -2,7 +2,7 @@
 //!
 //! 1. ingest: visits with a realistic mix of user agents, languages, referrers and
 //!    (GeoIP-located) addresses are queued, then the real pipeline drains, enriches and
-//!    stores them with their rollups (raw rows kept). Reported: visits/s end to end.
+//!    stores them with their rollups (raw visits kept, in blocks). Reported: visits/s end to end.
 //!    Run it on one core: `taskset -c 0 cargo bench --bench analytics`.
 //! 2. stats: a link whose rollups hold 10,000,000 clicks over the last year (hourly rows
 //!    for the last 90 days, daily rows before, breakdowns with hundreds of countries,
@@ -15,7 +15,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::Request;
 use hop::analytics::anonymize::IpRetention;
-use hop::analytics::enrich::{Enricher, RawVisit};
+use hop::analytics::enrich::{Enricher, RawProfile};
 use hop::analytics::geo::GeoIp;
 use hop::analytics::pipeline::{Analytics, PipelineConfig, run_pipeline};
 use hop::config::{Config, Overrides};
@@ -60,9 +60,8 @@ fn geoip_database() -> String {
     .to_owned()
 }
 
-fn raw_visit(i: usize) -> RawVisit {
-    RawVisit {
-        at_ms: hop::domain::link::now_ms(),
+fn raw_visit(i: usize) -> RawProfile {
+    RawProfile {
         link_id: (i % 1000) as i64 + 1,
         user_agent: Some(AGENTS[i % AGENTS.len()].into()),
         referer: REFERRERS[i % REFERRERS.len()].map(Into::into),
@@ -84,7 +83,8 @@ async fn ingest() {
     for round in 0..INGEST_ROUNDS {
         let analytics = Analytics::new(INGEST_VISITS);
         for i in 0..INGEST_VISITS {
-            analytics.capture(raw_visit(round * INGEST_VISITS + i));
+            let raw = raw_visit(round * INGEST_VISITS + i);
+            analytics.capture(hop::domain::link::now_ms(), raw.as_ref());
         }
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let start = Instant::now();

@@ -1,9 +1,11 @@
-//! From what the redirect saw ([`RawVisit`]) to what analytics keep ([`Visit`]).
+//! From what the redirect saw ([`RawProfile`]) to what analytics keep ([`Profile`]).
 //!
-//! The redirect handler copies a few headers and the client address into a `RawVisit` and
-//! moves on; enrichment runs off the hot path, in the analytics pipeline. This is also
-//! where the visitor's address stops: geolocation reads it, [`IpRetention`] decides what
-//! (if anything) of it survives, and a `Visit` never holds the full address.
+//! The redirect handler hands over a borrowed [`RawProfileRef`] (a few headers and the
+//! client address) and the time, and moves on; visits that look the same are queued as
+//! one profile with many times, and enrichment runs once per profile, off the hot path,
+//! in the analytics pipeline. This is also where the visitor's address stops:
+//! geolocation reads it, [`IpRetention`] decides what (if anything) of it survives, and
+//! a `Profile` never holds the full address.
 
 use super::agent;
 use super::anonymize::IpRetention;
@@ -14,12 +16,10 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-/// One redirect, as the redirect handler saw it. Header values are as received; nothing
-/// here is derived yet.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RawVisit {
-    /// When the redirect was served, Unix milliseconds.
-    pub at_ms: i64,
+/// What the redirect saw of a visitor, except the time. Header values are as received;
+/// nothing here is derived yet. The queue groups visits by it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RawProfile {
     pub link_id: i64,
     pub user_agent: Option<Box<str>>,
     pub referer: Option<Box<str>>,
@@ -31,13 +31,62 @@ pub struct RawVisit {
     pub qr: bool,
 }
 
-/// One redirect, enriched: what is stored, listed and streamed to clients. Serialized in
-/// camelCase with every field present (`null` when unknown), so clients see one shape.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A [`RawProfile`] borrowed from a request: what the redirect passes to the queue,
+/// copied only when the queue has not seen it since its last drain. Hashes like the
+/// `RawProfile` it stands for (same fields, same order).
+#[derive(Debug, Clone, Copy, Hash)]
+pub struct RawProfileRef<'a> {
+    pub link_id: i64,
+    pub user_agent: Option<&'a str>,
+    pub referer: Option<&'a str>,
+    pub accept_language: Option<&'a str>,
+    pub client: IpAddr,
+    pub qr: bool,
+}
+
+impl RawProfileRef<'_> {
+    pub fn to_owned(&self) -> RawProfile {
+        RawProfile {
+            link_id: self.link_id,
+            user_agent: self.user_agent.map(Box::from),
+            referer: self.referer.map(Box::from),
+            accept_language: self.accept_language.map(Box::from),
+            client: self.client,
+            qr: self.qr,
+        }
+    }
+}
+
+impl hashbrown::Equivalent<RawProfile> for RawProfileRef<'_> {
+    fn equivalent(&self, key: &RawProfile) -> bool {
+        self.link_id == key.link_id
+            && self.client == key.client
+            && self.qr == key.qr
+            && self.user_agent == key.user_agent.as_deref()
+            && self.referer == key.referer.as_deref()
+            && self.accept_language == key.accept_language.as_deref()
+    }
+}
+
+impl RawProfile {
+    pub fn as_ref(&self) -> RawProfileRef<'_> {
+        RawProfileRef {
+            link_id: self.link_id,
+            user_agent: self.user_agent.as_deref(),
+            referer: self.referer.as_deref(),
+            accept_language: self.accept_language.as_deref(),
+            client: self.client,
+            qr: self.qr,
+        }
+    }
+}
+
+/// A visitor, enriched: everything stored, listed and streamed about a visit except
+/// its time. Serialized in camelCase with every field present (`null` when unknown), so
+/// clients see one shape.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Visit {
-    /// When the redirect was served, Unix milliseconds.
-    pub at_ms: i64,
+pub struct Profile {
     pub link_id: i64,
     /// See [`agent::Agent`] for the values.
     pub browser: &'static str,
@@ -60,7 +109,15 @@ pub struct Visit {
     pub qr: bool,
 }
 
-/// Turns raw visits into visits. Built once at startup, shared by the pipeline.
+/// Visits of one enriched profile: what the pipeline stores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VisitGroup {
+    pub profile: Profile,
+    /// When each visit was served, Unix milliseconds, in no particular order.
+    pub times: Vec<i64>,
+}
+
+/// Turns raw profiles into profiles. Built once at startup, shared by the pipeline.
 #[derive(Debug, Default)]
 pub struct Enricher {
     /// Country, region and city; `None` when no database is configured.
@@ -96,29 +153,41 @@ impl Enricher {
         self
     }
 
-    /// Derives everything analytics keep about one visit.
-    pub fn enrich(&self, raw: &RawVisit) -> Visit {
+    /// Derives everything analytics keep about one visitor.
+    pub fn enrich(&self, raw: &RawProfile) -> Profile {
         let agent = agent::classify(raw.user_agent.as_deref().unwrap_or(""));
         let location = self.locate(raw.client);
         self.assemble(raw, agent, location)
     }
 
-    /// Enriches a batch, classifying each distinct user agent and locating each
-    /// distinct address once: a batch is mostly repeats (a hot link, a few browsers).
-    pub fn enrich_batch(&self, raws: &[RawVisit]) -> Vec<Visit> {
-        let mut agents: HashMap<&str, agent::Agent> = HashMap::new();
+    /// Enriches a drained queue: each distinct user agent is classified and each
+    /// distinct address located once, and raw profiles that come out the same (two
+    /// Chrome builds, two addresses in one city) become one group.
+    pub fn enrich_batch(&self, raws: Vec<(RawProfile, Vec<i64>)>) -> Vec<VisitGroup> {
+        let mut agents: HashMap<Box<str>, agent::Agent> = HashMap::new();
         let mut locations: HashMap<IpAddr, Location> = HashMap::new();
-        raws.iter()
-            .map(|raw| {
-                let ua = raw.user_agent.as_deref().unwrap_or("");
-                let agent = *agents.entry(ua).or_insert_with(|| agent::classify(ua));
-                let location = locations
-                    .entry(raw.client)
-                    .or_insert_with(|| self.locate(raw.client))
-                    .clone();
-                self.assemble(raw, agent, location)
-            })
-            .collect()
+        let mut groups: Vec<VisitGroup> = Vec::with_capacity(raws.len());
+        let mut index: HashMap<Profile, usize> = HashMap::with_capacity(raws.len());
+        for (raw, mut times) in raws {
+            let ua = raw.user_agent.as_deref().unwrap_or("");
+            let agent = match agents.get(ua) {
+                Some(agent) => *agent,
+                None => *agents.entry(ua.into()).or_insert(agent::classify(ua)),
+            };
+            let location = locations
+                .entry(raw.client)
+                .or_insert_with(|| self.locate(raw.client))
+                .clone();
+            let profile = self.assemble(&raw, agent, location);
+            match index.get(&profile) {
+                Some(&at) => groups[at].times.append(&mut times),
+                None => {
+                    index.insert(profile.clone(), groups.len());
+                    groups.push(VisitGroup { profile, times });
+                }
+            }
+        }
+        groups
     }
 
     fn locate(&self, client: IpAddr) -> Location {
@@ -128,7 +197,7 @@ impl Enricher {
             .unwrap_or_default()
     }
 
-    fn assemble(&self, raw: &RawVisit, agent: agent::Agent, location: Location) -> Visit {
+    fn assemble(&self, raw: &RawProfile, agent: agent::Agent, location: Location) -> Profile {
         let language = raw
             .accept_language
             .as_deref()
@@ -146,8 +215,7 @@ impl Enricher {
             region,
             city,
         } = location;
-        Visit {
-            at_ms: raw.at_ms,
+        Profile {
             link_id: raw.link_id,
             browser: agent.browser,
             os: agent.os,
@@ -177,9 +245,8 @@ mod tests {
     const FIREFOX_MAC: &str =
         "Mozilla/5.0 (Macintosh; Intel Mac OS X 10.15; rv:121.0) Gecko/20100101 Firefox/121.0";
 
-    fn raw() -> RawVisit {
-        RawVisit {
-            at_ms: 1_700_000_000_123,
+    fn raw() -> RawProfile {
+        RawProfile {
             link_id: 42,
             user_agent: Some(FIREFOX_MAC.into()),
             referer: Some("https://user:pw@www.Example.com:8443/post?id=7#comments".into()),
@@ -198,8 +265,7 @@ mod tests {
         let visit = enricher.enrich(&raw());
         assert_eq!(
             visit,
-            Visit {
-                at_ms: 1_700_000_000_123,
+            Profile {
                 link_id: 42,
                 browser: "Firefox",
                 os: "macOS",
@@ -233,7 +299,7 @@ mod tests {
     #[test]
     fn missing_headers_make_a_bot_with_nothing_else_known() {
         let enricher = Enricher::new().with_geo(GeoIp::open(CITY_TEST_DB).unwrap());
-        let raw = RawVisit {
+        let raw = RawProfile {
             user_agent: None,
             referer: None,
             accept_language: None,
@@ -261,7 +327,7 @@ mod tests {
         let enricher = Enricher::new()
             .with_geo(GeoIp::open(CITY_TEST_DB).unwrap())
             .with_ip_retention(IpRetention::Truncated);
-        let raw = RawVisit {
+        let raw = RawProfile {
             client: "2001:480:10::1234".parse().unwrap(),
             ..raw()
         };
@@ -269,7 +335,6 @@ mod tests {
         assert_eq!(
             json,
             serde_json::json!({
-                "atMs": 1_700_000_000_123_i64,
                 "linkId": 42,
                 "browser": "Firefox",
                 "os": "macOS",
@@ -286,5 +351,35 @@ mod tests {
             })
         );
         assert!(!json.to_string().contains("1234"));
+    }
+
+    #[test]
+    fn a_batch_enriches_each_profile_once_and_merges_profiles_that_come_out_equal() {
+        let enricher = Enricher::new();
+        let other_chrome_address = RawProfile {
+            client: "10.9.9.9".parse().unwrap(),
+            ..raw()
+        };
+        let other_language_order = RawProfile {
+            accept_language: Some("en-US,en;q=0.5".into()),
+            ..raw()
+        };
+        let bot = RawProfile {
+            user_agent: Some("Googlebot/2.1 (+http://www.google.com/bot.html)".into()),
+            ..raw()
+        };
+        let groups = enricher.enrich_batch(vec![
+            (raw(), vec![1, 2]),
+            (other_chrome_address, vec![3]),
+            (bot, vec![4]),
+            (other_language_order, vec![5]),
+        ]);
+        // Without geolocation or a kept address, the address makes no difference; "en-GB"
+        // and "en-US" are both "en".
+        assert_eq!(groups.len(), 2);
+        assert_eq!(groups[0].times, [1, 2, 3, 5]);
+        assert_eq!(groups[0].profile, enricher.enrich(&raw()));
+        assert!(groups[1].profile.bot);
+        assert_eq!(groups[1].times, [4]);
     }
 }

@@ -1,20 +1,25 @@
 //! The click-analytics pipeline: bounded queue → batches → enrichment → writes.
 //!
-//! The redirect calls [`Analytics::capture`]: it copies three headers and the client
-//! address into a [`RawVisit`] and appends it to one of a few mutex-guarded buffers. It
-//! never waits and never wakes anything; when the queue is full (`capacity` visits
-//! waiting) the visit is dropped and counted instead of blocking a redirect.
+//! The redirect calls [`Analytics::capture`] with the time and a borrowed
+//! [`RawProfileRef`] (three headers, the client address, the link). Each worker thread
+//! appends to its own mutex-guarded buffer, which groups visits by profile: a visitor
+//! the buffer has seen since the last drain costs one hash lookup and a pushed
+//! timestamp, with nothing copied; only a new profile copies the headers. It never
+//! waits and never wakes anything; when the queue is full (`capacity` visits waiting)
+//! the visit is dropped and counted instead of blocking a redirect.
 //!
 //! [`run_pipeline`] drains the buffers on a timer (`analytics_flush_interval_ms`, a
-//! quarter of a second by default), enriches the batch on a blocking thread (user
-//! agent, language, referrer, GeoIP, address truncation), publishes each visit to the
-//! live feeds, and stores the batch and its rollups in one transaction. A batch that
-//! fails to store is kept and retried with the next one, so a database hiccup loses
-//! nothing; on shutdown the last batch is written before the process exits.
+//! quarter of a second by default), enriches each distinct profile once on a blocking
+//! thread (user agent, language, referrer, GeoIP, address truncation), publishes each
+//! visit to the live feeds, and stores the batch (raw visits in blocks, see
+//! [`super::block`]) and its rollups in one transaction. A batch that fails to store is
+//! kept and retried with the next one, so a database hiccup loses nothing; on shutdown
+//! the last batch is written before the process exits.
 
-use super::enrich::{Enricher, RawVisit, Visit};
+use super::enrich::{Enricher, Profile, RawProfile, RawProfileRef, VisitGroup};
 use crate::domain::link::{LinkId, format_ms};
 use crate::store::{AnalyticsStore, StoredVisit};
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -44,9 +49,12 @@ pub struct PipelineStats {
     pub dropped: u64,
 }
 
+/// Queued visits of one buffer: times by raw profile.
+type Shard = hashbrown::HashMap<RawProfile, Vec<i64>>;
+
 /// The capture side, shared by every redirect.
 pub struct Analytics {
-    shards: Box<[Mutex<Vec<RawVisit>>]>,
+    shards: Box<[Mutex<Shard>]>,
     queued: AtomicUsize,
     capacity: usize,
     dropped: AtomicU64,
@@ -54,13 +62,19 @@ pub struct Analytics {
     live: broadcast::Sender<Arc<LiveVisit>>,
 }
 
+thread_local! {
+    /// The buffer this thread appends to, so that threads do not contend for one.
+    static SHARD: Cell<Option<usize>> = const { Cell::new(None) };
+}
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
 impl Analytics {
     /// A queue that holds at most `capacity` visits between drains.
     pub fn new(capacity: usize) -> Arc<Self> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let shards = (threads * 4).next_power_of_two();
+        let shards = (threads * 2).next_power_of_two();
         Arc::new(Self {
-            shards: (0..shards).map(|_| Mutex::new(Vec::new())).collect(),
+            shards: (0..shards).map(|_| Mutex::new(Shard::default())).collect(),
             queued: AtomicUsize::new(0),
             capacity,
             dropped: AtomicU64::new(0),
@@ -69,25 +83,42 @@ impl Analytics {
         })
     }
 
-    /// Queues a visit; never waits. Over capacity the visit is dropped and counted.
-    pub fn capture(&self, visit: RawVisit) {
+    /// Queues a visit served at `at_ms`; never waits. Over capacity the visit is
+    /// dropped and counted.
+    pub fn capture(&self, at_ms: i64, visitor: RawProfileRef<'_>) {
         if self.queued.fetch_add(1, Ordering::Relaxed) >= self.capacity {
             self.queued.fetch_sub(1, Ordering::Relaxed);
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let shard = &self.shards[visit.link_id as usize & (self.shards.len() - 1)];
-        shard.lock().expect("visit shard poisoned").push(visit);
+        let shard = SHARD.with(|slot| {
+            slot.get().unwrap_or_else(|| {
+                let shard = NEXT_SHARD.fetch_add(1, Ordering::Relaxed);
+                slot.set(Some(shard));
+                shard
+            })
+        });
+        let mut queue = self.shards[shard & (self.shards.len() - 1)]
+            .lock()
+            .expect("visit shard poisoned");
+        match queue.get_mut(&visitor) {
+            Some(times) => times.push(at_ms),
+            None => {
+                queue.insert(visitor.to_owned(), vec![at_ms]);
+            }
+        }
     }
 
-    /// Takes every queued visit.
-    fn take(&self) -> Vec<RawVisit> {
+    /// Takes every queued visit, grouped by raw profile.
+    fn take(&self) -> Vec<(RawProfile, Vec<i64>)> {
         let mut batch = Vec::new();
+        let mut visits = 0;
         for shard in self.shards.iter() {
-            let mut taken = std::mem::take(&mut *shard.lock().expect("visit shard poisoned"));
-            batch.append(&mut taken);
+            let taken = std::mem::take(&mut *shard.lock().expect("visit shard poisoned"));
+            visits += taken.values().map(Vec::len).sum::<usize>();
+            batch.extend(taken);
         }
-        self.queued.fetch_sub(batch.len(), Ordering::Relaxed);
+        self.queued.fetch_sub(visits, Ordering::Relaxed);
         batch
     }
 
@@ -104,37 +135,46 @@ impl Analytics {
         }
     }
 
-    fn publish(&self, visits: &[Visit]) {
+    fn publish(&self, groups: &[VisitGroup]) {
         if self.live.receiver_count() == 0 {
             return;
         }
-        for visit in visits {
+        let mut visits: Vec<(i64, &Profile)> = groups
+            .iter()
+            .flat_map(|group| group.times.iter().map(|&at| (at, &group.profile)))
+            .collect();
+        visits.sort_by_key(|&(at, _)| at);
+        for (at, profile) in visits {
             let _ = self.live.send(Arc::new(LiveVisit {
-                link: LinkId(visit.link_id),
-                visit: stored_form(visit, None),
+                link: LinkId(profile.link_id),
+                visit: live_form(profile, at),
             }));
         }
     }
 }
 
-/// A visit as listed and streamed.
-pub fn stored_form(visit: &Visit, id: Option<i64>) -> StoredVisit {
+/// A visit as the live feed sends it (no id: it is not stored yet).
+pub fn live_form(profile: &Profile, at_ms: i64) -> StoredVisit {
     StoredVisit {
-        id,
-        at: format_ms(visit.at_ms),
-        bot: visit.bot,
-        qr: visit.qr,
-        browser: visit.browser.to_owned(),
-        os: visit.os.to_owned(),
-        device: visit.device.to_owned(),
-        language: visit.language.clone(),
-        referrer_host: visit.referrer_host.clone(),
-        referrer_url: visit.referrer_url.clone(),
-        country: visit.country.clone(),
-        region: visit.region.clone(),
-        city: visit.city.clone(),
-        ip: visit.ip.map(|ip| ip.to_string()),
+        id: None,
+        at: format_ms(at_ms),
+        bot: profile.bot,
+        qr: profile.qr,
+        browser: profile.browser.to_owned(),
+        os: profile.os.to_owned(),
+        device: profile.device.to_owned(),
+        language: profile.language.clone(),
+        referrer_host: profile.referrer_host.clone(),
+        referrer_url: profile.referrer_url.clone(),
+        country: profile.country.clone(),
+        region: profile.region.clone(),
+        city: profile.city.clone(),
+        ip: profile.ip.map(|ip| ip.to_string()),
     }
+}
+
+fn visit_count(groups: &[VisitGroup]) -> usize {
+    groups.iter().map(|group| group.times.len()).sum()
 }
 
 /// How the pipeline runs.
@@ -155,7 +195,7 @@ pub async fn run_pipeline(
 ) {
     let mut ticker = tokio::time::interval(config.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut pending: Vec<Visit> = Vec::new();
+    let mut pending: Vec<VisitGroup> = Vec::new();
     loop {
         let stopping = tokio::select! {
             _ = ticker.tick() => false,
@@ -164,17 +204,17 @@ pub async fn run_pipeline(
         let raw = analytics.take();
         if !raw.is_empty() {
             let enricher = enricher.clone();
-            match tokio::task::spawn_blocking(move || enricher.enrich_batch(&raw)).await {
-                Ok(visits) => {
-                    analytics.publish(&visits);
-                    pending.extend(visits);
+            match tokio::task::spawn_blocking(move || enricher.enrich_batch(raw)).await {
+                Ok(groups) => {
+                    analytics.publish(&groups);
+                    pending.extend(groups);
                 }
                 Err(error) => tracing::error!(%error, "enriching visits failed"),
             }
         }
         if !pending.is_empty() {
             let batch = Arc::new(std::mem::take(&mut pending));
-            let count = batch.len();
+            let count = visit_count(&batch);
             match store.record_visits(batch.clone(), config.keep_raw).await {
                 Ok(()) => {
                     analytics.stored.fetch_add(count as u64, Ordering::Relaxed);
@@ -182,19 +222,27 @@ pub async fn run_pipeline(
                 Err(error) => {
                     tracing::warn!(%error, visits = count, "storing visits failed; will retry");
                     pending = Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
-                    if pending.len() > MAX_PENDING {
-                        let excess = pending.len() - MAX_PENDING;
-                        pending.drain(..excess);
+                    // Over the bound, the oldest groups go (the batch is in drain order).
+                    let mut excess = count.saturating_sub(MAX_PENDING);
+                    let mut gone = 0;
+                    while excess > 0 && gone < pending.len() {
+                        let visits = pending[gone].times.len();
+                        excess = excess.saturating_sub(visits);
                         analytics
                             .dropped
-                            .fetch_add(excess as u64, Ordering::Relaxed);
+                            .fetch_add(visits as u64, Ordering::Relaxed);
+                        gone += 1;
                     }
+                    pending.drain(..gone);
                 }
             }
         }
         if stopping {
             if !pending.is_empty() {
-                tracing::error!(visits = pending.len(), "visits not stored at shutdown");
+                tracing::error!(
+                    visits = visit_count(&pending),
+                    "visits not stored at shutdown"
+                );
             }
             return;
         }
@@ -225,11 +273,10 @@ pub async fn run_retention(store: Arc<dyn AnalyticsStore>, raw_days: u32, hourly
 mod tests {
     use super::*;
 
-    fn raw(link_id: i64) -> RawVisit {
-        RawVisit {
-            at_ms: 0,
+    fn raw(link_id: i64) -> RawProfileRef<'static> {
+        RawProfileRef {
             link_id,
-            user_agent: None,
+            user_agent: Some("curl/8.5.0"),
             referer: None,
             accept_language: None,
             client: std::net::IpAddr::from([127, 0, 0, 1]),
@@ -241,15 +288,41 @@ mod tests {
     fn a_full_queue_drops_and_counts_instead_of_waiting() {
         let analytics = Analytics::new(3);
         for link in 0..5 {
-            analytics.capture(raw(link));
+            analytics.capture(link, raw(link));
         }
         assert_eq!(analytics.stats().queued, 3);
         assert_eq!(analytics.stats().dropped, 2);
         assert_eq!(analytics.take().len(), 3);
         assert_eq!(analytics.stats().queued, 0);
         // Room again once drained.
-        analytics.capture(raw(9));
+        analytics.capture(9, raw(9));
         assert_eq!(analytics.stats().queued, 1);
         assert_eq!(analytics.stats().dropped, 2);
+    }
+
+    #[test]
+    fn repeat_visitors_queue_as_one_profile_with_their_times() {
+        let analytics = Analytics::new(100);
+        for at in 0..5 {
+            analytics.capture(at, raw(1));
+        }
+        analytics.capture(9, RawProfileRef { qr: true, ..raw(1) });
+        analytics.capture(7, raw(2));
+        assert_eq!(analytics.stats().queued, 7);
+        let mut batch = analytics.take();
+        batch.sort_by_key(|(raw, _)| (raw.link_id, raw.qr));
+        let shapes: Vec<(i64, bool, Vec<i64>)> = batch
+            .into_iter()
+            .map(|(raw, times)| (raw.link_id, raw.qr, times))
+            .collect();
+        assert_eq!(
+            shapes,
+            [
+                (1, false, vec![0, 1, 2, 3, 4]),
+                (1, true, vec![9]),
+                (2, false, vec![7])
+            ]
+        );
+        assert_eq!(analytics.stats().queued, 0);
     }
 }

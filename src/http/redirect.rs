@@ -9,7 +9,7 @@ use super::problem::ApiError;
 use super::protected::{password_form, unavailable};
 use super::ratelimit::{redirect_limited, request_client};
 use super::{AppState, RequestTimer, negotiate};
-use crate::analytics::enrich::RawVisit;
+use crate::analytics::enrich::RawProfileRef;
 use crate::cache::{CachedLink, Entry};
 use crate::domain::code::{is_code_syntax, is_reserved};
 use crate::domain::link::{LinkId, now_ms};
@@ -119,21 +119,18 @@ pub fn record_click(state: &AppState, link: LinkId, headers: &HeaderMap, visitor
     let Some(analytics) = &state.analytics else {
         return;
     };
-    let text = |name: header::HeaderName| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(Box::<str>::from)
-    };
-    analytics.capture(RawVisit {
-        at_ms: now,
-        link_id: link.0,
-        user_agent: text(header::USER_AGENT),
-        referer: text(header::REFERER),
-        accept_language: text(header::ACCEPT_LANGUAGE),
-        client: visitor.client,
-        qr: visitor.qr,
-    });
+    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    analytics.capture(
+        now,
+        RawProfileRef {
+            link_id: link.0,
+            user_agent: text(header::USER_AGENT),
+            referer: text(header::REFERER),
+            accept_language: text(header::ACCEPT_LANGUAGE),
+            client: visitor.client,
+            qr: visitor.qr,
+        },
+    );
 }
 
 /// The domain a redirect request is for, from its `Host` header: an unknown host is

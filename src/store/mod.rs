@@ -368,11 +368,11 @@ pub struct StatsRows {
 /// Click analytics: enriched visits, their rollups, and retention.
 #[async_trait]
 pub trait AnalyticsStore: Send + Sync {
-    /// Stores a batch of visits in one transaction: the raw rows (when `keep_raw`) and
+    /// Stores a batch of visits in one transaction: the raw visits (when `keep_raw`) and
     /// every rollup, so that counts are exact whatever happens around it.
     async fn record_visits(
         &self,
-        visits: Arc<Vec<crate::analytics::enrich::Visit>>,
+        groups: Arc<Vec<crate::analytics::enrich::VisitGroup>>,
         keep_raw: bool,
     ) -> Result<(), StoreError>;
     /// Rollups for `scope` over `[from, to)` (Unix seconds), and the `top` links.

@@ -1,14 +1,19 @@
-//! Click analytics in SQLite: raw visits and their rollups, written together.
+//! Click analytics in SQLite: raw visits (in blocks) and their rollups, written
+//! together.
 //!
-//! A batch of visits is one writer job: the raw rows go in (if kept), then each
-//! (link, hour) and (link, dimension, day, value) is summed in memory first and
-//! written once, in key order, so a batch of thousands of visits to a few links
-//! costs a few dozen upserts. Raw rows and rollups commit in the same transaction:
-//! N redirects stored give exactly N in every rollup.
+//! A batch of visits is one writer job: the raw visits go in as a few blocks (see
+//! [`crate::analytics::block`]) if kept, then each (link, hour) and (link, dimension,
+//! day, value) is summed in memory first and written once, in key order, so a batch of
+//! thousands of visits to a few links costs a few dozen statements. Raw visits and
+//! rollups commit in the same transaction: N redirects stored give exactly N in every
+//! rollup.
 
 use super::{SqliteStore, in_savepoint};
-use crate::analytics::enrich::Visit;
-use crate::domain::link::{LinkId, format_ms};
+use crate::analytics::block::{
+    self, BlockError, BlockProfile, EncodedBlock, ID_SHIFT, MAX_VISITS, ProfileTable,
+};
+use crate::analytics::enrich::{Profile, VisitGroup};
+use crate::domain::link::LinkId;
 use crate::store::{AnalyticsStore, PeriodCounts, StatsRows, StatsScope, StoreError, StoredVisit};
 use async_trait::async_trait;
 use rusqlite::{Connection, params};
@@ -31,73 +36,91 @@ fn floor_to(seconds: i64, unit: i64) -> i64 {
     seconds.div_euclid(unit) * unit
 }
 
-/// The values a visit contributes to each dimension ('' when unknown).
-fn dimension_values(visit: &Visit) -> [&str; 8] {
+/// The values a profile contributes to each dimension ('' when unknown).
+fn dimension_values(profile: &Profile) -> [&str; 8] {
     fn text(value: &Option<String>) -> &str {
         value.as_deref().unwrap_or("")
     }
     [
-        text(&visit.country),
-        text(&visit.region),
-        text(&visit.city),
-        text(&visit.referrer_host),
-        visit.browser,
-        visit.os,
-        visit.device,
-        text(&visit.language),
+        text(&profile.country),
+        text(&profile.region),
+        text(&profile.city),
+        text(&profile.referrer_host),
+        profile.browser,
+        profile.os,
+        profile.device,
+        text(&profile.language),
     ]
 }
 
-fn insert_raw(conn: &Connection, visits: &[Visit]) -> rusqlite::Result<()> {
-    // One row per statement. Rows 32 to a statement were tried: each multi-row insert
-    // opens a statement journal inside the job's savepoint, and the cost of that grew
-    // with the table (15,000 visits/s at 600,000 rows, against 150,000 one at a time).
+fn insert_blocks(conn: &Connection, blocks: &[EncodedBlock]) -> rusqlite::Result<()> {
     let mut insert = conn.prepare_cached(
-        "INSERT INTO visits (link_id, at, bot, qr, browser, os, device, language, \
-         referrer_host, referrer_url, country, region, city, ip) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        "INSERT INTO visit_blocks (link_id, first_at, last_at, visits, data) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
-    for visit in visits {
+    for block in blocks {
         insert.execute(params![
-            visit.link_id,
-            visit.at_ms,
-            visit.bot,
-            visit.qr,
-            visit.browser,
-            visit.os,
-            visit.device,
-            visit.language,
-            visit.referrer_host,
-            visit.referrer_url,
-            visit.country,
-            visit.region,
-            visit.city,
-            visit.ip.map(|ip| ip.to_string()),
+            block.link_id,
+            block.first_at,
+            block.last_at,
+            block.visits as i64,
+            block.data,
         ])?;
     }
     Ok(())
 }
 
-fn add_rollups(conn: &Connection, visits: &[Visit]) -> rusqlite::Result<()> {
+fn add_rollups(conn: &Connection, groups: &[VisitGroup]) -> rusqlite::Result<()> {
     let mut hours: BTreeMap<(i64, i64), (i64, i64)> = BTreeMap::new();
-    // Human visits are first counted per (link, day, all eight values): a batch is
-    // mostly the same few visitor profiles, so this is one hash per visit instead of
-    // eight ordered-map updates.
+    // Human visits are first counted per (link, day, all eight values), then spread
+    // over the dimensions: a batch is a few visitor profiles with many visits each.
     let mut profiles: HashMap<(i64, i64, [&str; 8]), i64> = HashMap::new();
-    for visit in visits {
-        let at_s = visit.at_ms.div_euclid(1000);
-        let counts = hours
-            .entry((visit.link_id, floor_to(at_s, HOUR_S)))
-            .or_default();
-        if visit.bot {
-            counts.1 += 1;
+    for group in groups {
+        let profile = &group.profile;
+        let link = profile.link_id;
+        // Visits of a group mostly share an hour: count runs, then add each run once.
+        let mut run: Option<(i64, i64)> = None;
+        let flush = |run: Option<(i64, i64)>, hours: &mut BTreeMap<_, (i64, i64)>| {
+            if let Some((hour, n)) = run {
+                let counts = hours.entry((link, hour)).or_default();
+                if profile.bot {
+                    counts.1 += n;
+                } else {
+                    counts.0 += n;
+                }
+            }
+        };
+        for &at_ms in &group.times {
+            let hour = floor_to(at_ms.div_euclid(1000), HOUR_S);
+            match &mut run {
+                Some((current, n)) if *current == hour => *n += 1,
+                _ => {
+                    flush(run.take(), &mut hours);
+                    run = Some((hour, 1));
+                }
+            }
+        }
+        flush(run, &mut hours);
+        if profile.bot {
             continue;
         }
-        counts.0 += 1;
-        let day = floor_to(at_s, DAY_S);
-        *profiles
-            .entry((visit.link_id, day, dimension_values(visit)))
-            .or_default() += 1;
+        let values = dimension_values(profile);
+        let mut run: Option<(i64, i64)> = None;
+        for &at_ms in &group.times {
+            let day = floor_to(at_ms.div_euclid(1000), DAY_S);
+            match &mut run {
+                Some((current, n)) if *current == day => *n += 1,
+                _ => {
+                    if let Some((day, n)) = run.take() {
+                        *profiles.entry((link, day, values)).or_default() += n;
+                    }
+                    run = Some((day, 1));
+                }
+            }
+        }
+        if let Some((day, n)) = run {
+            *profiles.entry((link, day, values)).or_default() += n;
+        }
     }
     let mut dims: BTreeMap<(i64, &str, i64, &str), i64> = BTreeMap::new();
     for ((link, day, values), clicks) in profiles {
@@ -122,6 +145,115 @@ fn add_rollups(conn: &Connection, visits: &[Visit]) -> rusqlite::Result<()> {
         daily.execute(params![link, dim, day, value, clicks])?;
     }
     Ok(())
+}
+
+fn damaged(error: BlockError) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Blob, Box::new(error))
+}
+
+/// A link's visits, newest first, before the visit id `before`.
+fn read_visits(
+    conn: &Connection,
+    link: LinkId,
+    before: Option<i64>,
+    limit: usize,
+) -> rusqlite::Result<Vec<StoredVisit>> {
+    let (last_block, position) = match before {
+        Some(id) => (id >> ID_SHIFT, (id & ((1 << ID_SHIFT) - 1)) as usize),
+        None => (i64::MAX, usize::MAX),
+    };
+    let mut statement = conn.prepare_cached(
+        "SELECT id, first_at, data FROM visit_blocks \
+         WHERE link_id = ?1 AND id <= ?2 ORDER BY id DESC",
+    )?;
+    let mut rows = statement.query(params![link.0, last_block])?;
+    let mut visits = Vec::with_capacity(limit.min(MAX_VISITS));
+    while visits.len() < limit {
+        let Some(row) = rows.next()? else { break };
+        let id: i64 = row.get(0)?;
+        let decoded = block::decode(row.get(1)?, row.get_ref(2)?.as_blob()?).map_err(damaged)?;
+        let end = if id == last_block {
+            position.min(decoded.visits.len())
+        } else {
+            decoded.visits.len()
+        };
+        for at in (0..end).rev().take(limit - visits.len()) {
+            let (at_ms, profile) = decoded.visits[at];
+            let visit_id = id << ID_SHIFT | at as i64;
+            visits.push(decoded.profiles[profile as usize].visit(visit_id, at_ms));
+        }
+    }
+    Ok(visits)
+}
+
+/// Migration 4: moves the rows of the version-3 `visits` table into blocks, a link
+/// at a time in arrival order, then drops the table.
+pub(super) fn visits_into_blocks(conn: &Connection) -> rusqlite::Result<()> {
+    struct Row {
+        at: i64,
+        bot: bool,
+        qr: bool,
+        /// browser, os, device, language, referrer host and URL, country, region,
+        /// city, ip.
+        text: [Option<String>; 10],
+    }
+    fn store(conn: &Connection, link: i64, rows: &[Row]) -> rusqlite::Result<()> {
+        let mut table = ProfileTable::default();
+        let mut visits = Vec::with_capacity(rows.len());
+        for row in rows {
+            let t = |i: usize| row.text[i].as_deref();
+            let profile = table.index(BlockProfile {
+                bot: row.bot,
+                qr: row.qr,
+                browser: t(0).unwrap_or(""),
+                os: t(1).unwrap_or(""),
+                device: t(2).unwrap_or(""),
+                language: t(3),
+                referrer_host: t(4),
+                referrer_url: t(5),
+                country: t(6),
+                region: t(7),
+                city: t(8),
+                ip: t(9),
+            });
+            visits.push((row.at, profile));
+        }
+        insert_blocks(conn, &block::encode(link, &table.profiles, &mut visits))
+    }
+
+    let mut read = conn.prepare(
+        "SELECT link_id, at, bot, qr, browser, os, device, language, referrer_host, \
+         referrer_url, country, region, city, ip FROM visits ORDER BY link_id, id",
+    )?;
+    let mut rows = read.query([])?;
+    let mut link = None;
+    let mut chunk: Vec<Row> = Vec::new();
+    while let Some(row) = rows.next()? {
+        let row_link: i64 = row.get(0)?;
+        if link != Some(row_link) || chunk.len() == MAX_VISITS {
+            if let Some(link) = link {
+                store(conn, link, &chunk)?;
+            }
+            chunk.clear();
+            link = Some(row_link);
+        }
+        let mut text: [Option<String>; 10] = Default::default();
+        for (i, slot) in text.iter_mut().enumerate() {
+            *slot = row.get(4 + i)?;
+        }
+        chunk.push(Row {
+            at: row.get(1)?,
+            bot: row.get(2)?,
+            qr: row.get(3)?,
+            text,
+        });
+    }
+    if let Some(link) = link {
+        store(conn, link, &chunk)?;
+    }
+    drop(rows);
+    drop(read);
+    conn.execute_batch("DROP TABLE visits")
 }
 
 /// `AND link_id ...` for a scope, with its one parameter (a link id or an owner id).
@@ -224,38 +356,22 @@ fn read_stats(
     })
 }
 
-fn visit_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredVisit> {
-    Ok(StoredVisit {
-        id: Some(row.get(0)?),
-        at: format_ms(row.get(1)?),
-        bot: row.get(2)?,
-        qr: row.get(3)?,
-        browser: row.get(4)?,
-        os: row.get(5)?,
-        device: row.get(6)?,
-        language: row.get(7)?,
-        referrer_host: row.get(8)?,
-        referrer_url: row.get(9)?,
-        country: row.get(10)?,
-        region: row.get(11)?,
-        city: row.get(12)?,
-        ip: row.get(13)?,
-    })
-}
-
 #[async_trait]
 impl AnalyticsStore for SqliteStore {
     async fn record_visits(
         &self,
-        visits: Arc<Vec<Visit>>,
+        groups: Arc<Vec<VisitGroup>>,
         keep_raw: bool,
     ) -> Result<(), StoreError> {
+        let blocks = if keep_raw {
+            block::encode_groups(&groups)
+        } else {
+            Vec::new()
+        };
         self.write(move |conn| {
             in_savepoint(conn, |conn| {
-                if keep_raw {
-                    insert_raw(conn, &visits)?;
-                }
-                add_rollups(conn, &visits)
+                insert_blocks(conn, &blocks)?;
+                add_rollups(conn, &groups)
             })
         })
         .await
@@ -277,26 +393,18 @@ impl AnalyticsStore for SqliteStore {
         before: Option<i64>,
         limit: usize,
     ) -> Result<Vec<StoredVisit>, StoreError> {
-        self.read(|conn| {
-            let mut statement = conn.prepare_cached(
-                "SELECT id, at, bot, qr, browser, os, device, language, referrer_host, \
-                 referrer_url, country, region, city, ip FROM visits \
-                 WHERE link_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
-            )?;
-            let rows = statement.query_map(
-                params![link.0, before.unwrap_or(i64::MAX), limit as i64],
-                visit_from_row,
-            )?;
-            rows.collect()
-        })
+        self.read(|conn| read_visits(conn, link, before, limit))
     }
 
     async fn prune(&self, raw_before: i64, hourly_before: i64) -> Result<(u64, u64), StoreError> {
         self.write(move |conn| {
             in_savepoint(conn, |conn| {
+                // Whole blocks go once their last visit is past the window: a block
+                // spans one drain of the queue, a fraction of a second.
                 let deleted = conn
-                    .prepare_cached("DELETE FROM visits WHERE at < ?1")?
-                    .execute([raw_before])?;
+                    .prepare_cached("DELETE FROM visit_blocks WHERE last_at < ?1 RETURNING visits")?
+                    .query_map([raw_before], |row| row.get::<_, i64>(0))?
+                    .sum::<rusqlite::Result<i64>>()?;
                 conn.prepare_cached(
                     "INSERT INTO visit_daily (link_id, day_start, humans, bots) \
                      SELECT link_id, (hour_start / 86400) * 86400 AS day, SUM(humans), SUM(bots) \
@@ -328,5 +436,167 @@ impl AnalyticsStore for SqliteStore {
             })
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(link_id: i64, browser: &'static str, times: Vec<i64>) -> VisitGroup {
+        VisitGroup {
+            profile: Profile {
+                link_id,
+                browser,
+                os: "Linux",
+                device: "desktop",
+                bot: false,
+                language: None,
+                referrer_host: Some("example.org".into()),
+                referrer_url: None,
+                country: None,
+                region: None,
+                city: None,
+                ip: None,
+                qr: false,
+            },
+            times,
+        }
+    }
+
+    /// Every visit of `link`, paging `limit` at a time: (browser, at) newest first.
+    async fn list_all(store: &SqliteStore, link: i64, limit: usize) -> Vec<(String, String)> {
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = store.visits(LinkId(link), cursor, limit).await.unwrap();
+            let ids: Vec<i64> = page.iter().map(|v| v.id.unwrap()).collect();
+            assert!(ids.windows(2).all(|w| w[0] > w[1]), "{ids:?}");
+            assert!(cursor.is_none_or(|c| ids.iter().all(|&id| id < c)));
+            seen.extend(page.iter().map(|v| (v.browser.clone(), v.at.clone())));
+            if page.len() < limit {
+                return seen;
+            }
+            cursor = ids.last().copied();
+        }
+    }
+
+    #[tokio::test]
+    async fn visits_page_newest_first_across_and_inside_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("hop.db")).unwrap();
+        let first_drain = vec![
+            group(1, "Firefox", vec![2000, 1000]),
+            group(1, "Chrome", vec![1500, 2500]),
+            group(2, "Chrome", vec![1700]),
+        ];
+        store
+            .record_visits(Arc::new(first_drain), true)
+            .await
+            .unwrap();
+        store
+            .record_visits(
+                Arc::new(vec![group(1, "Safari", vec![3000, 3100, 3200])]),
+                true,
+            )
+            .await
+            .unwrap();
+        let expected: Vec<(String, String)> = [
+            ("Safari", 3200),
+            ("Safari", 3100),
+            ("Safari", 3000),
+            ("Chrome", 2500),
+            ("Firefox", 2000),
+            ("Chrome", 1500),
+            ("Firefox", 1000),
+        ]
+        .into_iter()
+        .map(|(b, at)| (b.to_owned(), crate::domain::link::format_ms(at)))
+        .collect();
+        for limit in [1, 2, 3, 7, 100] {
+            assert_eq!(list_all(&store, 1, limit).await, expected, "limit {limit}");
+        }
+        assert_eq!(list_all(&store, 2, 10).await.len(), 1);
+        // Rollups count every visit; retention removes whole blocks and counts visits.
+        let rows = store
+            .stats(StatsScope::Link(LinkId(1)), 0, 10, 0)
+            .await
+            .unwrap();
+        assert_eq!(rows.hourly.iter().map(|h| h.humans).sum::<u64>(), 7);
+        assert_eq!(store.prune(2600, 0).await.unwrap().0, 5);
+        assert_eq!(list_all(&store, 1, 10).await.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn rows_of_version_3_move_into_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hop.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            for sql in &super::super::MIGRATIONS[..3] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 3).unwrap();
+            let mut insert = conn
+                .prepare(
+                    "INSERT INTO visits (link_id, at, bot, qr, browser, os, device, language, \
+                     referrer_host, country, city, ip) \
+                     VALUES (?1, ?2, 0, ?3, ?4, 'iOS', 'mobile', 'sv', NULL, 'SE', ?5, ?6)",
+                )
+                .unwrap();
+            // 5,000 visits of link 9 (more than a block holds) and one of link 4.
+            for i in 0..5000_i64 {
+                let city = if i % 2 == 0 { "Linköping" } else { "Malmö" };
+                insert
+                    .execute(params![
+                        9,
+                        1_000 + i,
+                        i == 4999,
+                        "Safari",
+                        city,
+                        "89.160.20.0"
+                    ])
+                    .unwrap();
+            }
+            insert
+                .execute(params![
+                    4,
+                    77,
+                    true,
+                    "Chrome",
+                    None::<String>,
+                    None::<String>
+                ])
+                .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let newest = store.visits(LinkId(9), None, 2).await.unwrap();
+        assert_eq!(newest[0].at, crate::domain::link::format_ms(5_999));
+        assert!(newest[0].qr && !newest[1].qr);
+        assert_eq!(newest[0].city.as_deref(), Some("Malmö"));
+        assert_eq!(newest[1].city.as_deref(), Some("Linköping"));
+        assert_eq!(newest[0].ip.as_deref(), Some("89.160.20.0"));
+        assert_eq!(newest[0].language.as_deref(), Some("sv"));
+        assert_eq!(list_all(&store, 9, 1000).await.len(), 5000);
+        let four = store.visits(LinkId(4), None, 10).await.unwrap();
+        assert_eq!(four.len(), 1);
+        assert_eq!((four[0].city.as_deref(), four[0].qr), (None, true));
+        let conn = Connection::open(&path).unwrap();
+        let blocks: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM visit_blocks WHERE link_id = 9",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(blocks, 2);
+        let old: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'visits'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(old, 0);
     }
 }

@@ -48,7 +48,14 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0001_init.sql"),
     include_str!("../../../migrations/sqlite/0002_domains.sql"),
     include_str!("../../../migrations/sqlite/0003_analytics.sql"),
+    include_str!("../../../migrations/sqlite/0004_visit_blocks.sql"),
 ];
+
+type MigrationStep = fn(&Connection) -> rusqlite::Result<()>;
+
+/// Data moves that SQL alone cannot do, run in a migration's transaction after its
+/// SQL: (migration number, step).
+const MIGRATION_STEPS: &[(usize, MigrationStep)] = &[(4, analytics::visits_into_blocks)];
 
 /// Runs inside the shared transaction and returns what to do once it is committed.
 type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
@@ -101,6 +108,9 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
+        for (_, step) in MIGRATION_STEPS.iter().filter(|(n, _)| *n == index + 1) {
+            step(&tx)?;
+        }
         tx.pragma_update(None, "user_version", index + 1)?;
         tx.commit()?;
     }

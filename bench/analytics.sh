@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Click analytics on the hot path: the same cached redirect with analytics on and off.
+# Click analytics on the hot path: the same cached redirect with analytics on and off,
+# first from one browser (every visit the same visitor), then from many (every visit a
+# visitor the queue has not seen: bench/visitors.lua).
 #
 #   bash bench/analytics.sh                   # 10 s per scenario
 #   BENCH_DURATION=5 bash bench/analytics.sh
@@ -7,10 +9,11 @@
 # hop on CPU 0 (one core, so the pipeline's enrichment and writes compete with the
 # redirects for it), wrk on CPU 1 with 64 connections and browser headers
 # (bench/browser.lua), request logs off. Scenarios: nginx (fixed 302, the usual
-# baseline), hot-analytics (default settings: analytics on, visits stored with raw rows
-# and rollups), hot-plain (analytics_enabled = false). The target: hot-analytics keeps
-# ≥ 90% of hot-plain's requests/s. The pipeline's own counters are checked afterwards:
-# every redirect stored, none dropped.
+# baseline), hot-analytics (default settings: analytics on, raw visits and rollups
+# stored), hot-plain (analytics_enabled = false), then visitors-analytics and
+# visitors-plain, the same with bench/visitors.lua. The target: hot-analytics keeps
+# ≥ 90% of hot-plain's requests/s. Stored visits are counted afterwards: every
+# redirect stored, none dropped.
 # Then `cargo bench --bench analytics` (ingest rate and stats latency, in-process).
 set -euo pipefail
 
@@ -30,7 +33,9 @@ bench_prepare
 KEY=$("$HOP" keys create --name bench --admin --data-dir "$DATA" | tail -n 1)
 [ -n "$KEY" ] || die "hop keys create printed no key"
 start_nginx
-start_hop
+# X-Forwarded-For from wrk (bench/visitors.lua) names the visitor.
+TRUST=HOP_TRUSTED_PROXIES=127.0.0.1/32
+start_hop "$TRUST"
 CODE=$(curl -sf -X POST "http://127.0.0.1:$HOP_PORT/api/v1/links" -H "Authorization: Bearer $KEY" \
   -H 'Content-Type: application/json' -d '{"url":"https://example.com/target"}' |
   sed -n 's/.*"code":"\([^"]*\)".*/\1/p')
@@ -38,21 +43,31 @@ CODE=$(curl -sf -X POST "http://127.0.0.1:$HOP_PORT/api/v1/links" -H "Authorizat
 
 log "nginx baseline, then hop's hot redirect with analytics on"
 measure nginx "$NGINX_WORKER" "http://127.0.0.1:$NGINX_PORT/" "$BENCH/browser.lua"
-VISITS_BEFORE=$(sql "SELECT COALESCE(SUM(visits), 0) FROM visit_blocks")
-measure hot-analytics "$HOP_PID" "http://127.0.0.1:$HOP_PORT/$CODE" "$BENCH/browser.lua"
-sleep 1
-VISITS_STORED=$(($(sql "SELECT COALESCE(SUM(visits), 0) FROM visit_blocks") - VISITS_BEFORE))
-note "visits stored during hot-analytics: $VISITS_STORED for ${REQS[hot-analytics]} redirects"
-[ "$VISITS_STORED" -ge "${REQS[hot-analytics]}" ] ||
-  warn "hot-analytics: only $VISITS_STORED visits stored for ${REQS[hot-analytics]} redirects (dropped?)"
+declare -A STORED
+# measure_stored NAME SCRIPT: measure, then count the visits stored meanwhile.
+measure_stored() {
+  local before
+  before=$(sql "SELECT COALESCE(SUM(visits), 0) FROM visit_blocks")
+  measure "$1" "$HOP_PID" "http://127.0.0.1:$HOP_PORT/$CODE" "$2"
+  sleep 1
+  STORED[$1]=$(($(sql "SELECT COALESCE(SUM(visits), 0) FROM visit_blocks") - before))
+  note "visits stored during $1: ${STORED[$1]} for ${REQS[$1]} redirects"
+  [ "${STORED[$1]}" -ge "${REQS[$1]}" ] ||
+    warn "$1: only ${STORED[$1]} visits stored for ${REQS[$1]} redirects (dropped?)"
+}
+measure_stored hot-analytics "$BENCH/browser.lua"
+measure_stored visitors-analytics "$BENCH/visitors.lua"
 
 log "hop's hot redirect with analytics off"
-start_hop HOP_ANALYTICS_ENABLED=false
+start_hop "$TRUST" HOP_ANALYTICS_ENABLED=false
 measure hot-plain "$HOP_PID" "http://127.0.0.1:$HOP_PORT/$CODE" "$BENCH/browser.lua"
+measure visitors-plain "$HOP_PID" "http://127.0.0.1:$HOP_PORT/$CODE" "$BENCH/visitors.lua"
 stop_hop
 
 RATIO_RPS=$(calc "${RPS[hot-analytics]} / ${RPS[hot-plain]}" 3)
 RATIO_CPU=$(calc "${CPU_US[hot-plain]} / ${CPU_US[hot-analytics]}" 3)
+VRATIO_RPS=$(calc "${RPS[visitors-analytics]} / ${RPS[visitors-plain]}" 3)
+VRATIO_CPU=$(calc "${CPU_US[visitors-plain]} / ${CPU_US[visitors-analytics]}" 3)
 
 log "in-process: cargo bench --bench analytics (pinned to CPU $SERVER_CPU)"
 taskset -c "$SERVER_CPU" cargo bench --quiet --bench analytics 2>/dev/null | tee "$WORK/analytics-bench.txt"
@@ -68,8 +83,9 @@ taskset -c "$SERVER_CPU" cargo bench --quiet --bench analytics 2>/dev/null | tee
     echo "| $name | ${RPS[$name]} | ${P99[$name]} | ${CPU_US[$name]} | ${SRV_PCT[$name]} | ${WRK_PCT[$name]} | ${REQS[$name]} | ${ERRS[$name]} |"
   done
   echo
-  echo "Analytics on / off: **$RATIO_RPS** by req/s, **$RATIO_CPU** by CPU per request (target ≥ 0.9)."
-  echo "Visits stored during hot-analytics: $VISITS_STORED for ${REQS[hot-analytics]} redirects."
+  echo "Analytics on / off, one visitor: **$RATIO_RPS** by req/s, **$RATIO_CPU** by CPU per request (target ≥ 0.9)."
+  echo "Analytics on / off, a new visitor each request: **$VRATIO_RPS** by req/s, **$VRATIO_CPU** by CPU per request."
+  echo "Visits stored: ${STORED[hot-analytics]} for ${REQS[hot-analytics]} redirects (hot-analytics), ${STORED[visitors-analytics]} for ${REQS[visitors-analytics]} (visitors-analytics)."
   echo
   echo '```'
   cat "$WORK/analytics-bench.txt"

@@ -49,11 +49,23 @@ struct Bucket {
     updated: Instant,
 }
 
-/// Shards grow past this many buckets before idle ones are dropped.
+/// Shards grow past this many buckets before idle ones are first dropped.
 const SWEEP_ABOVE: usize = 4096;
+/// A bucket untouched this long is full again (every rate refills within a minute), so
+/// dropping it changes nothing.
+const IDLE: Duration = Duration::from_secs(60);
+
+struct Shard {
+    buckets: HashMap<BucketKey, Bucket>,
+    /// Sweep for idle buckets once there are more than this. After a sweep it is twice
+    /// what is left, so sweeps cost O(1) per bucket however many clients are active: a
+    /// fixed threshold swept on every request once a minute's clients outnumbered it
+    /// (81 µs a redirect with 65,536 visitors a minute, docs/benchmarks.md).
+    sweep_above: usize,
+}
 
 pub struct RateLimiter {
-    shards: Box<[Mutex<HashMap<BucketKey, Bucket>>]>,
+    shards: Box<[Mutex<Shard>]>,
 }
 
 impl Default for RateLimiter {
@@ -61,7 +73,14 @@ impl Default for RateLimiter {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let shards = (threads * 4).next_power_of_two();
         Self {
-            shards: (0..shards).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..shards)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        buckets: HashMap::new(),
+                        sweep_above: SWEEP_ABOVE,
+                    })
+                })
+                .collect(),
         }
     }
 }
@@ -81,11 +100,14 @@ impl RateLimiter {
         let capacity = f64::from(per_minute);
         let per_second = capacity / 60.0;
         let shard = &self.shards[shard_of(&key) & (self.shards.len() - 1)];
-        let mut buckets = shard.lock().expect("rate limiter poisoned");
-        if buckets.len() > SWEEP_ABOVE {
-            buckets.retain(|_, b| now.duration_since(b.updated) < Duration::from_secs(60));
+        let mut shard = shard.lock().expect("rate limiter poisoned");
+        if shard.buckets.len() > shard.sweep_above {
+            shard
+                .buckets
+                .retain(|_, b| now.saturating_duration_since(b.updated) < IDLE);
+            shard.sweep_above = SWEEP_ABOVE.max(2 * shard.buckets.len());
         }
-        let bucket = buckets.entry(key).or_insert(Bucket {
+        let bucket = shard.buckets.entry(key).or_insert(Bucket {
             tokens: capacity,
             updated: now,
         });
@@ -150,6 +172,44 @@ mod tests {
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()
+    }
+
+    #[test]
+    fn idle_buckets_are_swept_but_not_on_every_request() {
+        let limiter = RateLimiter::default();
+        let shards = limiter.shards.len();
+        let client = |i: usize| BucketKey::Redirect(IpAddr::from((i as u32).to_be_bytes()));
+        let held = || -> usize {
+            limiter
+                .shards
+                .iter()
+                .map(|s| s.lock().unwrap().buckets.len())
+                .sum()
+        };
+        // Twice the threshold of clients in every shard within a minute: none is dropped,
+        // and each shard's threshold moved above what it holds, so the next request to
+        // any shard does not scan it again.
+        let start = Instant::now();
+        let clients = shards * SWEEP_ABOVE * 2;
+        for i in 0..clients {
+            limiter.check(client(i), 60, start);
+        }
+        assert_eq!(held(), clients);
+        for shard in limiter.shards.iter() {
+            let shard = shard.lock().unwrap();
+            assert!(shard.sweep_above >= shard.buckets.len());
+            assert!(shard.sweep_above > SWEEP_ABOVE);
+        }
+        // A minute later they are all idle: the sweep that growth triggers drops them.
+        let later = start + IDLE + Duration::from_secs(1);
+        for i in clients..clients + shards * 4 {
+            limiter.check(client(i), 60, later);
+        }
+        assert!(held() <= shards * 4, "{} buckets left", held());
+        // A refused client is remembered in between.
+        let busy = client(usize::MAX >> 40);
+        assert!(limiter.check(busy, 1, later).allowed);
+        assert!(!limiter.check(busy, 1, later).allowed);
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //! browser cannot be told apart from one by the header alone.
 
 /// What a `User-Agent` header says about the visitor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Agent {
     /// "Chrome", "Firefox", "Safari", "Edge", "Opera", "Samsung Internet", "Yandex",
     /// "Vivaldi", "Internet Explorer" or "Other" (HTTP libraries, unknown browsers).

@@ -1,9 +1,10 @@
 //! From what the redirect saw ([`RawProfile`]) to what analytics keep ([`Profile`]).
 //!
 //! The redirect handler hands over a borrowed [`RawProfileRef`] (a few headers and the
-//! client address) and the time, and moves on; visits that look the same are queued as
-//! one profile with many times, and enrichment runs once per profile, off the hot path,
-//! in the analytics pipeline. This is also where the visitor's address stops:
+//! client address) and the time, and moves on. The queue holds visits as a [`RawBatch`]:
+//! each header value and each visitor once, each visit as (time, visitor). Enrichment
+//! runs off the hot path, in the analytics pipeline, once per distinct header value,
+//! address and visitor, never per visit. This is also where the visitor's address stops:
 //! geolocation reads it, [`IpRetention`] decides what (if anything) of it survives, and
 //! a `Profile` never holds the full address.
 
@@ -12,12 +13,12 @@ use super::anonymize::IpRetention;
 use super::geo::{GeoIp, Location};
 use super::language;
 use super::referrer;
+use hashbrown::HashMap;
 use serde::Serialize;
-use std::collections::HashMap;
 use std::net::IpAddr;
 
 /// What the redirect saw of a visitor, except the time. Header values are as received;
-/// nothing here is derived yet. The queue groups visits by it.
+/// nothing here is derived yet.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RawProfile {
     pub link_id: i64,
@@ -31,10 +32,8 @@ pub struct RawProfile {
     pub qr: bool,
 }
 
-/// A [`RawProfile`] borrowed from a request: what the redirect passes to the queue,
-/// copied only when the queue has not seen it since its last drain. Hashes like the
-/// `RawProfile` it stands for (same fields, same order).
-#[derive(Debug, Clone, Copy, Hash)]
+/// A [`RawProfile`] borrowed from a request: what the redirect passes to the queue.
+#[derive(Debug, Clone, Copy)]
 pub struct RawProfileRef<'a> {
     pub link_id: i64,
     pub user_agent: Option<&'a str>,
@@ -42,30 +41,6 @@ pub struct RawProfileRef<'a> {
     pub accept_language: Option<&'a str>,
     pub client: IpAddr,
     pub qr: bool,
-}
-
-impl RawProfileRef<'_> {
-    pub fn to_owned(&self) -> RawProfile {
-        RawProfile {
-            link_id: self.link_id,
-            user_agent: self.user_agent.map(Box::from),
-            referer: self.referer.map(Box::from),
-            accept_language: self.accept_language.map(Box::from),
-            client: self.client,
-            qr: self.qr,
-        }
-    }
-}
-
-impl hashbrown::Equivalent<RawProfile> for RawProfileRef<'_> {
-    fn equivalent(&self, key: &RawProfile) -> bool {
-        self.link_id == key.link_id
-            && self.client == key.client
-            && self.qr == key.qr
-            && self.user_agent == key.user_agent.as_deref()
-            && self.referer == key.referer.as_deref()
-            && self.accept_language == key.accept_language.as_deref()
-    }
 }
 
 impl RawProfile {
@@ -78,6 +53,79 @@ impl RawProfile {
             client: self.client,
             qr: self.qr,
         }
+    }
+}
+
+/// Absent header value in a [`RawVisitor`].
+const NO_TEXT: u32 = u32::MAX;
+
+/// A visitor as a [`RawBatch`] holds it: header values as indexes into the batch's texts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct RawVisitor {
+    link_id: i64,
+    user_agent: u32,
+    referer: u32,
+    accept_language: u32,
+    client: IpAddr,
+    qr: bool,
+}
+
+/// Captured visits, dictionary-encoded: every distinct header value and visitor is kept
+/// once, and a visit is its time and its visitor's index. A repeat visitor costs a few
+/// lookups and a pushed pair; only a header value not seen since the last drain is
+/// copied. The pipeline's queue is a few of these.
+#[derive(Debug, Default)]
+pub struct RawBatch {
+    texts: HashMap<Box<str>, u32>,
+    visitors: Vec<RawVisitor>,
+    visitor_index: HashMap<RawVisitor, u32>,
+    /// (Unix ms, visitor index), in capture order.
+    visits: Vec<(i64, u32)>,
+}
+
+impl RawBatch {
+    /// Adds a visit served at `at_ms`.
+    pub fn push(&mut self, at_ms: i64, visitor: RawProfileRef<'_>) {
+        let visitor = RawVisitor {
+            link_id: visitor.link_id,
+            user_agent: self.text(visitor.user_agent),
+            referer: self.text(visitor.referer),
+            accept_language: self.text(visitor.accept_language),
+            client: visitor.client,
+            qr: visitor.qr,
+        };
+        let next = self.visitors.len() as u32;
+        let index = *self.visitor_index.entry(visitor).or_insert(next);
+        if index == next {
+            self.visitors.push(visitor);
+        }
+        self.visits.push((at_ms, index));
+    }
+
+    fn text(&mut self, value: Option<&str>) -> u32 {
+        let Some(value) = value else {
+            return NO_TEXT;
+        };
+        if let Some(&id) = self.texts.get(value) {
+            return id;
+        }
+        let id = self.texts.len() as u32;
+        self.texts.insert(value.into(), id);
+        id
+    }
+
+    /// Visits held.
+    pub fn len(&self) -> usize {
+        self.visits.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.visits.is_empty()
+    }
+
+    /// Distinct visitors held.
+    pub fn visitors(&self) -> usize {
+        self.visitors.len()
     }
 }
 
@@ -160,34 +208,73 @@ impl Enricher {
         self.assemble(raw, agent, location)
     }
 
-    /// Enriches a drained queue: each distinct user agent is classified and each
-    /// distinct address located once, and raw profiles that come out the same (two
-    /// Chrome builds, two addresses in one city) become one group.
-    pub fn enrich_batch(&self, raws: Vec<(RawProfile, Vec<i64>)>) -> Vec<VisitGroup> {
-        let mut agents: HashMap<Box<str>, agent::Agent> = HashMap::new();
-        let mut locations: HashMap<IpAddr, Location> = HashMap::new();
-        let mut groups: Vec<VisitGroup> = Vec::with_capacity(raws.len());
-        let mut index: HashMap<Profile, usize> = HashMap::with_capacity(raws.len());
-        for (raw, mut times) in raws {
-            let ua = raw.user_agent.as_deref().unwrap_or("");
-            let agent = match agents.get(ua) {
-                Some(agent) => *agent,
-                None => *agents.entry(ua.into()).or_insert(agent::classify(ua)),
-            };
-            let location = locations
-                .entry(raw.client)
-                .or_insert_with(|| self.locate(raw.client))
-                .clone();
-            let profile = self.assemble(&raw, agent, location);
-            match index.get(&profile) {
-                Some(&at) => groups[at].times.append(&mut times),
-                None => {
-                    index.insert(profile.clone(), groups.len());
-                    groups.push(VisitGroup { profile, times });
-                }
+    /// Enriches drained batches: each distinct user agent, language, referrer and
+    /// address is worked out once, and visitors that come out the same (two Chrome
+    /// builds, two addresses in one city when no address is kept) become one group.
+    pub fn enrich_batch(&self, batches: Vec<RawBatch>) -> Vec<VisitGroup> {
+        let mut memo = Memo::default();
+        let mut groups: Vec<VisitGroup> = Vec::new();
+        let mut group_index: HashMap<GroupKey, usize> = HashMap::new();
+        for batch in &batches {
+            let mut texts = vec![""; batch.texts.len()];
+            for (text, &id) in &batch.texts {
+                texts[id as usize] = text;
+            }
+            // What each of this batch's texts means, per role, filled as needed.
+            let mut roles = [
+                vec![NO_TEXT; texts.len()],
+                vec![NO_TEXT; texts.len()],
+                vec![NO_TEXT; texts.len()],
+            ];
+            let visitor_groups: Vec<usize> = batch
+                .visitors
+                .iter()
+                .map(|visitor| {
+                    let mut meaning = |role: usize, id: u32| -> u32 {
+                        let text = texts.get(id as usize).copied();
+                        match roles[role].get_mut(id as usize) {
+                            Some(slot) if *slot != NO_TEXT => *slot,
+                            Some(slot) => {
+                                *slot = memo.meaning(self, role, text);
+                                *slot
+                            }
+                            None => memo.meaning(self, role, None),
+                        }
+                    };
+                    let key = GroupKey {
+                        link_id: visitor.link_id,
+                        agent: meaning(AGENT, visitor.user_agent),
+                        referrer: meaning(REFERRER, visitor.referer),
+                        language: meaning(LANGUAGE, visitor.accept_language),
+                        location: memo.location(self, visitor.client),
+                        ip: self.ip.apply(visitor.client),
+                        qr: visitor.qr,
+                    };
+                    *group_index.entry(key).or_insert_with(|| {
+                        groups.push(VisitGroup {
+                            profile: memo.profile(&key),
+                            times: Vec::new(),
+                        });
+                        groups.len() - 1
+                    })
+                })
+                .collect();
+            for &(at_ms, visitor) in &batch.visits {
+                groups[visitor_groups[visitor as usize]].times.push(at_ms);
             }
         }
         groups
+    }
+
+    /// The referrer's host, and its full URL when kept.
+    fn referrer(&self, referer: Option<&str>) -> (Option<String>, Option<String>) {
+        match referer.and_then(referrer::parse) {
+            Some(url) => (
+                referrer::host_of(&url),
+                self.keep_referrer_url.then(|| referrer::sanitized(url)),
+            ),
+            None => (None, None),
+        }
     }
 
     fn locate(&self, client: IpAddr) -> Location {
@@ -203,13 +290,7 @@ impl Enricher {
             .as_deref()
             .and_then(language::primary_language)
             .map(|language| language.as_str().to_owned());
-        let (referrer_host, referrer_url) = match raw.referer.as_deref().and_then(referrer::parse) {
-            Some(url) => (
-                referrer::host_of(&url),
-                self.keep_referrer_url.then(|| referrer::sanitized(url)),
-            ),
-            None => (None, None),
-        };
+        let (referrer_host, referrer_url) = self.referrer(raw.referer.as_deref());
         let Location {
             country,
             region,
@@ -229,6 +310,119 @@ impl Enricher {
             city,
             ip: self.ip.apply(raw.client),
             qr: raw.qr,
+        }
+    }
+}
+
+const AGENT: usize = 0;
+const REFERRER: usize = 1;
+const LANGUAGE: usize = 2;
+
+/// An enriched visitor, each part an index into a [`Memo`] table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct GroupKey {
+    link_id: i64,
+    agent: u32,
+    referrer: u32,
+    language: u32,
+    location: u32,
+    ip: Option<IpAddr>,
+    qr: bool,
+}
+
+/// One table of distinct derived values, and where each input landed in it.
+#[derive(Debug)]
+struct Table<V> {
+    values: Vec<V>,
+    index: HashMap<V, u32>,
+}
+
+impl<V> Default for Table<V> {
+    fn default() -> Self {
+        Self {
+            values: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+}
+
+impl<V: std::hash::Hash + Eq + Clone> Table<V> {
+    fn add(&mut self, value: V) -> u32 {
+        if let Some(&id) = self.index.get(&value) {
+            return id;
+        }
+        let id = self.values.len() as u32;
+        self.index.insert(value.clone(), id);
+        self.values.push(value);
+        id
+    }
+}
+
+/// What a drain's header values and addresses mean, each worked out once.
+#[derive(Debug, Default)]
+struct Memo {
+    /// Derived value index by header text, per role.
+    by_text: [HashMap<Option<Box<str>>, u32>; 3],
+    agents: Table<agent::Agent>,
+    /// (host, full URL when kept).
+    referrers: Table<(Option<String>, Option<String>)>,
+    languages: Table<Option<String>>,
+    by_address: HashMap<IpAddr, u32>,
+    locations: Table<Location>,
+}
+
+impl Memo {
+    /// The derived value index of a header text (`None`: absent) in `role`.
+    fn meaning(&mut self, enricher: &Enricher, role: usize, text: Option<&str>) -> u32 {
+        if let Some(&id) = self.by_text[role].get(&text.map(Box::from)) {
+            return id;
+        }
+        let id = match role {
+            AGENT => self.agents.add(agent::classify(text.unwrap_or(""))),
+            REFERRER => self.referrers.add(enricher.referrer(text)),
+            _ => self.languages.add(
+                text.and_then(language::primary_language)
+                    .map(|language| language.as_str().to_owned()),
+            ),
+        };
+        self.by_text[role].insert(text.map(Box::from), id);
+        id
+    }
+
+    fn location(&mut self, enricher: &Enricher, client: IpAddr) -> u32 {
+        if enricher.geo.is_none() {
+            return self.locations.add(Location::default());
+        }
+        if let Some(&id) = self.by_address.get(&client) {
+            return id;
+        }
+        let id = self.locations.add(enricher.locate(client));
+        self.by_address.insert(client, id);
+        id
+    }
+
+    fn profile(&self, key: &GroupKey) -> Profile {
+        let agent = self.agents.values[key.agent as usize];
+        let (referrer_host, referrer_url) = self.referrers.values[key.referrer as usize].clone();
+        let Location {
+            country,
+            region,
+            city,
+        } = self.locations.values[key.location as usize].clone();
+        Profile {
+            link_id: key.link_id,
+            browser: agent.browser,
+            os: agent.os,
+            device: agent.device,
+            bot: agent.bot,
+            language: self.languages.values[key.language as usize].clone(),
+            referrer_host,
+            referrer_url,
+            country,
+            region,
+            city,
+            ip: key.ip,
+            qr: key.qr,
         }
     }
 }
@@ -368,18 +562,59 @@ mod tests {
             user_agent: Some("Googlebot/2.1 (+http://www.google.com/bot.html)".into()),
             ..raw()
         };
-        let groups = enricher.enrich_batch(vec![
-            (raw(), vec![1, 2]),
-            (other_chrome_address, vec![3]),
-            (bot, vec![4]),
-            (other_language_order, vec![5]),
-        ]);
+        let mut first = RawBatch::default();
+        first.push(1, raw().as_ref());
+        first.push(2, raw().as_ref());
+        first.push(3, other_chrome_address.as_ref());
+        first.push(4, bot.as_ref());
+        // Another thread's buffer: its own texts and visitors.
+        let mut second = RawBatch::default();
+        second.push(5, other_language_order.as_ref());
+        second.push(6, bot.as_ref());
+        assert_eq!((first.len(), first.visitors()), (4, 3));
+        let groups = enricher.enrich_batch(vec![first, second]);
         // Without geolocation or a kept address, the address makes no difference; "en-GB"
         // and "en-US" are both "en".
         assert_eq!(groups.len(), 2);
         assert_eq!(groups[0].times, [1, 2, 3, 5]);
         assert_eq!(groups[0].profile, enricher.enrich(&raw()));
         assert!(groups[1].profile.bot);
-        assert_eq!(groups[1].times, [4]);
+        assert_eq!(groups[1].times, [4, 6]);
+    }
+
+    #[test]
+    fn a_batch_enriches_like_one_visit_at_a_time() {
+        let enricher = Enricher::new()
+            .with_geo(GeoIp::open(CITY_TEST_DB).unwrap())
+            .with_referrer_url(true)
+            .with_ip_retention(IpRetention::Truncated);
+        let visitors = [
+            raw(),
+            RawProfile {
+                client: "216.160.83.56".parse().unwrap(),
+                referer: None,
+                ..raw()
+            },
+            RawProfile {
+                user_agent: None,
+                accept_language: None,
+                link_id: 7,
+                ..raw()
+            },
+            RawProfile {
+                client: "81.2.69.160".parse().unwrap(),
+                qr: false,
+                ..raw()
+            },
+        ];
+        let mut batch = RawBatch::default();
+        for (at, visitor) in visitors.iter().enumerate() {
+            batch.push(at as i64, visitor.as_ref());
+        }
+        let groups = enricher.enrich_batch(vec![batch]);
+        assert_eq!(groups.len(), visitors.len());
+        for (group, visitor) in groups.iter().zip(&visitors) {
+            assert_eq!(group.profile, enricher.enrich(visitor));
+        }
     }
 }

@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 /// Where an address is, as far as the database knows. Every field may be missing.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Location {
     /// ISO 3166-1 alpha-2 country code, e.g. `"GB"`.
     pub country: Option<String>,

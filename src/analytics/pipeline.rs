@@ -2,21 +2,21 @@
 //!
 //! The redirect calls [`Analytics::capture`] with the time and a borrowed
 //! [`RawProfileRef`] (three headers, the client address, the link). Each worker thread
-//! appends to its own mutex-guarded buffer, which groups visits by profile: a visitor
-//! the buffer has seen since the last drain costs one hash lookup and a pushed
-//! timestamp, with nothing copied; only a new profile copies the headers. It never
-//! waits and never wakes anything; when the queue is full (`capacity` visits waiting)
+//! appends to its own mutex-guarded [`RawBatch`], which keeps each header value and
+//! visitor once: a visit costs a few lookups and a pushed (time, visitor) pair, and only
+//! a header value the batch has not seen is copied. It never waits and never wakes
+//! anything; when the queue is full (`capacity` visits waiting)
 //! the visit is dropped and counted instead of blocking a redirect.
 //!
 //! [`run_pipeline`] drains the buffers on a timer (`analytics_flush_interval_ms`, a
-//! quarter of a second by default), enriches each distinct profile once on a blocking
-//! thread (user agent, language, referrer, GeoIP, address truncation), publishes each
+//! quarter of a second by default), enriches each distinct header value, address and
+//! visitor once on a blocking thread (user agent, language, referrer, GeoIP, address truncation), publishes each
 //! visit to the live feeds, and stores the batch (raw visits in blocks, see
 //! [`super::block`]) and its rollups in one transaction. A batch that fails to store is
 //! kept and retried with the next one, so a database hiccup loses nothing; on shutdown
 //! the last batch is written before the process exits.
 
-use super::enrich::{Enricher, Profile, RawProfile, RawProfileRef, VisitGroup};
+use super::enrich::{Enricher, Profile, RawBatch, RawProfileRef, VisitGroup};
 use crate::domain::link::{LinkId, format_ms};
 use crate::store::{AnalyticsStore, StoredVisit};
 use std::cell::Cell;
@@ -49,12 +49,9 @@ pub struct PipelineStats {
     pub dropped: u64,
 }
 
-/// Queued visits of one buffer: times by raw profile.
-type Shard = hashbrown::HashMap<RawProfile, Vec<i64>>;
-
 /// The capture side, shared by every redirect.
 pub struct Analytics {
-    shards: Box<[Mutex<Shard>]>,
+    shards: Box<[Mutex<RawBatch>]>,
     queued: AtomicUsize,
     capacity: usize,
     dropped: AtomicU64,
@@ -74,7 +71,9 @@ impl Analytics {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let shards = (threads * 2).next_power_of_two();
         Arc::new(Self {
-            shards: (0..shards).map(|_| Mutex::new(Shard::default())).collect(),
+            shards: (0..shards)
+                .map(|_| Mutex::new(RawBatch::default()))
+                .collect(),
             queued: AtomicUsize::new(0),
             capacity,
             dropped: AtomicU64::new(0),
@@ -98,28 +97,25 @@ impl Analytics {
                 shard
             })
         });
-        let mut queue = self.shards[shard & (self.shards.len() - 1)]
+        self.shards[shard & (self.shards.len() - 1)]
             .lock()
-            .expect("visit shard poisoned");
-        match queue.get_mut(&visitor) {
-            Some(times) => times.push(at_ms),
-            None => {
-                queue.insert(visitor.to_owned(), vec![at_ms]);
-            }
-        }
+            .expect("visit shard poisoned")
+            .push(at_ms, visitor);
     }
 
-    /// Takes every queued visit, grouped by raw profile.
-    fn take(&self) -> Vec<(RawProfile, Vec<i64>)> {
-        let mut batch = Vec::new();
+    /// Takes every queued visit.
+    fn take(&self) -> Vec<RawBatch> {
+        let mut batches = Vec::new();
         let mut visits = 0;
         for shard in self.shards.iter() {
             let taken = std::mem::take(&mut *shard.lock().expect("visit shard poisoned"));
-            visits += taken.values().map(Vec::len).sum::<usize>();
-            batch.extend(taken);
+            if !taken.is_empty() {
+                visits += taken.len();
+                batches.push(taken);
+            }
         }
         self.queued.fetch_sub(visits, Ordering::Relaxed);
-        batch
+        batches
     }
 
     /// A receiver of every visit from now on, within a flush interval of its redirect.
@@ -292,7 +288,7 @@ mod tests {
         }
         assert_eq!(analytics.stats().queued, 3);
         assert_eq!(analytics.stats().dropped, 2);
-        assert_eq!(analytics.take().len(), 3);
+        assert_eq!(analytics.take().iter().map(RawBatch::len).sum::<usize>(), 3);
         assert_eq!(analytics.stats().queued, 0);
         // Room again once drained.
         analytics.capture(9, raw(9));
@@ -301,7 +297,7 @@ mod tests {
     }
 
     #[test]
-    fn repeat_visitors_queue_as_one_profile_with_their_times() {
+    fn repeat_visitors_are_queued_once() {
         let analytics = Analytics::new(100);
         for at in 0..5 {
             analytics.capture(at, raw(1));
@@ -309,20 +305,10 @@ mod tests {
         analytics.capture(9, RawProfileRef { qr: true, ..raw(1) });
         analytics.capture(7, raw(2));
         assert_eq!(analytics.stats().queued, 7);
-        let mut batch = analytics.take();
-        batch.sort_by_key(|(raw, _)| (raw.link_id, raw.qr));
-        let shapes: Vec<(i64, bool, Vec<i64>)> = batch
-            .into_iter()
-            .map(|(raw, times)| (raw.link_id, raw.qr, times))
-            .collect();
-        assert_eq!(
-            shapes,
-            [
-                (1, false, vec![0, 1, 2, 3, 4]),
-                (1, true, vec![9]),
-                (2, false, vec![7])
-            ]
-        );
+        // One thread, one buffer: seven visits of three visitors.
+        let batches = analytics.take();
+        assert_eq!(batches.len(), 1);
+        assert_eq!((batches[0].len(), batches[0].visitors()), (7, 3));
         assert_eq!(analytics.stats().queued, 0);
     }
 }

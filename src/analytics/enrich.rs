@@ -84,6 +84,16 @@ pub struct RawBatch {
 }
 
 impl RawBatch {
+    /// An empty batch with room for as many texts, visitors and visits as `other` holds.
+    pub fn with_capacity_of(other: &Self) -> Self {
+        Self {
+            texts: HashMap::with_capacity(other.texts.len()),
+            visitors: Vec::with_capacity(other.visitors.len()),
+            visitor_index: HashMap::with_capacity(other.visitors.len()),
+            visits: Vec::with_capacity(other.visits.len()),
+        }
+    }
+
     /// Adds a visit served at `at_ms`.
     pub fn push(&mut self, at_ms: i64, visitor: RawProfileRef<'_>) {
         let visitor = RawVisitor {

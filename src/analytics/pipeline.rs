@@ -52,8 +52,9 @@ pub struct PipelineStats {
 /// The capture side, shared by every redirect.
 pub struct Analytics {
     shards: Box<[Mutex<RawBatch>]>,
-    queued: AtomicUsize,
-    capacity: usize,
+    /// Visits each buffer holds at most: the queue's capacity split evenly, so that
+    /// the check needs no counter shared between threads.
+    shard_capacity: usize,
     dropped: AtomicU64,
     stored: AtomicU64,
     live: broadcast::Sender<Arc<LiveVisit>>,
@@ -66,16 +67,15 @@ thread_local! {
 static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
 
 impl Analytics {
-    /// A queue that holds at most `capacity` visits between drains.
+    /// A queue that holds about `capacity` visits between drains, in
+    /// [`shard_count`] buffers of `capacity / shard_count()` (rounded up).
     pub fn new(capacity: usize) -> Arc<Self> {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let shards = (threads * 2).next_power_of_two();
+        let shards = shard_count();
         Arc::new(Self {
             shards: (0..shards)
                 .map(|_| Mutex::new(RawBatch::default()))
                 .collect(),
-            queued: AtomicUsize::new(0),
-            capacity,
+            shard_capacity: capacity.div_ceil(shards),
             dropped: AtomicU64::new(0),
             stored: AtomicU64::new(0),
             live: broadcast::channel(LIVE_BUFFER).0,
@@ -85,11 +85,6 @@ impl Analytics {
     /// Queues a visit served at `at_ms`; never waits. Over capacity the visit is
     /// dropped and counted.
     pub fn capture(&self, at_ms: i64, visitor: RawProfileRef<'_>) {
-        if self.queued.fetch_add(1, Ordering::Relaxed) >= self.capacity {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
         let shard = SHARD.with(|slot| {
             slot.get().unwrap_or_else(|| {
                 let shard = NEXT_SHARD.fetch_add(1, Ordering::Relaxed);
@@ -97,24 +92,29 @@ impl Analytics {
                 shard
             })
         });
-        self.shards[shard & (self.shards.len() - 1)]
+        let mut batch = self.shards[shard & (self.shards.len() - 1)]
             .lock()
-            .expect("visit shard poisoned")
-            .push(at_ms, visitor);
+            .expect("visit shard poisoned");
+        if batch.len() >= self.shard_capacity {
+            drop(batch);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        batch.push(at_ms, visitor);
     }
 
     /// Takes every queued visit.
     fn take(&self) -> Vec<RawBatch> {
         let mut batches = Vec::new();
-        let mut visits = 0;
         for shard in self.shards.iter() {
-            let taken = std::mem::take(&mut *shard.lock().expect("visit shard poisoned"));
-            if !taken.is_empty() {
-                visits += taken.len();
-                batches.push(taken);
+            let mut batch = shard.lock().expect("visit shard poisoned");
+            if !batch.is_empty() {
+                // The next drain's buffer starts as big as this one ended: no regrowing
+                // on the redirect path.
+                let next = RawBatch::with_capacity_of(&batch);
+                batches.push(std::mem::replace(&mut *batch, next));
             }
         }
-        self.queued.fetch_sub(visits, Ordering::Relaxed);
         batches
     }
 
@@ -125,7 +125,11 @@ impl Analytics {
 
     pub fn stats(&self) -> PipelineStats {
         PipelineStats {
-            queued: self.queued.load(Ordering::Relaxed),
+            queued: self
+                .shards
+                .iter()
+                .map(|shard| shard.lock().expect("visit shard poisoned").len())
+                .sum(),
             stored: self.stored.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
         }
@@ -147,6 +151,13 @@ impl Analytics {
             }));
         }
     }
+}
+
+/// The number of capture buffers: twice the threads that may capture at once, rounded
+/// up to a power of two.
+pub fn shard_count() -> usize {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (threads * 2).next_power_of_two()
 }
 
 /// A visit as the live feed sends it (no id: it is not stored yet).
@@ -282,7 +293,8 @@ mod tests {
 
     #[test]
     fn a_full_queue_drops_and_counts_instead_of_waiting() {
-        let analytics = Analytics::new(3);
+        // Three visits a buffer; this thread uses one buffer.
+        let analytics = Analytics::new(3 * shard_count());
         for link in 0..5 {
             analytics.capture(link, raw(link));
         }

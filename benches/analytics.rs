@@ -112,6 +112,11 @@ async fn ingest() {
             },
             stopped,
         ));
+        assert_eq!(
+            analytics.stats().dropped,
+            0,
+            "the queue must hold the whole round"
+        );
         while analytics.stats().stored < INGEST_VISITS as u64 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }

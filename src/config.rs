@@ -108,7 +108,6 @@ pub struct Config {
     #[serde(deserialize_with = "lenient")]
     pub analytics_hourly_retention_days: u32,
     /// Visits that may wait for the pipeline; past it they are dropped and counted.
-    /// Split evenly over the capture buffers (two per CPU), each thread filling one.
     #[serde(deserialize_with = "lenient")]
     pub analytics_queue_capacity: usize,
     /// How often the pipeline drains and stores visits, in milliseconds.
@@ -263,9 +262,8 @@ analytics_ip = "none"
 # rollups are kept before being folded into daily ones:
 analytics_raw_retention_days = 30
 analytics_hourly_retention_days = 90
-# Visits that may wait for the pipeline (past it they are dropped and counted; split
-# evenly over two buffers per CPU), and how often the pipeline stores them (live feeds
-# lag by at most this):
+# Visits that may wait for the pipeline (past it they are dropped and counted), and
+# how often the pipeline stores them (live feeds lag by at most this):
 analytics_queue_capacity = 1000000
 analytics_flush_interval_ms = 250
 

@@ -28,6 +28,8 @@ use tokio::sync::{broadcast, watch};
 /// Visits kept for retry at most when the database keeps failing; past that the
 /// oldest are dropped (and counted), so memory stays bounded.
 const MAX_PENDING: usize = 1_000_000;
+/// Queue room a capture buffer takes at a time (see [`Analytics`]).
+const RESERVE: usize = 64;
 /// Live-feed messages a slow subscriber may fall behind by before it skips some.
 const LIVE_BUFFER: usize = 4096;
 
@@ -52,9 +54,11 @@ pub struct PipelineStats {
 /// The capture side, shared by every redirect.
 pub struct Analytics {
     shards: Box<[Mutex<RawBatch>]>,
-    /// Visits each buffer holds at most: the queue's capacity split evenly, so that
-    /// the check needs no counter shared between threads.
-    shard_capacity: usize,
+    /// Room taken in the queue, in whole [`RESERVE`]s: a buffer takes a reserve when
+    /// it starts on one, so the counter shared by every thread moves once per
+    /// `RESERVE` visits, not once per visit.
+    reserved: AtomicUsize,
+    capacity: usize,
     dropped: AtomicU64,
     stored: AtomicU64,
     live: broadcast::Sender<Arc<LiveVisit>>,
@@ -67,15 +71,17 @@ thread_local! {
 static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
 
 impl Analytics {
-    /// A queue that holds about `capacity` visits between drains, in
-    /// [`shard_count`] buffers of `capacity / shard_count()` (rounded up).
+    /// A queue that holds `capacity` visits between drains (a buffer that has begun a
+    /// [`RESERVE`] may finish it, so at most `RESERVE - 1` more per buffer).
     pub fn new(capacity: usize) -> Arc<Self> {
-        let shards = shard_count();
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let shards = (threads * 2).next_power_of_two();
         Arc::new(Self {
             shards: (0..shards)
                 .map(|_| Mutex::new(RawBatch::default()))
                 .collect(),
-            shard_capacity: capacity.div_ceil(shards),
+            reserved: AtomicUsize::new(0),
+            capacity,
             dropped: AtomicU64::new(0),
             stored: AtomicU64::new(0),
             live: broadcast::channel(LIVE_BUFFER).0,
@@ -95,7 +101,10 @@ impl Analytics {
         let mut batch = self.shards[shard & (self.shards.len() - 1)]
             .lock()
             .expect("visit shard poisoned");
-        if batch.len() >= self.shard_capacity {
+        if batch.len().is_multiple_of(RESERVE)
+            && self.reserved.fetch_add(RESERVE, Ordering::Relaxed) + RESERVE > self.capacity
+        {
+            self.reserved.fetch_sub(RESERVE, Ordering::Relaxed);
             drop(batch);
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
@@ -112,7 +121,11 @@ impl Analytics {
                 // The next drain's buffer starts as big as this one ended: no regrowing
                 // on the redirect path.
                 let next = RawBatch::with_capacity_of(&batch);
-                batches.push(std::mem::replace(&mut *batch, next));
+                let taken = std::mem::replace(&mut *batch, next);
+                drop(batch);
+                self.reserved
+                    .fetch_sub(taken.len().div_ceil(RESERVE) * RESERVE, Ordering::Relaxed);
+                batches.push(taken);
             }
         }
         batches
@@ -151,13 +164,6 @@ impl Analytics {
             }));
         }
     }
-}
-
-/// The number of capture buffers: twice the threads that may capture at once, rounded
-/// up to a power of two.
-pub fn shard_count() -> usize {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    (threads * 2).next_power_of_two()
 }
 
 /// A visit as the live feed sends it (no id: it is not stored yet).
@@ -293,19 +299,21 @@ mod tests {
 
     #[test]
     fn a_full_queue_drops_and_counts_instead_of_waiting() {
-        // Three visits a buffer; this thread uses one buffer.
-        let analytics = Analytics::new(3 * shard_count());
-        for link in 0..5 {
+        let analytics = Analytics::new(2 * RESERVE);
+        for link in 0..3 * RESERVE as i64 {
+            analytics.capture(link, raw(link));
+        }
+        assert_eq!(analytics.stats().queued, 2 * RESERVE);
+        assert_eq!(analytics.stats().dropped, RESERVE as u64);
+        let taken = analytics.take();
+        assert_eq!(taken.iter().map(RawBatch::len).sum::<usize>(), 2 * RESERVE);
+        assert_eq!(analytics.stats().queued, 0);
+        // Room again once drained.
+        for link in 0..3 {
             analytics.capture(link, raw(link));
         }
         assert_eq!(analytics.stats().queued, 3);
-        assert_eq!(analytics.stats().dropped, 2);
-        assert_eq!(analytics.take().iter().map(RawBatch::len).sum::<usize>(), 3);
-        assert_eq!(analytics.stats().queued, 0);
-        // Room again once drained.
-        analytics.capture(9, raw(9));
-        assert_eq!(analytics.stats().queued, 1);
-        assert_eq!(analytics.stats().dropped, 2);
+        assert_eq!(analytics.stats().dropped, RESERVE as u64);
     }
 
     #[test]

@@ -225,6 +225,10 @@ async fn stats_count_every_breakdown_exactly() {
         breakdown(&stats, "languages"),
         pairs(&[("en", 4), ("sv", 2)])
     );
+    assert_eq!(
+        breakdown(&stats, "sources"),
+        pairs(&[("link", 5), ("qr", 1)])
+    );
 
     // Hourly buckets in another time zone still sum to the humans.
     let (status, hourly) = get_json(

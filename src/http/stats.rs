@@ -91,6 +91,8 @@ pub struct Stats {
     pub os: Vec<Ranked>,
     pub devices: Vec<Ranked>,
     pub languages: Vec<Ranked>,
+    /// How visitors came: `link` (the short URL) or `qr` (scanned the link's QR code).
+    pub sources: Vec<Ranked>,
     /// The most visited links (humans and bots); only in `GET /api/v1/stats`.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
@@ -313,6 +315,7 @@ fn build_stats(rows: StatsRows, query: &StatsQuery) -> Result<Stats, ApiError> {
         os: ranked(&rows.dims, "os"),
         devices: ranked(&rows.dims, "device"),
         languages: ranked(&rows.dims, "language"),
+        sources: ranked(&rows.dims, "source"),
         top_links: None,
     })
 }

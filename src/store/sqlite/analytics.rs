@@ -28,8 +28,9 @@ const HOUR_S: i64 = 3600;
 const DAY_S: i64 = 86_400;
 
 /// The dimensions visits are broken down by, as stored in `visit_dims.dim`.
-pub const DIMENSIONS: [&str; 8] = [
-    "country", "region", "city", "referrer", "browser", "os", "device", "language",
+/// `source` is how the visitor came: `link` or `qr` (scanned the link's QR code).
+pub const DIMENSIONS: [&str; 9] = [
+    "country", "region", "city", "referrer", "browser", "os", "device", "language", "source",
 ];
 
 fn floor_to(seconds: i64, unit: i64) -> i64 {
@@ -37,7 +38,7 @@ fn floor_to(seconds: i64, unit: i64) -> i64 {
 }
 
 /// The values a profile contributes to each dimension ('' when unknown).
-fn dimension_values(profile: &Profile) -> [&str; 8] {
+fn dimension_values(profile: &Profile) -> [&str; 9] {
     fn text(value: &Option<String>) -> &str {
         value.as_deref().unwrap_or("")
     }
@@ -50,6 +51,7 @@ fn dimension_values(profile: &Profile) -> [&str; 8] {
         profile.os,
         profile.device,
         text(&profile.language),
+        if profile.qr { "qr" } else { "link" },
     ]
 }
 
@@ -72,9 +74,9 @@ fn insert_blocks(conn: &Connection, blocks: &[EncodedBlock]) -> rusqlite::Result
 
 fn add_rollups(conn: &Connection, groups: &[VisitGroup]) -> rusqlite::Result<()> {
     let mut hours: BTreeMap<(i64, i64), (i64, i64)> = BTreeMap::new();
-    // Human visits are first counted per (link, day, all eight values), then spread
+    // Human visits are first counted per (link, day, all nine values), then spread
     // over the dimensions: a batch is a few visitor profiles with many visits each.
-    let mut profiles: HashMap<(i64, i64, [&str; 8]), i64> = HashMap::new();
+    let mut profiles: HashMap<(i64, i64, [&str; 9]), i64> = HashMap::new();
     for group in groups {
         let profile = &group.profile;
         let link = profile.link_id;

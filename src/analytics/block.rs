@@ -58,11 +58,11 @@ pub struct BlockProfile<'a> {
 }
 
 impl BlockProfile<'_> {
-    /// The listed form of a visit with this profile.
-    pub fn visit(&self, id: i64, at_ms: i64) -> StoredVisit {
+    /// The listed form of a visit with this profile (`id`: `None` in the live feed).
+    pub fn visit(&self, id: Option<i64>, at_ms: i64) -> StoredVisit {
         let text = |value: Option<&str>| value.map(str::to_owned);
         StoredVisit {
-            id: Some(id),
+            id,
             at: format_ms(at_ms),
             bot: self.bot,
             qr: self.qr,
@@ -175,7 +175,8 @@ pub fn encode_groups(groups: &[VisitGroup]) -> Vec<EncodedBlock> {
         .collect()
 }
 
-fn block_profile<'a>(profile: &'a Profile, ip: Option<&'a str>) -> BlockProfile<'a> {
+/// `profile` as a block stores it; `ip` is its address as text.
+pub fn block_profile<'a>(profile: &'a Profile, ip: Option<&'a str>) -> BlockProfile<'a> {
     BlockProfile {
         bot: profile.bot,
         qr: profile.qr,
@@ -307,7 +308,7 @@ mod tests {
                 (1_000_300, "Firefox", Some("89.160.20.0")),
             ]
         );
-        let listed = decoded.profiles[0].visit(5, 1_000_100);
+        let listed = decoded.profiles[0].visit(Some(5), 1_000_100);
         assert_eq!(listed.city.as_deref(), Some("Linköping"));
         assert_eq!(listed.id, Some(5));
     }

@@ -213,9 +213,10 @@ impl Enricher {
 
     /// Derives everything analytics keep about one visitor.
     pub fn enrich(&self, raw: &RawProfile) -> Profile {
-        let agent = agent::classify(raw.user_agent.as_deref().unwrap_or(""));
-        let location = self.locate(raw.client);
-        self.assemble(raw, agent, location)
+        let mut batch = RawBatch::default();
+        batch.push(0, raw.as_ref());
+        let mut groups = self.enrich_batch(vec![batch]);
+        groups.pop().expect("one visit makes one group").profile
     }
 
     /// Enriches drained batches: each distinct user agent, language, referrer and
@@ -293,35 +294,6 @@ impl Enricher {
             .map(|geo| geo.lookup(client))
             .unwrap_or_default()
     }
-
-    fn assemble(&self, raw: &RawProfile, agent: agent::Agent, location: Location) -> Profile {
-        let language = raw
-            .accept_language
-            .as_deref()
-            .and_then(language::primary_language)
-            .map(|language| language.as_str().to_owned());
-        let (referrer_host, referrer_url) = self.referrer(raw.referer.as_deref());
-        let Location {
-            country,
-            region,
-            city,
-        } = location;
-        Profile {
-            link_id: raw.link_id,
-            browser: agent.browser,
-            os: agent.os,
-            device: agent.device,
-            bot: agent.bot,
-            language,
-            referrer_host,
-            referrer_url,
-            country,
-            region,
-            city,
-            ip: self.ip.apply(raw.client),
-            qr: raw.qr,
-        }
-    }
 }
 
 const AGENT: usize = 0;
@@ -371,8 +343,9 @@ impl<V: std::hash::Hash + Eq + Clone> Table<V> {
 /// What a drain's header values and addresses mean, each worked out once.
 #[derive(Debug, Default)]
 struct Memo {
-    /// Derived value index by header text, per role.
-    by_text: [HashMap<Option<Box<str>>, u32>; 3],
+    /// Derived value index by header text, per role, and for an absent header.
+    by_text: [HashMap<Box<str>, u32>; 3],
+    absent: [Option<u32>; 3],
     agents: Table<agent::Agent>,
     /// (host, full URL when kept).
     referrers: Table<(Option<String>, Option<String>)>,
@@ -384,7 +357,11 @@ struct Memo {
 impl Memo {
     /// The derived value index of a header text (`None`: absent) in `role`.
     fn meaning(&mut self, enricher: &Enricher, role: usize, text: Option<&str>) -> u32 {
-        if let Some(&id) = self.by_text[role].get(&text.map(Box::from)) {
+        let known = match text {
+            Some(text) => self.by_text[role].get(text).copied(),
+            None => self.absent[role],
+        };
+        if let Some(id) = known {
             return id;
         }
         let id = match role {
@@ -395,7 +372,12 @@ impl Memo {
                     .map(|language| language.as_str().to_owned()),
             ),
         };
-        self.by_text[role].insert(text.map(Box::from), id);
+        match text {
+            Some(text) => {
+                self.by_text[role].insert(text.into(), id);
+            }
+            None => self.absent[role] = Some(id),
+        }
         id
     }
 

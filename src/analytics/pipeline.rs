@@ -16,8 +16,9 @@
 //! kept and retried with the next one, so a database hiccup loses nothing; on shutdown
 //! the last batch is written before the process exits.
 
+use super::block;
 use super::enrich::{Enricher, Profile, RawBatch, RawProfileRef, VisitGroup};
-use crate::domain::link::{LinkId, format_ms};
+use crate::domain::link::LinkId;
 use crate::store::{AnalyticsStore, StoredVisit};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -167,23 +168,9 @@ impl Analytics {
 }
 
 /// A visit as the live feed sends it (no id: it is not stored yet).
-pub fn live_form(profile: &Profile, at_ms: i64) -> StoredVisit {
-    StoredVisit {
-        id: None,
-        at: format_ms(at_ms),
-        bot: profile.bot,
-        qr: profile.qr,
-        browser: profile.browser.to_owned(),
-        os: profile.os.to_owned(),
-        device: profile.device.to_owned(),
-        language: profile.language.clone(),
-        referrer_host: profile.referrer_host.clone(),
-        referrer_url: profile.referrer_url.clone(),
-        country: profile.country.clone(),
-        region: profile.region.clone(),
-        city: profile.city.clone(),
-        ip: profile.ip.map(|ip| ip.to_string()),
-    }
+fn live_form(profile: &Profile, at_ms: i64) -> StoredVisit {
+    let ip = profile.ip.map(|ip| ip.to_string());
+    block::block_profile(profile, ip.as_deref()).visit(None, at_ms)
 }
 
 fn visit_count(groups: &[VisitGroup]) -> usize {

@@ -334,8 +334,8 @@ async fn link_for(
 /// Visit stats of one link.
 ///
 /// A series of human visits per `interval` in `tz`, totals (humans and bots apart) and
-/// breakdowns of human visits by country, region, city, referrer, browser, OS, device
-/// and language. Without `from` and `to`: the last 30 days.
+/// breakdowns of human visits by country, region, city, referrer, browser, OS, device,
+/// language and source (link or QR code). Without `from` and `to`: the last 30 days.
 #[utoipa::path(
     get,
     path = "/api/v1/links/{code}/stats",

@@ -182,7 +182,7 @@ fn read_visits(
         for at in (0..end).rev().take(limit - visits.len()) {
             let (at_ms, profile) = decoded.visits[at];
             let visit_id = id << ID_SHIFT | at as i64;
-            visits.push(decoded.profiles[profile as usize].visit(visit_id, at_ms));
+            visits.push(decoded.profiles[profile as usize].visit(Some(visit_id), at_ms));
         }
     }
     Ok(visits)

@@ -72,6 +72,24 @@ fn insert_blocks(conn: &Connection, blocks: &[EncodedBlock]) -> rusqlite::Result
     Ok(())
 }
 
+/// Visit times (Unix ms) as runs of (period start in Unix s, visits) for periods of
+/// `unit` seconds: a group's visits mostly share an hour and a day, so a run is added
+/// to a rollup once instead of each visit.
+fn runs(times: &[i64], unit: i64) -> impl Iterator<Item = (i64, i64)> + '_ {
+    let mut periods = times
+        .iter()
+        .map(move |at_ms| floor_to(at_ms.div_euclid(1000), unit))
+        .peekable();
+    std::iter::from_fn(move || {
+        let period = periods.next()?;
+        let mut n = 1;
+        while periods.next_if_eq(&period).is_some() {
+            n += 1;
+        }
+        Some((period, n))
+    })
+}
+
 fn add_rollups(conn: &Connection, groups: &[VisitGroup]) -> rusqlite::Result<()> {
     let mut hours: BTreeMap<(i64, i64), (i64, i64)> = BTreeMap::new();
     // Human visits are first counted per (link, day, all nine values), then spread
@@ -80,47 +98,19 @@ fn add_rollups(conn: &Connection, groups: &[VisitGroup]) -> rusqlite::Result<()>
     for group in groups {
         let profile = &group.profile;
         let link = profile.link_id;
-        // Visits of a group mostly share an hour: count runs, then add each run once.
-        let mut run: Option<(i64, i64)> = None;
-        let flush = |run: Option<(i64, i64)>, hours: &mut BTreeMap<_, (i64, i64)>| {
-            if let Some((hour, n)) = run {
-                let counts = hours.entry((link, hour)).or_default();
-                if profile.bot {
-                    counts.1 += n;
-                } else {
-                    counts.0 += n;
-                }
-            }
-        };
-        for &at_ms in &group.times {
-            let hour = floor_to(at_ms.div_euclid(1000), HOUR_S);
-            match &mut run {
-                Some((current, n)) if *current == hour => *n += 1,
-                _ => {
-                    flush(run.take(), &mut hours);
-                    run = Some((hour, 1));
-                }
+        for (hour, n) in runs(&group.times, HOUR_S) {
+            let counts = hours.entry((link, hour)).or_default();
+            if profile.bot {
+                counts.1 += n;
+            } else {
+                counts.0 += n;
             }
         }
-        flush(run, &mut hours);
         if profile.bot {
             continue;
         }
         let values = dimension_values(profile);
-        let mut run: Option<(i64, i64)> = None;
-        for &at_ms in &group.times {
-            let day = floor_to(at_ms.div_euclid(1000), DAY_S);
-            match &mut run {
-                Some((current, n)) if *current == day => *n += 1,
-                _ => {
-                    if let Some((day, n)) = run.take() {
-                        *profiles.entry((link, day, values)).or_default() += n;
-                    }
-                    run = Some((day, 1));
-                }
-            }
-        }
-        if let Some((day, n)) = run {
+        for (day, n) in runs(&group.times, DAY_S) {
             *profiles.entry((link, day, values)).or_default() += n;
         }
     }
@@ -481,6 +471,14 @@ mod tests {
             }
             cursor = ids.last().copied();
         }
+    }
+
+    #[test]
+    fn runs_count_consecutive_visits_of_a_period() {
+        let times = [0, 999, 3_599_999, 3_600_000, 1_000, -1];
+        let found: Vec<(i64, i64)> = runs(&times, HOUR_S).collect();
+        assert_eq!(found, [(0, 3), (3600, 1), (0, 1), (-3600, 1)]);
+        assert_eq!(runs(&[], DAY_S).count(), 0);
     }
 
     #[tokio::test]

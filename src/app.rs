@@ -14,6 +14,7 @@ use crate::domain::key;
 use crate::domain::link::{UnixMillis, now_ms};
 use crate::domain::url::UrlPolicy;
 use crate::hosts::Hosts;
+use crate::http::connections::{self, ConnectionGate, ConnectionLimits};
 use crate::http::{self, AppState, Limits, Settings, Shared};
 use crate::store::{self, ApiKey, IdempotencyStore, NewApiKey, Stores, User};
 use anyhow::Context;
@@ -118,7 +119,11 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
             key_overrides: config.rate_limit_key_overrides.clone(),
         },
         anonymous_create: config.anonymous_create,
+        request_timeout: Duration::from_millis(config.request_timeout_ms),
+        header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
+        max_header_bytes: config.max_header_bytes,
     };
+    let connections = Arc::new(ConnectionGate::new(connection_limits(config)?));
     let codes = CodeAllocator::new(stores.meta.clone(), config.code_length)
         .await
         .context("loading the short-code key")?;
@@ -178,6 +183,7 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
         keys: Default::default(),
         hosts,
         analytics,
+        connections,
     });
     Ok((
         state,
@@ -190,6 +196,34 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
             retention,
         },
     ))
+}
+
+/// The connection caps: `max_connections` as configured, or derived from the open-file
+/// limit (raised to its hard maximum first).
+fn connection_limits(config: &Config) -> anyhow::Result<ConnectionLimits> {
+    let file_limit = connections::raise_file_limit();
+    let max_connections = match config.max_connections {
+        0 => connections::derived_max_connections(file_limit),
+        configured => {
+            if let Some(limit) = file_limit
+                && configured as u64 + connections::FILE_HEADROOM > limit
+            {
+                tracing::warn!(
+                    max_connections = configured,
+                    file_limit = limit,
+                    "max_connections leaves fewer than 64 file descriptors for the database; \
+                     raise the open-file limit (ulimit -n) or lower max_connections"
+                );
+            }
+            configured
+        }
+    };
+    tracing::debug!(max_connections, file_limit, "connection caps");
+    Ok(ConnectionLimits {
+        max_connections,
+        max_connections_per_client: config.max_connections_per_client,
+        trusted_proxies: config.trusted_proxy_nets().map_err(anyhow::Error::msg)?,
+    })
 }
 
 /// Periodic housekeeping: forgets idempotency keys older than their 24 hours.

@@ -69,6 +69,23 @@ pub struct Config {
     /// How long a graceful shutdown waits for in-flight requests, in seconds.
     #[serde(deserialize_with = "lenient")]
     pub shutdown_timeout_s: u64,
+    /// How long a request may take from its headers to its last body byte, and to its
+    /// answer, in milliseconds (a slow body gets 408).
+    #[serde(deserialize_with = "lenient")]
+    pub request_timeout_ms: u64,
+    /// How long a client may take to send a request's headers, in milliseconds; also
+    /// how long an idle keep-alive connection stays open.
+    #[serde(deserialize_with = "lenient")]
+    pub header_read_timeout_ms: u64,
+    /// Largest request line plus headers accepted, in bytes (larger: 431).
+    #[serde(deserialize_with = "lenient")]
+    pub max_header_bytes: usize,
+    /// Open connections in all (0: the open-file limit less a headroom).
+    #[serde(deserialize_with = "lenient")]
+    pub max_connections: usize,
+    /// Open connections per client address (0: no cap; trusted proxies are exempt).
+    #[serde(deserialize_with = "lenient")]
+    pub max_connections_per_client: usize,
     /// Proxies (CIDRs) whose `X-Forwarded-For` is believed for the client address.
     #[serde(deserialize_with = "string_list")]
     pub trusted_proxies: Vec<String>,
@@ -152,6 +169,11 @@ impl Default for Config {
             negative_cache_ttl_ms: 2000,
             click_flush_interval_ms: 1000,
             shutdown_timeout_s: 30,
+            request_timeout_ms: 10_000,
+            header_read_timeout_ms: 10_000,
+            max_header_bytes: 16 * 1024,
+            max_connections: 0,
+            max_connections_per_client: 128,
             trusted_proxies: Vec::new(),
             rate_limit_anonymous_per_minute: 60,
             rate_limit_user_per_minute: 1200,
@@ -228,6 +250,23 @@ click_flush_interval_ms = 1000
 
 # How long a graceful shutdown waits for in-flight requests, in seconds.
 shutdown_timeout_s = 30
+
+# Connections. A request must arrive whole (headers to last body byte) and be
+# answered within request_timeout_ms, or it gets 408 and its connection is closed;
+# this also bounds how long a stalled upload can hold up a shutdown.
+request_timeout_ms = 10000
+# Time to send a request's headers; also how long an idle keep-alive connection is
+# kept (set a proxy's upstream keep-alive timeout below it).
+header_read_timeout_ms = 10000
+# Largest request line plus headers, in bytes; larger requests get 431.
+max_header_bytes = 16384
+# Open connections in all; 0 derives it from the open-file limit (raised to its hard
+# maximum at start) less 64 descriptors for the database and logs, at most 16384.
+# Near the cap an address that holds 4 connections gets no more, so the last eighth
+# stays free for others (health checks, new visitors).
+max_connections = 0
+# Open connections per client address; 0: no cap. Trusted proxies are exempt.
+max_connections_per_client = 128
 
 # Proxies (CIDRs) whose X-Forwarded-For header is believed for the client address,
 # e.g. ["127.0.0.1/32", "10.0.0.0/8"]. From anyone else the header is ignored.
@@ -442,11 +481,25 @@ impl Config {
             ("max_body_bytes", self.max_body_bytes as u64),
             ("max_bulk_body_bytes", self.max_bulk_body_bytes as u64),
             ("click_flush_interval_ms", self.click_flush_interval_ms),
+            ("request_timeout_ms", self.request_timeout_ms),
+            ("header_read_timeout_ms", self.header_read_timeout_ms),
             ("cache_max_bytes", self.cache_max_bytes),
         ] {
             if value == 0 {
                 return invalid(format!("{name} must be greater than 0"));
             }
+        }
+        if !(1024..=1024 * 1024).contains(&self.max_header_bytes) {
+            return invalid(format!(
+                "max_header_bytes {} is outside 1024..=1048576",
+                self.max_header_bytes
+            ));
+        }
+        if self.max_connections != 0 && self.max_connections < 16 {
+            return invalid(format!(
+                "max_connections {} is below 16 (0 derives it from the open-file limit)",
+                self.max_connections
+            ));
         }
         self.trusted_proxy_nets().map_err(ConfigError::Invalid)?;
         crate::analytics::anonymize::IpRetention::parse(&self.analytics_ip).map_err(|_| {
@@ -614,7 +667,7 @@ mod tests {
         let from_file = Config::from_table(DEFAULT_TOML.parse().unwrap()).unwrap();
         let defaults = Config::default();
         assert_eq!(format!("{from_file:?}"), format!("{defaults:?}"));
-        assert_eq!(Config::keys().len(), 33);
+        assert_eq!(Config::keys().len(), 38);
     }
 
     #[test]

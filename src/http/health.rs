@@ -100,6 +100,18 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "Entries in the redirect cache.",
         entries,
     );
+    metric(
+        "hop_connections_open",
+        "gauge",
+        "HTTP connections open now.",
+        state.connections.open() as u64,
+    );
+    metric(
+        "hop_connections_max",
+        "gauge",
+        "The cap on open HTTP connections (max_connections).",
+        state.connections.limits().max_connections as u64,
+    );
     if let Some(analytics) = &state.analytics {
         let stats = analytics.stats();
         metric(
@@ -119,6 +131,17 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             "counter",
             "Visits dropped since start (queue full, or the database failing for long).",
             stats.dropped,
+        );
+    }
+    out.push_str(
+        "# HELP hop_connections_refused_total Connections closed on accept since start, by the cap that refused them.\n\
+         # TYPE hop_connections_refused_total counter\n",
+    );
+    for (refusal, count) in state.connections.refused() {
+        let _ = writeln!(
+            out,
+            "hop_connections_refused_total{{limit=\"{}\"}} {count}",
+            refusal.as_str()
         );
     }
     (

@@ -10,6 +10,7 @@
 //! - `GET /openapi.json`, `GET /docs`: [`openapi`], the published contract
 
 pub mod auth;
+pub mod connections;
 pub mod domains;
 pub mod extract;
 pub mod health;
@@ -59,6 +60,11 @@ pub struct Settings {
     pub limits: Limits,
     /// Whether links may be created without an API key.
     pub anonymous_create: bool,
+    /// Headers to last body byte and answer (`request_timeout_ms`).
+    pub request_timeout: std::time::Duration,
+    /// Headers, and an idle keep-alive connection (`header_read_timeout_ms`).
+    pub header_read_timeout: std::time::Duration,
+    pub max_header_bytes: usize,
 }
 
 impl Settings {
@@ -105,6 +111,8 @@ pub struct Shared {
     pub analytics: Option<Arc<crate::analytics::pipeline::Analytics>>,
     /// The default host and the registered domains, for `Host` → domain.
     pub hosts: Arc<crate::hosts::Hosts>,
+    /// Open connections and their caps.
+    pub connections: Arc<connections::ConnectionGate>,
 }
 
 impl AppState {

@@ -40,6 +40,8 @@ pub enum ApiError {
     IdempotencyKeyInUse,
     #[error("request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
+    #[error("the request did not arrive whole within {0} ms; the connection is closed")]
+    RequestTimeout(u64),
     #[error(transparent)]
     Invalid(#[from] DraftError),
     #[error("alias `{0}` is already taken")]
@@ -151,6 +153,11 @@ impl ApiError {
                 S::PAYLOAD_TOO_LARGE,
                 "body-too-large",
                 "Request body is too large",
+            ),
+            Self::RequestTimeout(_) => (
+                S::REQUEST_TIMEOUT,
+                "request-timeout",
+                "Request took too long to arrive",
             ),
             Self::Invalid(e) => match e {
                 DraftError::Url(_) => (S::BAD_REQUEST, "invalid-url", "URL is not allowed"),

@@ -187,7 +187,25 @@ pub struct HopProcess {
 impl HopProcess {
     /// Starts `hop serve` on a free port with JSON logs and waits until it serves.
     pub fn start(data_dir: &Path, extra_env: &[(&str, &str)]) -> Self {
-        let mut command = Command::new(hop_binary());
+        Self::start_command(Command::new(hop_binary()), data_dir, extra_env)
+    }
+
+    /// Like [`HopProcess::start`], with the open-file limit (soft and hard) set to
+    /// `file_limit` by the shell that execs hop.
+    pub fn start_with_file_limit(
+        data_dir: &Path,
+        extra_env: &[(&str, &str)],
+        file_limit: u64,
+    ) -> Self {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -n {file_limit} && exec \"$0\" \"$@\""))
+            .arg(hop_binary());
+        Self::start_command(command, data_dir, extra_env)
+    }
+
+    fn start_command(mut command: Command, data_dir: &Path, extra_env: &[(&str, &str)]) -> Self {
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
             .arg("--data-dir")

@@ -87,11 +87,10 @@ pub fn open_stores(config: &Config) -> anyhow::Result<Stores> {
 pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
     let stores = open_stores(config)?;
     let base = config.public_base().map_err(anyhow::Error::msg)?;
-    let own_origins = base
-        .host_str()
-        .zip(base.port_or_known_default())
-        .map(|(host, port)| vec![(host.to_ascii_lowercase(), port)])
-        .unwrap_or_default();
+    let listen: std::net::SocketAddr = config
+        .listen
+        .parse()
+        .with_context(|| format!("listen `{}`", config.listen))?;
     let default_host = config.default_host().map_err(anyhow::Error::msg)?;
     let settings = Settings {
         base_url: base.as_str().trim_end_matches('/').to_owned(),
@@ -100,7 +99,8 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
         url_policy: UrlPolicy {
             allowed_schemes: config.allowed_schemes.clone(),
             max_len: config.max_url_length,
-            own_origins,
+            own_origins: own_origins(&base),
+            own_local_ports: vec![listen.port()],
         },
         redirect_cache_control: HeaderValue::from_str(&format!(
             "private, max-age={}",
@@ -198,6 +198,25 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
     ))
 }
 
+/// The base URL's host and port, which links must not point at (a loop): on both 80
+/// and 443 when the base uses a default port, since a proxy in front usually answers
+/// both. Any local address on the port hop listens on is hop too (`own_local_ports`:
+/// a visitor on this machine would loop; for everyone else such a link is broken).
+fn own_origins(base: &url::Url) -> Vec<(String, u16)> {
+    let (Some(host), Some(port)) = (base.host_str(), base.port_or_known_default()) else {
+        return Vec::new();
+    };
+    let ports: &[u16] = if base.port().is_none() {
+        &[80, 443]
+    } else {
+        &[port]
+    };
+    ports
+        .iter()
+        .map(|&port| (host.to_ascii_lowercase(), port))
+        .collect()
+}
+
 /// The connection caps: `max_connections` as configured, or derived from the open-file
 /// limit (raised to its hard maximum first).
 fn connection_limits(config: &Config) -> anyhow::Result<ConnectionLimits> {
@@ -282,10 +301,19 @@ pub async fn bootstrap_admin_key(stores: &Stores) -> anyhow::Result<Option<Strin
 /// (see [`run_server`]). On a database with no API key, creates an admin key and
 /// prints it once to stderr.
 pub async fn serve(
-    config: Config,
+    mut config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Port 0 asks the system for a free port; the default base URL and the loop check
+    // must name the port actually taken.
+    if config
+        .listen
+        .parse::<std::net::SocketAddr>()
+        .is_ok_and(|listen| listen.port() == 0)
+    {
+        config.listen = listener.local_addr()?.to_string();
+    }
     let (state, background) = build(&config).await?;
     if let Some(secret) = bootstrap_admin_key(&state.stores).await? {
         eprintln!(

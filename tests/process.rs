@@ -804,3 +804,42 @@ fn a_geoip_database_that_cannot_be_used_stops_the_start() {
     let error = run_err(&["serve", "--config", &config], d);
     assert!(error.contains("City database is needed"), "{error}");
 }
+
+#[tokio::test]
+async fn links_to_hop_itself_are_refused_in_every_spelling() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = new_key(dir.path(), true);
+    let server = HopProcess::start(dir.path(), &[("HOP_BASE_URL", "https://sho.rt")]);
+    let port: u16 = server.base.rsplit(':').next().unwrap().parse().unwrap();
+    let create = |url: String| {
+        let request = client()
+            .post(server.url("/api/v1/links"))
+            .bearer_auth(&key)
+            .json(&json!({ "url": url }));
+        async move { request.send().await.unwrap() }
+    };
+    for url in [
+        "http://sho.rt/x".to_owned(),
+        "https://sho.rt/x".to_owned(),
+        "https://SHO.RT./x".to_owned(),
+        format!("http://localhost:{port}/x"),
+        format!("http://127.0.0.1:{port}/x"),
+        format!("http://[::ffff:127.0.0.1]:{port}/x"),
+        format!("http://[::1]:{port}/x"),
+    ] {
+        let response = create(url.clone()).await;
+        assert_eq!(response.status(), 400, "{url}");
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["type"], "urn:hop:problem:invalid-url", "{url}");
+    }
+    // Another port of this machine, or another host, is another server.
+    let response = create(format!("http://localhost:{}/x", port.wrapping_add(1))).await;
+    assert_eq!(response.status(), 201);
+    let link: Value = response.json().await.unwrap();
+    assert!(
+        link["shortUrl"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://sho.rt/")
+    );
+}

@@ -353,6 +353,7 @@ mod tests {
             allowed_schemes: vec!["https".into(), "http".into()],
             max_len: 2048,
             own_origins: vec![],
+            own_local_ports: vec![],
         }
     }
 

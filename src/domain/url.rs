@@ -14,6 +14,9 @@ pub struct UrlPolicy {
     pub max_len: usize,
     /// `(host, port)` pairs that are hop itself; links to them would loop.
     pub own_origins: Vec<(String, u16)>,
+    /// Ports hop listens on: `localhost`, a loopback or an unspecified address (in any
+    /// spelling, `[::ffff:127.0.0.1]` too) on one of them is hop itself as well.
+    pub own_local_ports: Vec<u16>,
 }
 
 /// A validated redirect target. The string is what is stored and sent in `Location`:
@@ -64,13 +67,17 @@ impl TargetUrl {
         if !parsed.username().is_empty() || parsed.password().is_some() {
             return Err(UrlError::Credentials);
         }
-        if let Some(port) = parsed.port_or_known_default()
-            && policy
+        if let Some(port) = parsed.port_or_known_default() {
+            // `sho.rt.` is the same host as `sho.rt`.
+            let host = host.strip_suffix('.').unwrap_or(&host);
+            let own_origin = policy
                 .own_origins
                 .iter()
-                .any(|(own_host, own_port)| *own_host == host && *own_port == port)
-        {
-            return Err(UrlError::PointsAtHop);
+                .any(|(own_host, own_port)| own_host == host && *own_port == port);
+            let own_local = policy.own_local_ports.contains(&port) && is_local(&parsed);
+            if own_origin || own_local {
+                return Err(UrlError::PointsAtHop);
+            }
         }
         let stored = if raw.is_ascii() {
             raw.to_owned()
@@ -85,6 +92,27 @@ impl TargetUrl {
             normalised
         };
         Ok(Self(stored))
+    }
+}
+
+/// Whether the URL's host is this machine: `localhost` (and `*.localhost`), a loopback
+/// or unspecified address, IPv4-mapped IPv6 forms included. The URL parser has already
+/// turned other IPv4 spellings (`2130706433`, `0x7f.1`) into dotted form.
+fn is_local(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            name == "localhost" || name.ends_with(".localhost")
+        }
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback() || ip.is_unspecified(),
+        Some(url::Host::Ipv6(ip)) => {
+            ip.is_loopback()
+                || ip.is_unspecified()
+                || ip
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| v4.is_loopback() || v4.is_unspecified())
+        }
+        None => false,
     }
 }
 
@@ -126,6 +154,7 @@ mod tests {
             allowed_schemes: vec!["http".into(), "https".into()],
             max_len: 100,
             own_origins: vec![("127.0.0.1".into(), 8080), ("sho.rt".into(), 443)],
+            own_local_ports: vec![8080],
         }
     }
 
@@ -137,6 +166,9 @@ mod tests {
             "https://EXAMPLE.com/%7Efoo",
             "https://127.0.0.1:8081/",
             "https://sho.rt:8443/x",
+            // Other ports of this machine are other servers.
+            "http://localhost:3000/",
+            "http://[::ffff:127.0.0.1]:9000/x",
         ] {
             assert_eq!(TargetUrl::parse(raw, &policy()).unwrap().as_str(), raw);
         }
@@ -185,6 +217,31 @@ mod tests {
                 matches!(e, UrlError::PointsAtHop)
             }),
             ("https://SHO.RT/abc", |e| matches!(e, UrlError::PointsAtHop)),
+            ("https://sho.rt./abc", |e| {
+                matches!(e, UrlError::PointsAtHop)
+            }),
+            // hop's own port on any spelling of this machine.
+            ("http://localhost:8080/x", |e| {
+                matches!(e, UrlError::PointsAtHop)
+            }),
+            ("http://app.localhost:8080/x", |e| {
+                matches!(e, UrlError::PointsAtHop)
+            }),
+            ("http://127.1.2.3:8080/x", |e| {
+                matches!(e, UrlError::PointsAtHop)
+            }),
+            ("http://2130706433:8080/x", |e| {
+                matches!(e, UrlError::PointsAtHop)
+            }),
+            ("http://0.0.0.0:8080/x", |e| {
+                matches!(e, UrlError::PointsAtHop)
+            }),
+            ("http://[::1]:8080/x", |e| {
+                matches!(e, UrlError::PointsAtHop)
+            }),
+            ("http://[::ffff:127.0.0.1]:8080/x", |e| {
+                matches!(e, UrlError::PointsAtHop)
+            }),
             ("http://", |e| matches!(e, UrlError::NotAbsolute(_))),
         ];
         for (raw, check) in cases {

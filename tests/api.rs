@@ -1772,3 +1772,31 @@ async fn redirect_limits_per_client_behind_trusted_proxies() {
     assert_eq!(server.get_link("r").await.status(), 200);
     assert_eq!(server.get("/healthz").await.status(), 200);
 }
+
+#[tokio::test]
+async fn password_attempts_behind_a_proxy_are_limited_per_visitor() {
+    let server = TestServer::start_with(&[("HOP_TRUSTED_PROXIES", "127.0.0.1/32")]).await;
+    server
+        .create_ok(json!({"url": "https://example.com/vault", "alias": "vault", "password": "open sesame"}))
+        .await;
+    let post = |visitor: &'static str, password: &'static str| {
+        server
+            .client
+            .post(server.url("/vault"))
+            .header("x-forwarded-for", visitor)
+            .form(&[("password", password)])
+            .send()
+    };
+    // One visitor behind the proxy uses up its attempts...
+    for _ in 0..10 {
+        assert_eq!(post("203.0.113.9", "guess").await.unwrap().status(), 401);
+    }
+    assert_eq!(
+        post("203.0.113.9", "open sesame").await.unwrap().status(),
+        429
+    );
+    // ...and another visitor through the same proxy is not locked out.
+    let other = post("198.51.100.7", "open sesame").await.unwrap();
+    assert_eq!(other.status(), 303);
+    assert_eq!(other.headers()["location"], "https://example.com/vault");
+}

@@ -152,7 +152,10 @@ pub async fn submit_password(
     if let Some(gone) = unavailable(&state, &link, &code) {
         return negotiate(&headers, gone);
     }
-    if let Err(wait) = state.attempts.attempt(link.id, peer.ip()) {
+    // The same client address as every other limit: behind a trusted proxy the peer is
+    // the proxy, and limiting it would let one guesser lock everyone out of the link.
+    let client = super::ratelimit::request_client(&state, peer.ip(), &headers);
+    if let Err(wait) = state.attempts.attempt(link.id, client) {
         let mut response = negotiate(&headers, ApiError::TooManyAttempts(wait));
         if let Ok(value) = HeaderValue::from_str(&wait.to_string()) {
             response.headers_mut().insert(header::RETRY_AFTER, value);
@@ -177,7 +180,7 @@ pub async fn submit_password(
         link.id,
         &headers,
         Visitor {
-            client: super::ratelimit::request_client(&state, peer.ip(), &headers),
+            client,
             qr: uri.query() == Some(super::redirect::QR_MARKER),
         },
     );

@@ -137,6 +137,16 @@ async fn anonymous_links_belong_to_nobody_and_are_limited() {
     .await;
     assert_eq!(over.status(), 429);
     assert!(over.headers().contains_key("retry-after"));
+    // The headers describe the bucket that refused: 4 creates a minute, none left.
+    assert_eq!(over.headers()["ratelimit-limit"], "4");
+    assert_eq!(over.headers()["ratelimit-remaining"], "0");
+    // An API answer, so problem+json even for a client that accepts anything.
+    assert_eq!(
+        over.headers()["content-type"],
+        "application/problem+json",
+        "{:?}",
+        over.headers()
+    );
     // Keys have their own allowance.
     let with_key = server
         .create_as(&user, json!({"url": "https://example.com/k"}))

@@ -1800,3 +1800,62 @@ async fn password_attempts_behind_a_proxy_are_limited_per_visitor() {
     assert_eq!(other.status(), 303);
     assert_eq!(other.headers()["location"], "https://example.com/vault");
 }
+
+#[tokio::test]
+async fn html_answers_carry_security_headers_and_api_paths_answer_json() {
+    let server = TestServer::start().await;
+    server
+        .create_ok(
+            json!({"url": "https://example.com/safe", "alias": "safe", "password": "open sesame"}),
+        )
+        .await;
+    let page = |path: &'static str| {
+        server
+            .client
+            .get(server.url(path))
+            .header("accept", "text/html,*/*")
+            .send()
+    };
+    // hop's own pages: an unknown code (the fast path), an unknown page (the router),
+    // the password form (which must not be frameable).
+    for (path, status) in [("/nosuch1", 404), ("/x/y", 404), ("/safe", 200)] {
+        let response = page(path).await.unwrap();
+        assert_eq!(response.status(), status, "{path}");
+        let headers = response.headers();
+        assert!(
+            headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.starts_with("default-src 'none'"), "{path}: {csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["referrer-policy"], "no-referrer", "{path}");
+    }
+    // Swagger UI loads its own compiled-in assets only.
+    let docs = page("/docs/").await.unwrap();
+    assert_eq!(docs.status(), 200);
+    let csp = docs.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.starts_with("default-src 'self'"), "{csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(docs.headers()["x-frame-options"], "DENY");
+
+    // Under /api/ even a client that accepts anything gets problem+json.
+    let unknown = server.get("/api/v1/nope").await;
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(
+        unknown.headers()["content-type"],
+        "application/problem+json"
+    );
+    let problem: Value = unknown.json().await.unwrap();
+    assert_eq!(problem["type"], "urn:hop:problem:not-found");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("/openapi.json")
+    );
+}

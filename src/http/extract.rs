@@ -278,9 +278,7 @@ impl FromRequestParts<AppState> for Creator {
             .get::<ConnectInfo<SocketAddr>>()
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
         let client = super::ratelimit::request_client(state, peer, &parts.headers);
-        if let Some(limited) =
-            super::ratelimit::anonymous_create_limited(state, client, &parts.headers)
-        {
+        if let Some(limited) = super::ratelimit::anonymous_create_limited(state, client) {
             return Err(limited);
         }
         Ok(Creator::Anonymous)

@@ -150,7 +150,16 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn not_found(headers: HeaderMap) -> Response {
+/// An unknown path: a page for browsers, except under `/api/`, where every answer is
+/// problem+json whatever `Accept` says (programs often send `*/*`).
+async fn not_found(uri: axum::http::Uri, headers: HeaderMap) -> Response {
+    if uri.path().starts_with("/api/") {
+        return ApiError::NotFound(format!(
+            "no API endpoint at {}; GET /openapi.json lists them",
+            uri.path()
+        ))
+        .into_response();
+    }
     negotiate(&headers, ApiError::NotFound("no such page".into()))
 }
 
@@ -228,10 +237,38 @@ pub fn negotiate(headers: &HeaderMap, error: ApiError) -> Response {
         escape_html(&detail)
     );
     let mut response = (status, Html(page)).into_response();
+    secure_page(response.headers_mut());
     if let ApiError::Unavailable(cause) | ApiError::Internal(cause) = error {
         response.extensions_mut().insert(InternalCause(cause));
     }
     response
+}
+
+/// The headers every HTML page of hop's own carries (error pages, the password form):
+/// no script, no outside resource, inline styles only, never framed (the password form
+/// must not be clickjacked), never sniffed as another type, no referrer sent on.
+pub fn secure_page(headers: &mut HeaderMap) {
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    secure_common(headers);
+}
+
+/// What every HTML answer carries whatever its policy: `nosniff`, no framing (for
+/// browsers older than `frame-ancestors`), no referrer.
+pub fn secure_common(headers: &mut HeaderMap) {
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
 }
 
 /// Escapes text for HTML element content and attribute values.

@@ -274,9 +274,28 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/openapi.json", get(openapi_json))
         .merge(
-            SwaggerUi::new("/docs")
-                .config(utoipa_swagger_ui::Config::from("/openapi.json").try_it_out_enabled(true)),
+            Router::<AppState>::from(
+                SwaggerUi::new("/docs").config(
+                    utoipa_swagger_ui::Config::from("/openapi.json").try_it_out_enabled(true),
+                ),
+            )
+            .layer(axum::middleware::map_response(secure_docs)),
         )
+}
+
+/// Swagger UI's pages load only its own scripts and styles (compiled into the binary)
+/// and talk only to this server; it is never framed.
+async fn secure_docs(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; \
+             frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        ),
+    );
+    super::secure_common(headers);
+    response
 }
 
 /// The document, serialised once.

@@ -85,6 +85,7 @@ pub fn password_form(code: &str, error: Option<&str>) -> Response<Body> {
         escape_html(code)
     );
     let mut response = (status, Html(page)).into_response();
+    super::secure_page(response.headers_mut());
     // A form with an error must not be cached, nor a form that leads to a redirect.
     response
         .headers_mut()

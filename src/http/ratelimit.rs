@@ -90,16 +90,15 @@ pub async fn limit_api(
     } else {
         ApiError::RateLimited(decision.retry_after_s).into_response()
     };
-    add_headers(response.headers_mut(), &decision);
+    // A refusal from a narrower bucket inside (anonymous creates) describes that bucket.
+    if !response.headers().contains_key(LIMIT) {
+        add_headers(response.headers_mut(), &decision);
+    }
     response
 }
 
 /// The anonymous-create check, per client address: the 429 to send, if over.
-pub fn anonymous_create_limited(
-    state: &AppState,
-    client: IpAddr,
-    headers: &HeaderMap,
-) -> Option<Response<Body>> {
+pub fn anonymous_create_limited(state: &AppState, client: IpAddr) -> Option<Response<Body>> {
     let per_minute = state.settings.limits.anonymous_create;
     let decision = state.limiter.check(
         BucketKey::AnonymousCreate(client),
@@ -109,7 +108,8 @@ pub fn anonymous_create_limited(
     if decision.allowed {
         return None;
     }
-    let mut response = negotiate(headers, ApiError::RateLimited(decision.retry_after_s));
+    // An API route: problem+json whatever `Accept` says.
+    let mut response = ApiError::RateLimited(decision.retry_after_s).into_response();
     add_headers(response.headers_mut(), &decision);
     Some(response)
 }

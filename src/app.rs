@@ -6,6 +6,7 @@ use crate::analytics::anonymize::IpRetention;
 use crate::analytics::enrich::Enricher;
 use crate::analytics::geo::GeoIp;
 use crate::analytics::pipeline::{Analytics, PipelineConfig, run_pipeline, run_retention};
+use crate::blocklist::Blocklist;
 use crate::cache::LinkCache;
 use crate::clicks::{Clicks, run_click_writer};
 use crate::codes::CodeAllocator;
@@ -37,6 +38,8 @@ pub struct Background {
     analytics: Option<JoinHandle<()>>,
     /// Applies analytics retention.
     retention: Option<JoinHandle<()>>,
+    /// Rereads the blocklist files when they change.
+    blocklist_refresh: JoinHandle<()>,
 }
 
 impl Background {
@@ -45,6 +48,7 @@ impl Background {
         // Maintenance is idempotent and resumes on the next start.
         self.maintenance.abort();
         self.domain_refresh.abort();
+        self.blocklist_refresh.abort();
         if let Some(retention) = self.retention {
             retention.abort();
         }
@@ -124,6 +128,9 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
         max_header_bytes: config.max_header_bytes,
     };
     let connections = Arc::new(ConnectionGate::new(connection_limits(config)?));
+    let blocklist = Arc::new(Blocklist::load(
+        config.blocklist_files.iter().map(Into::into).collect(),
+    )?);
     let codes = CodeAllocator::new(stores.meta.clone(), config.code_length)
         .await
         .context("loading the short-code key")?;
@@ -184,7 +191,9 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
         hosts,
         analytics,
         connections,
+        blocklist,
     });
+    let blocklist_refresh = tokio::spawn(run_blocklist_refresh(state.clone()));
     Ok((
         state,
         Background {
@@ -194,6 +203,7 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
             domain_refresh,
             analytics: pipeline,
             retention,
+            blocklist_refresh,
         },
     ))
 }
@@ -243,6 +253,25 @@ fn connection_limits(config: &Config) -> anyhow::Result<ConnectionLimits> {
         max_connections_per_client: config.max_connections_per_client,
         trusted_proxies: config.trusted_proxy_nets().map_err(anyhow::Error::msg)?,
     })
+}
+
+/// Rereads the blocklist files every 5 seconds if they changed; a new list empties the
+/// redirect cache, whose entries carry the old list's verdict.
+async fn run_blocklist_refresh(state: AppState) {
+    if state.blocklist.is_empty() {
+        return;
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        let blocklist = state.blocklist.clone();
+        match tokio::task::spawn_blocking(move || blocklist.reload_if_changed()).await {
+            Ok(Ok(true)) => state.cache.clear(),
+            Ok(Ok(false)) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "blocklist not reloaded; the old one stays"),
+            Err(error) => tracing::error!(%error, "blocklist reload failed"),
+        }
+    }
 }
 
 /// Periodic housekeeping: forgets idempotency keys older than their 24 hours.

@@ -50,6 +50,9 @@ pub struct CachedLink {
     pub disabled: bool,
     /// Set for a password-protected link: GET shows a form, POST checks against it.
     pub password_hash: Option<Arc<str>>,
+    /// The target's host is on the blocklist (checked when the entry is made; a new
+    /// blocklist empties the cache).
+    pub blocked: bool,
 }
 
 impl CachedLink {
@@ -65,6 +68,7 @@ impl CachedLink {
             stored_clicks: link.clicks,
             disabled: link.disabled,
             password_hash: link.password_hash.as_deref().map(Arc::from),
+            blocked: false,
         })
     }
 
@@ -79,6 +83,7 @@ impl CachedLink {
             stored_clicks: record.limited_clicks,
             disabled: record.disabled,
             password_hash: record.password_hash.as_deref().map(Arc::from),
+            blocked: false,
         })
     }
 }
@@ -169,6 +174,11 @@ impl LinkCache {
 
     pub fn invalidate(&self, domain: &str, code: &str) {
         self.slots.remove(key(domain, code).as_ref());
+    }
+
+    /// Forgets every entry (what a new blocklist does: entries carry the old verdict).
+    pub fn clear(&self) {
+        self.slots.clear();
     }
 
     /// Estimated bytes in use and entry count.

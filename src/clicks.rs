@@ -188,6 +188,7 @@ mod tests {
             stored_clicks: 40,
             disabled: false,
             password_hash: None,
+            blocked: false,
         };
         let taken: usize = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..4)

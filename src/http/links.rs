@@ -309,16 +309,21 @@ pub struct ShortenBody {
 /// was already taken by a custom alias, so more than one is already rare.
 const MAX_CODE_ATTEMPTS: usize = 16;
 
-/// Refuses a target on one of the domains this server redirects for: the link would
-/// redirect to itself (or to another short link) in a loop. The base URL's own host
-/// is refused by the URL policy already; registered domains change at run time.
-fn refuse_own_domains(state: &AppState, url: &str) -> Result<(), ApiError> {
+/// Refuses a target that the domain rules cannot know about, since it changes at run
+/// time: a host on the blocklist, or one of the domains this server redirects for (the
+/// link would redirect to itself, or to another short link, in a loop; the base URL's
+/// own host is refused by the URL policy already).
+fn check_target(state: &AppState, url: &str) -> Result<(), ApiError> {
     let Ok(parsed) = url::Url::parse(url) else {
         return Ok(());
     };
     let Some(host) = parsed.host_str() else {
         return Ok(());
     };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if let Some(listed) = state.blocklist.blocked_by(bare) {
+        return Err(ApiError::BlockedTarget(listed.to_owned()));
+    }
     let authority = match parsed.port() {
         Some(port) => format!("{host}:{port}"),
         None => host.to_owned(),
@@ -398,7 +403,7 @@ pub async fn create(
 ) -> Result<Link, ApiError> {
     let now = now_ms();
     let draft = request.validate(&state.settings.url_policy, now)?;
-    refuse_own_domains(state, draft.url.as_str())?;
+    check_target(state, draft.url.as_str())?;
     let password_hash = match &draft.password {
         Some(password) => Some(hash_password(password.clone()).await?),
         None => None,
@@ -520,7 +525,7 @@ pub async fn create_links_bulk(
             }
             let site = site_of(&state, body.domain.as_deref())?;
             let draft = LinkRequest::from(body).validate(&state.settings.url_policy, now)?;
-            refuse_own_domains(&state, draft.url.as_str())?;
+            check_target(&state, draft.url.as_str())?;
             Ok((draft, site))
         });
         match draft {
@@ -1023,7 +1028,7 @@ pub async fn update_link(
         .into_request()?
         .validate(&state.settings.url_policy, now_ms())?;
     if let Some(url) = &changes.url {
-        refuse_own_domains(&state, url.as_str())?;
+        check_target(&state, url.as_str())?;
     }
     if let Some(password) = changes.password.take() {
         changes.password_hash = Some(match password {

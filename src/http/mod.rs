@@ -113,6 +113,8 @@ pub struct Shared {
     pub hosts: Arc<crate::hosts::Hosts>,
     /// Open connections and their caps.
     pub connections: Arc<connections::ConnectionGate>,
+    /// Hosts links may not point at.
+    pub blocklist: Arc<crate::blocklist::Blocklist>,
 }
 
 impl AppState {

@@ -76,6 +76,11 @@ pub enum ApiError {
     ClickLimit(String),
     #[error("link `{0}` has been disabled by its owner")]
     Disabled(String),
+    /// Neutral on purpose: the visitor learns nothing about the target or the list.
+    #[error("link `{0}` is not available")]
+    Blocked(String),
+    #[error("links to `{0}` are not allowed on this server")]
+    BlockedTarget(String),
     #[error("method not allowed on this path")]
     MethodNotAllowed,
     #[error("too many password attempts for this link; retry in {0} seconds")]
@@ -205,6 +210,8 @@ impl ApiError {
             Self::NotFound(_) => (S::NOT_FOUND, "not-found", "Not found"),
             Self::Expired(_) => (S::GONE, "link-expired", "Link has expired"),
             Self::Disabled(_) => (S::GONE, "link-disabled", "Link is disabled"),
+            Self::Blocked(_) => (S::GONE, "link-unavailable", "Link is unavailable"),
+            Self::BlockedTarget(_) => (S::BAD_REQUEST, "blocked-target", "Target is blocked"),
             Self::ClickLimit(_) => (
                 S::GONE,
                 "click-limit-reached",
@@ -252,6 +259,7 @@ impl ApiError {
             Self::InvalidHeader { header, .. } => Some(header),
             Self::Invalid(e) => Some(e.field()),
             Self::AliasTaken(_) => Some("alias"),
+            Self::BlockedTarget(_) => Some("url"),
             Self::InvalidDomain { field, .. } => Some(field),
             Self::UnknownDomain(_) => Some("domain"),
             Self::NotForAnonymous(field) => Some(field),

@@ -118,7 +118,7 @@ pub struct PasswordForm {
             (super::problem::Problem = "application/problem+json"), (String = "text/html"))),
         (status = 405, description = "The link is not password-protected", content(
             (super::problem::Problem = "application/problem+json"), (String = "text/html"))),
-        (status = 410, description = "The link is disabled, expired or out of clicks", content(
+        (status = 410, description = "The link is disabled, expired, out of clicks or its target is blocked", content(
             (super::problem::Problem = "application/problem+json"), (String = "text/html"))),
         (status = 429, description = "Too many attempts on this link from this client", content(
             (super::problem::Problem = "application/problem+json"), (String = "text/html"))),
@@ -199,7 +199,9 @@ pub async fn submit_password(
 
 /// Why a link cannot be followed now (disabled, expired, out of clicks), if so.
 pub fn unavailable(state: &AppState, link: &CachedLink, code: &str) -> Option<ApiError> {
-    if link.disabled {
+    if link.blocked {
+        Some(ApiError::Blocked(code.to_owned()))
+    } else if link.disabled {
         Some(ApiError::Disabled(code.to_owned()))
     } else if link.expires_at.is_some_and(|at| at <= now_ms()) {
         Some(ApiError::Expired(code.to_owned()))

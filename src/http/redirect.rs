@@ -203,7 +203,7 @@ const ROUTE: &str = "/{code}";
             content_type = "text/html", body = String),
         (status = 404, description = "No link with this code", content(
             (super::problem::Problem = "application/problem+json"), (String = "text/html"))),
-        (status = 410, description = "The link is disabled, expired or out of clicks", content(
+        (status = 410, description = "The link is disabled, expired, out of clicks or its target is blocked", content(
             (super::problem::Problem = "application/problem+json"), (String = "text/html"))),
         (status = 429, description = "Over the redirect rate limit for this client", content(
             (super::problem::Problem = "application/problem+json"), (String = "text/html"))),
@@ -304,7 +304,8 @@ async fn load(state: &AppState, site: &Site, code: &str) -> Result<Entry, ApiErr
     let domain = site.as_str();
     let entry = match state.stores.links.redirect_by_code(domain, code).await? {
         Some(record) => match CachedLink::from_record(&record) {
-            Some(cached) => {
+            Some(mut cached) => {
+                cached.blocked = state.blocklist.blocks_url(&record.url);
                 let cached = Arc::new(cached);
                 state.cache.insert_link(domain, code, cached.clone());
                 Entry::Link(cached)

@@ -1,0 +1,102 @@
+//! The target blocklist end to end: creates, bulk items and changes to a listed host
+//! are refused with nothing stored, and a link made before its host was listed stops
+//! redirecting once the file changes, with a page that names neither target nor list.
+
+mod common;
+
+use common::{TestServer, eventually};
+use serde_json::{Value, json};
+use std::io::Write;
+use std::time::Duration;
+
+#[tokio::test]
+async fn listed_hosts_are_refused_and_existing_links_to_them_stop() {
+    let mut list = tempfile::NamedTempFile::new().unwrap();
+    writeln!(list, "# phishing\nbad.example\n0.0.0.0 ads.tracker.example").unwrap();
+    list.flush().unwrap();
+    let path = list.path().to_str().unwrap().to_owned();
+    let server = TestServer::start_with(&[("HOP_BLOCKLIST_FILES", path.as_str())]).await;
+    let later = server
+        .create_ok(json!({"url": "https://later.example/offer", "alias": "offer"}))
+        .await;
+    let rows = server.link_rows();
+
+    for url in [
+        "https://bad.example/login",
+        "https://WWW.Bad.Example./login",
+        "http://ads.tracker.example:8080/pixel",
+    ] {
+        let response = server.create(json!({ "url": url })).await;
+        assert_eq!(response.status(), 400, "{url}");
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["type"], "urn:hop:problem:blocked-target", "{url}");
+        assert_eq!(problem["field"], "url");
+    }
+    let bulk: Value = server
+        .client
+        .post(server.url("/api/v1/links/bulk"))
+        .bearer_auth(&server.admin_key)
+        .json(&json!({"links": [{"url": "https://bad.example/a"}, {"url": "https://good.example/b"}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bulk["results"][0]["status"], 400);
+    assert_eq!(
+        bulk["results"][0]["problem"]["type"],
+        "urn:hop:problem:blocked-target"
+    );
+    assert_eq!(bulk["results"][1]["status"], 201);
+    let patch = server
+        .client
+        .patch(server.url("/api/v1/links/offer"))
+        .bearer_auth(&server.admin_key)
+        .json(&json!({"url": "https://sub.bad.example/"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patch.status(), 400);
+    // Only the good bulk item was stored; the link kept its target.
+    assert_eq!(server.link_rows(), rows + 1);
+    assert_eq!(server.get("/offer").await.status(), 302);
+
+    // Listing the host later stops the existing link within the reload interval.
+    writeln!(list, "later.example").unwrap();
+    list.flush().unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            server.get("/offer").await.status() == 410
+        })
+        .await
+    );
+    let page = server.get("/offer").await.text().await.unwrap();
+    assert!(!page.contains("later.example"), "{page}");
+    let problem: Value = server
+        .client
+        .get(server.url("/offer"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(problem["type"], "urn:hop:problem:link-unavailable");
+    assert_eq!(later["url"], "https://later.example/offer");
+}
+
+#[tokio::test]
+async fn an_unreadable_blocklist_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::test_config(
+        dir.path(),
+        &[("HOP_BLOCKLIST_FILES", "/nonexistent/blocklist.txt")],
+    );
+    let error = hop::app::build(&config).await.err().unwrap();
+    assert!(
+        format!("{error:#}").contains("/nonexistent/blocklist.txt"),
+        "{error:#}"
+    );
+}

@@ -1548,7 +1548,14 @@ async fn qr_codes_of_the_short_url() {
         let bytes = png.bytes().await.unwrap();
         assert_eq!(read_qr(&bytes), format!("{}/scan-me?qr", server.base));
         let width = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
-        assert!(width <= size && width > size / 2, "{width} for {size}");
+        let height = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
+        // The size asked for; only when that would give a module under 2 pixels, the
+        // smallest image that scans.
+        assert_eq!(width, height);
+        assert!(
+            width == size || (size == 64 && width > 64 && width < 96),
+            "{width} for {size}"
+        );
     }
     let svg = qr("", &admin).await.unwrap();
     assert_eq!(svg.headers()["content-type"], "image/svg+xml");
@@ -1559,11 +1566,8 @@ async fn qr_codes_of_the_short_url() {
         .and_then(|rest| rest.split('"').next())
         .and_then(|w| w.parse().ok())
         .unwrap();
-    // Whole pixels per module, so the image is at most the size asked for.
-    assert!(
-        text.contains("<svg") && width <= 256 && width > 128,
-        "{width}"
-    );
+    // Vector: exactly the size asked for.
+    assert!(text.contains("<svg") && width == 256, "{width}");
 
     for (query, parameter) in [
         ("?size=10", "size"),

@@ -1,9 +1,10 @@
 //! `GET /api/v1/links/{code}/qr`: a QR code of the link's short URL, as SVG or PNG.
 //!
 //! Rendered with a 4-module quiet zone (what scanners expect) and error correction
-//! level M. The PNG is drawn here from the module grid (8-bit greyscale, each module a
-//! whole number of pixels) rather than through an image library: the png crate alone
-//! is enough, and pixels stay crisp at any size.
+//! level M. Both images are drawn here from the module grid: the SVG as one path in a
+//! view box of the grid, exactly `size` on a side; the PNG in 8-bit greyscale, each
+//! module a whole number of pixels (at least 2, or scanners fail), exactly `size` on a
+//! side when that allows it. The png crate alone is enough; no image library.
 
 use super::AppState;
 use super::extract::{Caller, CodePath};
@@ -140,28 +141,49 @@ pub async fn link_qr(
     Ok(response)
 }
 
+/// An SVG exactly `size` pixels on a side: the module grid (quiet zone included) as
+/// the view box, so it scales to the size asked for and stays sharp at any zoom.
 fn render_svg(qr: &QrCode, size: u32) -> String {
-    qr.render::<qrcode::render::svg::Color>()
-        .quiet_zone(true)
-        .min_dimensions(size, size)
-        .max_dimensions(size, size)
-        .build()
+    use std::fmt::Write;
+    let modules = qr.width();
+    let total = modules + 2 * QUIET_ZONE;
+    let mut path = String::new();
+    for (index, color) in qr.to_colors().iter().enumerate() {
+        if *color == Color::Dark {
+            let (x, y) = (index % modules + QUIET_ZONE, index / modules + QUIET_ZONE);
+            let _ = write!(path, "M{x} {y}h1v1h-1z");
+        }
+    }
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"{size}\" \
+         height=\"{size}\" viewBox=\"0 0 {total} {total}\" shape-rendering=\"crispEdges\">\
+         <rect width=\"{total}\" height=\"{total}\" fill=\"#fff\"/>\
+         <path fill=\"#000\" d=\"{path}\"/></svg>"
+    )
 }
 
-/// A greyscale PNG of at most `size` pixels a side, each module a square of pixels.
+/// Pixels per module below which scanners start to fail.
+const MIN_MODULE_PIXELS: usize = 2;
+
+/// A greyscale PNG `size` pixels on a side, each module a square of whole pixels and
+/// the rest of the edge added to the quiet zone; when `size` cannot give every module
+/// [`MIN_MODULE_PIXELS`], the smallest image that does (a little over `size`), since an
+/// image that does not scan is no use at any size.
 fn render_png(qr: &QrCode, size: u32) -> Result<Vec<u8>, ApiError> {
     let modules = qr.width();
     let colors = qr.to_colors();
     let total = modules + 2 * QUIET_ZONE;
-    // Whole pixels per module; the smallest size still gives one pixel per module.
-    let scale = (size as usize / total).max(1);
-    let edge = total * scale;
+    let scale = (size as usize / total).max(MIN_MODULE_PIXELS);
+    let edge = (total * scale).max(size as usize);
+    // The pixels left over are split around the code, so it stays centred.
+    let margin = (edge - total * scale) / 2;
     let mut pixels = vec![255u8; edge * edge];
     for (index, color) in colors.iter().enumerate() {
         if *color == Color::Dark {
-            let (mx, my) = (index % modules + QUIET_ZONE, index / modules + QUIET_ZONE);
-            for y in my * scale..(my + 1) * scale {
-                pixels[y * edge + mx * scale..y * edge + (mx + 1) * scale].fill(0);
+            let x = margin + (index % modules + QUIET_ZONE) * scale;
+            let y = margin + (index / modules + QUIET_ZONE) * scale;
+            for row in y..y + scale {
+                pixels[row * edge + x..row * edge + x + scale].fill(0);
             }
         }
     }
@@ -179,4 +201,36 @@ fn render_png(qr: &QrCode, size: u32) -> Result<Vec<u8>, ApiError> {
         .finish()
         .map_err(|e| ApiError::Internal(format!("PNG encoding failed: {e}")))?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn svg_draws_every_dark_module_in_a_view_box_of_the_grid() {
+        let qr =
+            QrCode::with_error_correction_level(b"https://sho.rt/abc1234?qr", EcLevel::M).unwrap();
+        let svg = render_svg(&qr, 300);
+        let dark = qr.to_colors().iter().filter(|c| **c == Color::Dark).count();
+        assert_eq!(svg.matches("h1v1h-1z").count(), dark);
+        let total = qr.width() + 2 * QUIET_ZONE;
+        assert!(
+            svg.contains(&format!("viewBox=\"0 0 {total} {total}\"")),
+            "{svg}"
+        );
+        assert!(svg.contains("width=\"300\" height=\"300\""));
+    }
+
+    #[test]
+    fn png_is_the_size_asked_for_or_the_smallest_that_scans() {
+        let qr =
+            QrCode::with_error_correction_level(b"https://sho.rt/abc1234?qr", EcLevel::M).unwrap();
+        let total = (qr.width() + 2 * QUIET_ZONE) as u32;
+        for size in [64, 100, 256, 257, 2048] {
+            let png = render_png(&qr, size).unwrap();
+            let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
+            assert_eq!(width, size.max(total * MIN_MODULE_PIXELS as u32), "{size}");
+        }
+    }
 }

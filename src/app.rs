@@ -91,10 +91,9 @@ pub fn open_stores(config: &Config) -> anyhow::Result<Stores> {
 pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
     let stores = open_stores(config)?;
     let base = config.public_base().map_err(anyhow::Error::msg)?;
-    let listen: std::net::SocketAddr = config
-        .listen
-        .parse()
-        .with_context(|| format!("listen `{}`", config.listen))?;
+    let listen_port = config
+        .listen_port()
+        .with_context(|| format!("listen `{}` has no port", config.listen))?;
     let default_host = config.default_host().map_err(anyhow::Error::msg)?;
     let settings = Settings {
         base_url: base.as_str().trim_end_matches('/').to_owned(),
@@ -104,7 +103,7 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
             allowed_schemes: config.allowed_schemes.clone(),
             max_len: config.max_url_length,
             own_origins: own_origins(&base),
-            own_local_ports: vec![listen.port()],
+            own_local_ports: vec![listen_port],
         },
         redirect_cache_control: HeaderValue::from_str(&format!(
             "private, max-age={}",
@@ -336,11 +335,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     // Port 0 asks the system for a free port; the default base URL and the loop check
     // must name the port actually taken.
-    if config
-        .listen
-        .parse::<std::net::SocketAddr>()
-        .is_ok_and(|listen| listen.port() == 0)
-    {
+    if config.listen_port() == Some(0) {
         config.listen = listener.local_addr()?.to_string();
     }
     let (state, background) = build(&config).await?;

@@ -326,15 +326,24 @@ database = ""
 /// Why configuration could not be loaded; each message names the file, variable or key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}")]
     Read {
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("environment variable {var}: unknown setting `{key}`")]
-    UnknownEnv { var: String, key: String },
+    #[error(
+        "unknown setting(s) {}; `hop config default` lists every setting",
+        names.join(", ")
+    )]
+    Unknown { names: Vec<String> },
+    #[error("{source_name}: {message}")]
+    Value {
+        source_name: String,
+        message: String,
+    },
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }
@@ -367,10 +376,18 @@ impl Config {
                     .parse::<toml::Table>()
                     .map_err(|e| ConfigError::Parse {
                         path: path.to_owned(),
-                        message: e.to_string(),
+                        message: e.to_string().trim_end().to_owned(),
                     })?;
-                // Check the file alone first so that its errors point into the file.
-                Self::from_table(table.clone()).map_err(|message| ConfigError::Parse {
+                let unknown = unknown_file_keys(&table, &text);
+                if !unknown.is_empty() {
+                    return Err(ConfigError::Parse {
+                        path: path.to_owned(),
+                        message: ConfigError::Unknown { names: unknown }.to_string(),
+                    });
+                }
+                // Check the file alone first, from its text, so that an error names
+                // the line and the key.
+                check_file(&text).map_err(|message| ConfigError::Parse {
                     path: path.to_owned(),
                     message,
                 })?;
@@ -379,6 +396,9 @@ impl Config {
             None => None,
         };
         let known = Self::keys();
+        // Which source set each key last, so an error can name it.
+        let mut sources: Vec<(String, String)> = Vec::new();
+        let mut unknown_vars = Vec::new();
         for (var, value) in env {
             let Some(key) = var.strip_prefix(ENV_PREFIX) else {
                 continue;
@@ -395,9 +415,14 @@ impl Config {
             });
             match found {
                 Some((None, _)) => {
+                    sources.push((key.clone(), format!("environment variable {var}")));
                     table.insert(key, toml::Value::String(value));
                 }
                 Some((Some(section), name)) => {
+                    sources.push((
+                        format!("{section}.{name}"),
+                        format!("environment variable {var}"),
+                    ));
                     let entry = table
                         .entry(section.to_string())
                         .or_insert_with(|| toml::Value::Table(toml::Table::new()));
@@ -405,8 +430,17 @@ impl Config {
                         inner.insert(name.to_string(), toml::Value::String(value));
                     }
                 }
-                None => return Err(ConfigError::UnknownEnv { var, key }),
+                None => unknown_vars.push(var),
             }
+        }
+        if !unknown_vars.is_empty() {
+            unknown_vars.sort();
+            return Err(ConfigError::Unknown {
+                names: unknown_vars
+                    .into_iter()
+                    .map(|var| format!("environment variable {var}"))
+                    .collect(),
+            });
         }
         let flag_values = [
             ("listen", flags.listen.clone()),
@@ -420,20 +454,30 @@ impl Config {
         ];
         for (key, value) in flag_values {
             if let Some(value) = value {
+                sources.push((key.to_owned(), format!("flag --{}", key.replace('_', "-"))));
                 table.insert(key.into(), toml::Value::String(value));
             }
         }
-        let config = Self::from_table(table).map_err(|message| match source {
-            Some(path) => ConfigError::Invalid(format!(
-                "{message} (after applying {} and HOP_* variables)",
-                path.display()
-            )),
-            None => ConfigError::Invalid(message),
-        })?;
+        let config = serde_path_to_error::deserialize::<_, Config>(toml::Value::Table(table))
+            .map_err(|error| {
+                let key = error.path().to_string();
+                let source_name = sources
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, source)| source.clone())
+                    .or_else(|| source.map(|path| format!("config file {}", path.display())))
+                    .unwrap_or_else(|| "configuration".to_owned());
+                ConfigError::Value {
+                    source_name,
+                    message: format!("`{key}`: {}", error.inner().message()),
+                }
+            })?;
         config.validate()?;
         Ok(config)
     }
 
+    #[cfg(test)]
     fn from_table(table: toml::Table) -> Result<Self, String> {
         Config::deserialize(toml::Value::Table(table)).map_err(|e| e.message().to_owned())
     }
@@ -455,9 +499,9 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |msg: String| Err(ConfigError::Invalid(msg));
-        if self.listen.parse::<SocketAddr>().is_err() {
+        if self.listen_port().is_none() {
             return invalid(format!(
-                "listen `{}` is not an address:port such as 127.0.0.1:8080",
+                "listen `{}` is not an address:port or host:port such as 127.0.0.1:8080 or localhost:8080",
                 self.listen
             ));
         }
@@ -562,6 +606,21 @@ impl Config {
         })
     }
 
+    /// The port of `listen` (an `address:port` or a `host:port` such as `localhost:8080`,
+    /// resolved when the socket is bound); `None` if `listen` is neither.
+    pub fn listen_port(&self) -> Option<u16> {
+        if let Ok(address) = self.listen.parse::<SocketAddr>() {
+            return Some(address.port());
+        }
+        let (host, port) = self.listen.rsplit_once(':')?;
+        let name_like = !host.is_empty()
+            && host.len() <= 253
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        name_like.then(|| port.parse().ok()).flatten()
+    }
+
     /// `trusted_proxies` parsed; a bare address counts as a single-address network.
     pub fn trusted_proxy_nets(&self) -> Result<Vec<ipnet::IpNet>, String> {
         self.trusted_proxies
@@ -584,6 +643,51 @@ impl Config {
             self.database_url.clone()
         }
     }
+}
+
+/// Deserialises a config file's text alone: an error names the line and the key.
+fn check_file(text: &str) -> Result<(), String> {
+    let deserializer = toml::de::Deserializer::parse(text).map_err(|e| e.to_string())?;
+    serde_path_to_error::deserialize::<_, Config>(deserializer)
+        .map(drop)
+        .map_err(|error| {
+            let line = error
+                .inner()
+                .span()
+                .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+            let at = line.map(|n| format!("line {n}, ")).unwrap_or_default();
+            format!("{at}`{}`: {}", error.path(), error.inner().message())
+        })
+}
+
+/// The keys of a config file that are not settings, each with its line, all at once.
+fn unknown_file_keys(table: &toml::Table, text: &str) -> Vec<String> {
+    let known = Config::keys();
+    let line_of = |key: &str| {
+        text.lines()
+            .position(|line| {
+                let line = line.trim_start();
+                line.strip_prefix(key)
+                    .is_some_and(|rest| rest.trim_start().starts_with('='))
+            })
+            .map(|n| format!(" (line {})", n + 1))
+            .unwrap_or_default()
+    };
+    let mut unknown = Vec::new();
+    for (key, value) in table {
+        match value {
+            toml::Value::Table(inner) if known.iter().any(|(s, _)| *s == Some(key.as_str())) => {
+                for name in inner.keys() {
+                    if !known.contains(&(Some(key.as_str()), name.as_str())) {
+                        unknown.push(format!("`{key}.{name}`{}", line_of(name)));
+                    }
+                }
+            }
+            _ if known.contains(&(None, key.as_str())) => {}
+            _ => unknown.push(format!("`{key}`{}", line_of(key))),
+        }
+    }
+    unknown
 }
 
 /// Deserialises a number or boolean from its native TOML form or from text.

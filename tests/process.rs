@@ -843,3 +843,80 @@ async fn links_to_hop_itself_are_refused_in_every_spelling() {
             .starts_with("https://sho.rt/")
     );
 }
+
+#[test]
+fn config_errors_name_their_source_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve_with = |file: Option<&str>, env: &[(&str, &str)]| {
+        let mut command = Command::new(hop_binary());
+        command.arg("serve").arg("--data-dir").arg(dir.path());
+        if let Some(text) = file {
+            let path = dir.path().join("hop.toml");
+            std::fs::write(&path, text).unwrap();
+            command.arg("--config").arg(path);
+        }
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let output = command.output().unwrap();
+        assert!(!output.status.success());
+        String::from_utf8(output.stderr).unwrap()
+    };
+    // A wrong type names the line and the key.
+    let message = serve_with(Some("log_level = \"info\"\nlisten = 5\n"), &[]);
+    assert!(message.contains("line 2, `listen`"), "{message}");
+    // Every unknown key at once, each with its line.
+    let message = serve_with(Some("foo = 1\nbar = 2\n[geoip]\ndatabse = \"x\"\n"), &[]);
+    for part in [
+        "`foo` (line 1)",
+        "`bar` (line 2)",
+        "`geoip.databse` (line 4)",
+    ] {
+        assert!(message.contains(part), "{part} in {message}");
+    }
+    // A bad environment value names the variable.
+    let message = serve_with(None, &[("HOP_ANONYMOUS_CREATE", "yes")]);
+    assert!(
+        message.contains("environment variable HOP_ANONYMOUS_CREATE") && message.contains("yes"),
+        "{message}"
+    );
+    let message = serve_with(None, &[("HOP_FOO", "1"), ("HOP_BAR", "2")]);
+    assert!(
+        message.contains("HOP_FOO") && message.contains("HOP_BAR"),
+        "{message}"
+    );
+    // A missing file is reported once.
+    let output = Command::new(hop_binary())
+        .args(["serve", "--config", "/nonexistent/hop.toml"])
+        .output()
+        .unwrap();
+    let message = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(message.matches("No such file").count(), 1, "{message}");
+    assert!(message.contains("/nonexistent/hop.toml"), "{message}");
+}
+
+#[test]
+fn listen_takes_a_host_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(hop_binary())
+        .args(["serve", "--listen", "localhost:0", "--log-format", "json"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let serving = std::io::BufRead::lines(stdout)
+        .map_while(Result::ok)
+        .find(|line| line.contains("hop is serving"));
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = serving.expect("hop serves on localhost");
+    let value: Value = serde_json::from_str(&line).unwrap();
+    let listen = value["listen"].as_str().unwrap();
+    assert!(
+        listen.starts_with("127.0.0.1:") || listen.starts_with("[::1]:"),
+        "{listen}"
+    );
+}

@@ -1863,3 +1863,44 @@ async fn html_answers_carry_security_headers_and_api_paths_answer_json() {
             .contains("/openapi.json")
     );
 }
+
+#[tokio::test]
+async fn empty_patches_change_nothing_and_errors_speak_json() {
+    let server = TestServer::start().await;
+    let link = server
+        .create_ok(json!({"url": "https://example.com/p", "alias": "still"}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let patch = |body: Value| {
+        server
+            .client
+            .patch(server.url("/api/v1/links/still"))
+            .bearer_auth(&server.admin_key)
+            .json(&body)
+            .send()
+    };
+    let same: Value = patch(json!({})).await.unwrap().json().await.unwrap();
+    assert_eq!(same["updatedAt"], link["updatedAt"]);
+    assert_eq!(same["url"], link["url"]);
+    // Type errors name JSON types, not Rust ones.
+    for (body, words) in [
+        (json!({"maxClicks": "ten"}), "integer"),
+        (json!({"title": 5}), "string"),
+        (json!({"redirectType": 1.5}), "integer"),
+    ] {
+        let response = patch(body.clone()).await.unwrap();
+        assert_eq!(response.status(), 400, "{body}");
+        let problem: Value = response.json().await.unwrap();
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.contains(words), "{body}: {detail}");
+        for rust in ["u64", "u16", "i64", "u32"] {
+            assert!(!detail.contains(rust), "{body}: {detail}");
+        }
+    }
+    // On a page, quoted names are set as code, not shown with backticks.
+    let page = server.get("/nosuch9").await.text().await.unwrap();
+    assert!(
+        page.contains("<code>nosuch9</code>") && !page.contains('`'),
+        "{page}"
+    );
+}

@@ -318,6 +318,32 @@ pub struct LinkChanges {
     pub password_hash: Option<Option<String>>,
 }
 
+impl LinkChanges {
+    /// Whether the change names no field at all (`PATCH {}`).
+    pub fn is_empty(&self) -> bool {
+        let Self {
+            url,
+            title,
+            expires_at,
+            max_clicks,
+            redirect,
+            disabled,
+            tags,
+            password,
+            password_hash,
+        } = self;
+        url.is_none()
+            && title.is_none()
+            && expires_at.is_none()
+            && max_clicks.is_none()
+            && redirect.is_none()
+            && disabled.is_none()
+            && tags.is_none()
+            && password.is_none()
+            && password_hash.is_none()
+    }
+}
+
 impl PatchRequest {
     /// Validates every field present, by the same rules as a create.
     pub fn validate(self, policy: &UrlPolicy, now: UnixMillis) -> Result<LinkChanges, DraftError> {

@@ -82,13 +82,43 @@ pub fn parse_json_value<T: DeserializeOwned>(value: serde_json::Value) -> Result
     serde_path_to_error::deserialize(value).map_err(|error| {
         let path = error.path().to_string();
         let field = (path != "." && path != "?").then(|| path.clone());
-        let inner = error.into_inner();
+        let inner = plain_words(error.into_inner().to_string());
         let detail = match &field {
             Some(field) => format!("field `{field}`: {inner}"),
             None => format!("item: {inner}"),
         };
         ApiError::BadJson { detail, field }
     })
+}
+
+/// A serde message with Rust's type names (`expected u64`) in the words an API user
+/// knows (`expected a non-negative integer`).
+fn plain_words(message: String) -> String {
+    const NAMES: [(&str, &str); 12] = [
+        ("u8", "a non-negative integer"),
+        ("u16", "a non-negative integer"),
+        ("u32", "a non-negative integer"),
+        ("u64", "a non-negative integer"),
+        ("usize", "a non-negative integer"),
+        ("i8", "an integer"),
+        ("i16", "an integer"),
+        ("i32", "an integer"),
+        ("i64", "an integer"),
+        ("isize", "an integer"),
+        ("f32", "a number"),
+        ("f64", "a number"),
+    ];
+    let Some(at) = message.rfind("expected ") else {
+        return message;
+    };
+    let (head, tail) = message.split_at(at + "expected ".len());
+    let name_end = tail
+        .find(|c: char| !c.is_ascii_alphanumeric())
+        .unwrap_or(tail.len());
+    match NAMES.iter().find(|(rust, _)| *rust == &tail[..name_end]) {
+        Some((_, words)) => format!("{head}{words}{}", &tail[name_end..]),
+        None => message,
+    }
 }
 
 /// Parses `bytes` as `T`, describing the first problem with its JSON path.
@@ -112,6 +142,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let inner = error.into_inner();
         let syntax = inner.is_syntax() || inner.is_eof();
         let field = (path != "." && path != "?" && !syntax).then(|| path.clone());
+        let inner = plain_words(inner.to_string());
         let detail = if syntax {
             format!("request body is not valid JSON: {inner}")
         } else if let Some(field) = &field {
@@ -327,5 +358,25 @@ impl StrictQuery {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_words;
+
+    #[test]
+    fn rust_type_names_become_json_words() {
+        assert_eq!(
+            plain_words("invalid value: integer `-1`, expected u64".into()),
+            "invalid value: integer `-1`, expected a non-negative integer"
+        );
+        assert_eq!(
+            plain_words("invalid type: string \"x\", expected i64 at line 1 column 9".into()),
+            "invalid type: string \"x\", expected an integer at line 1 column 9"
+        );
+        let unchanged = "invalid type: integer `5`, expected a string";
+        assert_eq!(plain_words(unchanged.into()), unchanged);
+        assert_eq!(plain_words("expected u640".into()), "expected u640");
     }
 }

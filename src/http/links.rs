@@ -1037,6 +1037,10 @@ pub async fn update_link(
         });
     }
     let link = owned_link(&state, &caller, &site, &code).await?;
+    if changes.is_empty() {
+        // Nothing to change: nothing is written, and updatedAt stays.
+        return Ok(Json(LinkBody::new(link, &state)));
+    }
     let updated = state
         .stores
         .links

@@ -236,7 +236,7 @@ pub fn negotiate(headers: &HeaderMap, error: ApiError) -> Response {
          <title>{title}</title><style>body{{font-family:system-ui,sans-serif;max-width:32rem;\
          margin:4rem auto;padding:0 1rem;color:#222}}h1{{font-size:1.4rem}}</style></head>\
          <body><h1>{title}</h1><p>{}</p></body></html>",
-        escape_html(&detail)
+        detail_html(&detail)
     );
     let mut response = (status, Html(page)).into_response();
     secure_page(response.headers_mut());
@@ -273,6 +273,27 @@ pub fn secure_common(headers: &mut HeaderMap) {
     );
 }
 
+/// A problem's detail as HTML: escaped, with the `quoted` parts (codes, names, values,
+/// which the JSON form quotes in backticks) set as code rather than shown with their
+/// backticks.
+fn detail_html(detail: &str) -> String {
+    let escaped = escape_html(detail);
+    if !escaped.matches('`').count().is_multiple_of(2) {
+        return escaped;
+    }
+    let mut out = String::with_capacity(escaped.len() + 16);
+    for (index, part) in escaped.split('`').enumerate() {
+        if index % 2 == 1 {
+            out.push_str("<code>");
+            out.push_str(part);
+            out.push_str("</code>");
+        } else {
+            out.push_str(part);
+        }
+    }
+    out
+}
+
 /// Escapes text for HTML element content and attribute values.
 pub fn escape_html(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -299,5 +320,15 @@ mod tests {
             escape_html("<a href=\"x\">'&'</a>"),
             "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
         );
+    }
+
+    #[test]
+    fn quoted_parts_of_a_detail_become_code() {
+        assert_eq!(
+            detail_html("no link with code `a<b`"),
+            "no link with code <code>a&lt;b</code>"
+        );
+        // An odd backtick is text, not the start of code that never ends.
+        assert_eq!(detail_html("it`s"), "it`s");
     }
 }

@@ -13,7 +13,7 @@ use super::extract::{Caller, CodePath, StrictQuery, query_pairs};
 use super::links::{owned_link, site_of};
 use super::openapi::{BadRequest, NotFound};
 use super::problem::{ApiError, Problem};
-use crate::domain::link::{Link, now_ms};
+use crate::domain::link::{Link, format_ms, now_ms};
 use crate::store::{PeriodCounts, StatsRows, StatsScope, StoredVisit};
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
@@ -262,10 +262,9 @@ fn series(
             ));
         }
         buckets.push(Bucket {
-            start: start
-                .timestamp()
-                .display_with_offset(start.offset())
-                .to_string(),
+            // UTC with milliseconds, like every time hop answers with; the bucket is
+            // still the query's local hour, day, week or month.
+            start: format_ms(start.timestamp().as_millisecond()),
             clicks: sums
                 .get(&start.timestamp().as_second())
                 .copied()
@@ -301,8 +300,8 @@ fn build_stats(rows: StatsRows, query: &StatsQuery) -> Result<Stats, ApiError> {
         .clone()
         .fold((0, 0), |(h, b), p| (h + p.humans, b + p.bots));
     Ok(Stats {
-        from: query.from.to_string(),
-        to: query.to.to_string(),
+        from: format_ms(query.from.as_millisecond()),
+        to: format_ms(query.to.as_millisecond()),
         total: humans + bots,
         humans,
         bots,

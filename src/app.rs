@@ -125,6 +125,8 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
         request_timeout: Duration::from_millis(config.request_timeout_ms),
         header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
         max_header_bytes: config.max_header_bytes,
+        root_redirect: optional_header(&config.root_redirect)?,
+        not_found_redirect: optional_header(&config.not_found_redirect)?,
     };
     let connections = Arc::new(ConnectionGate::new(connection_limits(config)?));
     let blocklist = Arc::new(Blocklist::load(
@@ -204,6 +206,16 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
             retention,
             blocklist_refresh,
         },
+    ))
+}
+
+/// A configured URL as a `Location` value; `None` when empty.
+fn optional_header(url: &str) -> anyhow::Result<Option<HeaderValue>> {
+    if url.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(
+        HeaderValue::from_str(url).with_context(|| format!("`{url}`"))?,
     ))
 }
 

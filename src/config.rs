@@ -86,6 +86,10 @@ pub struct Config {
     /// Open connections per client address (0: no cap; trusted proxies are exempt).
     #[serde(deserialize_with = "lenient")]
     pub max_connections_per_client: usize,
+    /// Where `GET /` sends visitors (an http(s) URL); empty: 404.
+    pub root_redirect: String,
+    /// Where an unknown code or page sends browsers (an http(s) URL); empty: 404.
+    pub not_found_redirect: String,
     /// Files of hosts links may not point at (one host a line, or hosts-file lines).
     #[serde(deserialize_with = "string_list")]
     pub blocklist_files: Vec<String>,
@@ -178,6 +182,8 @@ impl Default for Config {
             max_connections: 0,
             max_connections_per_client: 128,
             blocklist_files: Vec::new(),
+            root_redirect: String::new(),
+            not_found_redirect: String::new(),
             trusted_proxies: Vec::new(),
             rate_limit_anonymous_per_minute: 60,
             rate_limit_user_per_minute: 1200,
@@ -271,6 +277,12 @@ max_header_bytes = 16384
 max_connections = 0
 # Open connections per client address; 0: no cap. Trusted proxies are exempt.
 max_connections_per_client = 128
+
+# Where visitors go instead of a 404: GET / (root_redirect), and an unknown code or
+# page (not_found_redirect; browsers only: API clients and requests that ask for
+# JSON still get the 404 problem). Absolute http(s) URLs; empty: the 404 page.
+root_redirect = ""
+not_found_redirect = ""
 
 # Files of hosts that links may not point at (phishing, malware, spam lists): one host
 # a line, or hosts-file lines such as "0.0.0.0 bad.example"; a '#' starts a comment. An
@@ -556,6 +568,21 @@ impl Config {
                 self.max_connections
             ));
         }
+        for (name, value) in [
+            ("root_redirect", &self.root_redirect),
+            ("not_found_redirect", &self.not_found_redirect),
+        ] {
+            if !value.is_empty() {
+                let ok = url::Url::parse(value).is_ok_and(|u| {
+                    matches!(u.scheme(), "http" | "https") && u.host_str().is_some()
+                }) && http::HeaderValue::from_str(value).is_ok();
+                if !ok {
+                    return invalid(format!(
+                        "{name} `{value}` must be an absolute http:// or https:// URL"
+                    ));
+                }
+            }
+        }
         self.trusted_proxy_nets().map_err(ConfigError::Invalid)?;
         crate::analytics::anonymize::IpRetention::parse(&self.analytics_ip).map_err(|_| {
             ConfigError::Invalid(format!(
@@ -782,7 +809,7 @@ mod tests {
         let from_file = Config::from_table(DEFAULT_TOML.parse().unwrap()).unwrap();
         let defaults = Config::default();
         assert_eq!(format!("{from_file:?}"), format!("{defaults:?}"));
-        assert_eq!(Config::keys().len(), 39);
+        assert_eq!(Config::keys().len(), 41);
     }
 
     #[test]

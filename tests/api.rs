@@ -1904,3 +1904,50 @@ async fn empty_patches_change_nothing_and_errors_speak_json() {
         "{page}"
     );
 }
+
+#[tokio::test]
+async fn root_and_not_found_redirects_send_visitors_somewhere_useful() {
+    let server = TestServer::start_with(&[
+        ("HOP_ROOT_REDIRECT", "https://example.com/home"),
+        ("HOP_NOT_FOUND_REDIRECT", "https://example.com/missing"),
+    ])
+    .await;
+    let root = server.get("/").await;
+    assert_eq!(root.status(), 302);
+    assert_eq!(root.headers()["location"], "https://example.com/home");
+    // An unknown code (twice: the second answer comes from the negative cache) and an
+    // unknown page send browsers on; programs asking for JSON still get the 404.
+    for path in ["/nosuch1", "/nosuch1", "/x/y"] {
+        let response = server.get(path).await;
+        assert_eq!(response.status(), 302, "{path}");
+        assert_eq!(
+            response.headers()["location"],
+            "https://example.com/missing"
+        );
+        assert_eq!(response.headers()["cache-control"], "no-store");
+    }
+    let json = server
+        .client
+        .get(server.url("/nosuch1"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json.status(), 404);
+    assert_eq!(server.get("/api/v1/nope").await.status(), 404);
+
+    let dir = tempfile::tempdir().unwrap();
+    let error = hop::config::Config::load(
+        None,
+        vec![(
+            "HOP_ROOT_REDIRECT".to_owned(),
+            "ftp://example.com".to_owned(),
+        )],
+        &hop::config::Overrides {
+            data_dir: Some(dir.path().to_owned()),
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("root_redirect"), "{error}");
+}

@@ -65,6 +65,10 @@ pub struct Settings {
     /// Headers, and an idle keep-alive connection (`header_read_timeout_ms`).
     pub header_read_timeout: std::time::Duration,
     pub max_header_bytes: usize,
+    /// Where `GET /` redirects (`root_redirect`), if set.
+    pub root_redirect: Option<HeaderValue>,
+    /// Where unknown codes and pages redirect browsers (`not_found_redirect`), if set.
+    pub not_found_redirect: Option<HeaderValue>,
 }
 
 impl Settings {
@@ -152,9 +156,19 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// An unknown path: a page for browsers, except under `/api/`, where every answer is
-/// problem+json whatever `Accept` says (programs often send `*/*`).
-async fn not_found(uri: axum::http::Uri, headers: HeaderMap) -> Response {
+/// An unknown path: a page for browsers (or `root_redirect` for `/`, and
+/// `not_found_redirect` for anything else), except under `/api/`, where every answer
+/// is problem+json whatever `Accept` says (programs often send `*/*`).
+async fn not_found(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    if uri.path() == "/"
+        && let Some(target) = &state.settings.root_redirect
+    {
+        return redirect_elsewhere(target);
+    }
     if uri.path().starts_with("/api/") {
         return ApiError::NotFound(format!(
             "no API endpoint at {}; GET /openapi.json lists them",
@@ -162,7 +176,26 @@ async fn not_found(uri: axum::http::Uri, headers: HeaderMap) -> Response {
         ))
         .into_response();
     }
-    negotiate(&headers, ApiError::NotFound("no such page".into()))
+    not_found_answer(&state, &headers, ApiError::NotFound("no such page".into()))
+}
+
+/// A 404 for a visitor: `not_found_redirect` when it is set and the client wants a
+/// page, else the error page or problem.
+pub fn not_found_answer(state: &AppState, headers: &HeaderMap, error: ApiError) -> Response {
+    match &state.settings.not_found_redirect {
+        Some(target) if !wants_json(headers) => redirect_elsewhere(target),
+        _ => negotiate(headers, error),
+    }
+}
+
+/// A temporary redirect to a configured page, not to be cached (the code or page that
+/// was missing may exist soon).
+fn redirect_elsewhere(target: &HeaderValue) -> Response {
+    let mut response = StatusCode::FOUND.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::LOCATION, target.clone());
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 async fn method_not_allowed() -> ApiError {

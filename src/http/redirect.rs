@@ -260,7 +260,7 @@ fn answer(
 ) -> Response<Body> {
     let link = match entry {
         Entry::Link(link) => link,
-        Entry::Missing => return negotiate(headers, unknown(code)),
+        Entry::Missing => return super::not_found_answer(state, headers, unknown(code)),
     };
     if let Some(gone) = unavailable(state, &link, code) {
         return negotiate(headers, gone);

@@ -193,6 +193,8 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
         analytics,
         connections,
         blocklist,
+        metrics: Default::default(),
+        started_at: std::time::SystemTime::now(),
     });
     let blocklist_refresh = tokio::spawn(run_blocklist_refresh(state.clone()));
     Ok((

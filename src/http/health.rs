@@ -144,6 +144,8 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             refusal.as_str()
         );
     }
+    state.metrics.render(&mut out);
+    process_metrics(&mut out, &state);
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -151,4 +153,91 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         )],
         out,
     )
+}
+
+/// The process and runtime basics, under the names Prometheus' client libraries use
+/// (`process_*`), so stock dashboards and alerts work: CPU, memory, descriptors, start
+/// time; and the tokio runtime's workers, tasks and queue.
+fn process_metrics(out: &mut String, state: &AppState) {
+    use std::fmt::Write;
+    let mut gauge = |name: &str, kind: &str, help: &str, value: f64| {
+        let _ = write!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        );
+    };
+    if let Ok(start) = state.started_at.duration_since(std::time::UNIX_EPOCH) {
+        gauge(
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since the Unix epoch, in seconds.",
+            start.as_secs_f64().floor(),
+        );
+    }
+    #[cfg(target_os = "linux")]
+    {
+        let ticks = rustix::param::clock_ticks_per_second() as f64;
+        // Fields 14 and 15 of /proc/self/stat (after the parenthesised name): user and
+        // system time in clock ticks.
+        if let Ok(stat) = std::fs::read_to_string("/proc/self/stat")
+            && let Some(rest) = stat.rsplit_once(") ").map(|(_, rest)| rest)
+        {
+            let fields: Vec<&str> = rest.split(' ').collect();
+            let cpu: f64 = [11, 12]
+                .iter()
+                .filter_map(|&i| fields.get(i)?.parse::<f64>().ok())
+                .sum();
+            gauge(
+                "process_cpu_seconds_total",
+                "counter",
+                "User and system CPU time spent, in seconds.",
+                cpu / ticks,
+            );
+        }
+        if let Ok(statm) = std::fs::read_to_string("/proc/self/statm")
+            && let Some(pages) = statm.split(' ').nth(1).and_then(|p| p.parse::<f64>().ok())
+        {
+            gauge(
+                "process_resident_memory_bytes",
+                "gauge",
+                "Resident memory size, in bytes.",
+                pages * rustix::param::page_size() as f64,
+            );
+        }
+        if let Ok(entries) = std::fs::read_dir("/proc/self/fd") {
+            gauge(
+                "process_open_fds",
+                "gauge",
+                "Open file descriptors.",
+                entries.count() as f64,
+            );
+        }
+        if let Some(max) = rustix::process::getrlimit(rustix::process::Resource::Nofile).current {
+            gauge(
+                "process_max_fds",
+                "gauge",
+                "The limit on open file descriptors.",
+                max as f64,
+            );
+        }
+    }
+    let runtime = tokio::runtime::Handle::current().metrics();
+    gauge(
+        "hop_runtime_workers",
+        "gauge",
+        "Worker threads of the async runtime.",
+        runtime.num_workers() as f64,
+    );
+    gauge(
+        "hop_runtime_alive_tasks",
+        "gauge",
+        "Tasks alive in the async runtime (about one per open connection, plus hop's own).",
+        runtime.num_alive_tasks() as f64,
+    );
+    gauge(
+        "hop_runtime_global_queue_depth",
+        "gauge",
+        "Tasks waiting in the runtime's global queue (a lasting backlog means hop is CPU-bound).",
+        runtime.global_queue_depth() as f64,
+    );
 }

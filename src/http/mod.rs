@@ -16,6 +16,7 @@ pub mod extract;
 pub mod health;
 pub mod idempotency;
 pub mod links;
+pub mod metrics;
 pub mod openapi;
 pub mod problem;
 pub mod protected;
@@ -119,6 +120,10 @@ pub struct Shared {
     pub connections: Arc<connections::ConnectionGate>,
     /// Hosts links may not point at.
     pub blocklist: Arc<crate::blocklist::Blocklist>,
+    /// Requests by route and status, and their latency.
+    pub metrics: metrics::HttpMetrics,
+    /// When the process started serving (`process_start_time_seconds`).
+    pub started_at: std::time::SystemTime,
 }
 
 impl AppState {
@@ -152,7 +157,7 @@ pub fn router(state: AppState) -> Router {
         .merge(redirect::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn_with_state(state.clone(), log_request))
         .with_state(state)
 }
 
@@ -202,15 +207,19 @@ async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-/// One log line per request (method, route template, status, duration), and the cause
-/// of any 5xx. Never the query string, headers or client address: those can carry
-/// API keys and visitors' personal data.
-async fn log_request(request: Request, next: Next) -> Response {
+/// One log line per request (method, route template, status, duration), the cause of
+/// any 5xx, and the request's metrics. Never the query string, headers or client
+/// address: those can carry API keys and visitors' personal data.
+async fn log_request(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let timer = RequestTimer::start();
     let method = request.method().clone();
     let route = request.extensions().get::<MatchedPath>().cloned();
     let response = next.run(request).await;
-    let route = route.as_ref().map_or("(unmatched)", MatchedPath::as_str);
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     if let Some(InternalCause(cause)) = response.extensions().get::<InternalCause>() {
         tracing::error!(
             http.method = %method,
@@ -220,23 +229,25 @@ async fn log_request(request: Request, next: Next) -> Response {
             "request failed"
         );
     }
-    timer.log(&method, route, response.status());
+    timer.log(&state, &method, route, response.status());
     response
 }
 
-/// Times a request for its log line; free when info logs are off.
-pub struct RequestTimer(Option<Instant>);
+/// Times a request for its metrics and log line.
+pub struct RequestTimer(Instant);
 
 impl RequestTimer {
     pub fn start() -> Self {
-        Self(tracing::enabled!(tracing::Level::INFO).then(Instant::now))
+        Self(Instant::now())
     }
 
-    /// Writes the request's log line.
-    pub fn log(self, method: &Method, route: &str, status: StatusCode) {
-        if let Some(start) = self.0 {
+    /// Records the request's metrics and writes its log line (at info level).
+    pub fn log(self, state: &AppState, method: &Method, route: &str, status: StatusCode) {
+        let elapsed = self.0.elapsed();
+        state.metrics.record(route, status.as_u16(), elapsed);
+        if tracing::enabled!(tracing::Level::INFO) {
             // Microsecond resolution, as a number so log pipelines can aggregate it.
-            let duration_ms = (start.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+            let duration_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
             tracing::info!(
                 http.method = %method,
                 http.route = route,

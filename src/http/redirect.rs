@@ -69,14 +69,14 @@ pub fn fast_path<B>(state: &AppState, request: &Request<B>, peer: IpAddr) -> Fas
     }
     let visitor = Visitor::of(state, request, peer);
     if let Some(limited) = redirect_limited(state, visitor.client, request.headers()) {
-        timer.log(method, ROUTE, limited.status());
+        timer.log(state, method, ROUTE, limited.status());
         return FastPath::Answered(limited);
     }
     let site = match site {
         Ok(site) => site,
         Err(unknown_host) => {
             let response = negotiate(request.headers(), unknown_host);
-            timer.log(method, ROUTE, response.status());
+            timer.log(state, method, ROUTE, response.status());
             return FastPath::Answered(response);
         }
     };
@@ -85,7 +85,7 @@ pub fn fast_path<B>(state: &AppState, request: &Request<B>, peer: IpAddr) -> Fas
     };
     let head = *method == Method::HEAD;
     let response = answer(state, head, code, entry, request.headers(), visitor);
-    timer.log(method, ROUTE, response.status());
+    timer.log(state, method, ROUTE, response.status());
     FastPath::Answered(response)
 }
 
@@ -165,7 +165,7 @@ pub async fn answer_miss<B>(
         Err(error) => negotiate(request.headers(), error),
     };
     log_failure(&response, request.method());
-    timer.log(request.method(), ROUTE, response.status());
+    timer.log(&state, request.method(), ROUTE, response.status());
     response
 }
 
@@ -177,7 +177,7 @@ fn log_failure(response: &Response<Body>, method: &Method) {
 }
 
 /// The route template, as logged.
-const ROUTE: &str = "/{code}";
+const ROUTE: &str = super::metrics::REDIRECT_ROUTE;
 
 /// Follow a short link.
 ///

@@ -14,17 +14,17 @@
 //! Sums cost a short lock and a hash-map increment, are exact, and their memory is
 //! bounded by the number of distinct links clicked within one flush interval.
 //!
-//! Click limits (`maxClicks`) need an exact count at redirect time, before the sums
-//! reach the database. For links that have a limit, this process keeps one atomic
-//! counter per link, started from the stored count the first time the link is
-//! clicked; every click in this process goes through it, so it is exact for a single
-//! node. Only limited links get a counter, so the map stays small.
+//! Click limits (`maxClicks`) are not counted here: a click on a link with a limit
+//! is reserved in the store before the redirect is answered
+//! ([`crate::store::ClickStore::reserve_click`], through the group-commit writer like a
+//! create), so the count is exact across crashes and across processes. This module only
+//! remembers which limited links were found used up, so that their next clicks (and
+//! `HEAD`s, which reserve nothing) answer 410 without a write.
 
 use crate::cache::CachedLink;
-use crate::domain::link::{LinkId, UnixMillis};
+use crate::domain::link::{LinkId, UnixMillis, hour_start};
 use crate::store::{ClickDelta, ClickStore};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -32,10 +32,13 @@ use tokio::sync::watch;
 /// Clicks per (link, start of UTC hour in Unix seconds) not yet written.
 type Sums = HashMap<(LinkId, i64), u64>;
 
-/// Counted clicks waiting to be written, and the click-limit counters.
+/// Counted clicks waiting to be written, and the limited links known to be used up.
 pub struct Clicks {
     shards: Box<[Mutex<Sums>]>,
-    limits: Mutex<HashMap<LinkId, Arc<AtomicU64>>>,
+    /// Limited links whose reservation was refused, with the limit it was refused at:
+    /// a link whose limit is raised later (a new cache entry with a higher
+    /// `max_clicks`) is tried again.
+    used_up: Mutex<HashMap<LinkId, u64>>,
 }
 
 impl Clicks {
@@ -44,7 +47,7 @@ impl Clicks {
         let shards = (threads * 4).next_power_of_two();
         Arc::new(Self {
             shards: (0..shards).map(|_| Mutex::new(Sums::new())).collect(),
-            limits: Mutex::new(HashMap::new()),
+            used_up: Mutex::new(HashMap::new()),
         })
     }
 
@@ -65,46 +68,36 @@ impl Clicks {
         }
     }
 
-    fn limit_counter(&self, link: &CachedLink) -> Arc<AtomicU64> {
-        let mut limits = self.limits.lock().expect("click limits poisoned");
-        limits
-            .entry(link.id)
-            .or_insert_with(|| Arc::new(AtomicU64::new(link.stored_clicks)))
-            .clone()
-    }
-
-    /// For a link with a click limit, takes one click from what is left and says
-    /// whether there was one; links without a limit always have one.
-    pub fn try_take(&self, link: &CachedLink) -> bool {
-        let Some(max) = link.max_clicks else {
-            return true;
-        };
-        self.limit_counter(link)
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .is_ok()
-    }
-
-    /// Whether a link's click limit is used up (without taking a click).
+    /// Whether a link's click limit is known to be used up: the stored count was
+    /// already at the limit when the link was loaded, or a reservation was refused at
+    /// this limit or a higher one. `false` means "ask the store".
     pub fn limit_reached(&self, link: &CachedLink) -> bool {
-        match link.max_clicks {
-            None => false,
-            Some(max) => self.limit_counter(link).load(Ordering::Acquire) >= max,
-        }
+        let Some(max) = link.max_clicks else {
+            return false;
+        };
+        link.stored_clicks >= max
+            || self
+                .used_up
+                .lock()
+                .expect("click limits poisoned")
+                .get(&link.id)
+                .is_some_and(|&refused_at| refused_at >= max)
     }
 
-    /// Forgets a deleted link's limit counter.
+    /// Remembers that the store refused a click on `link` at limit `max`.
+    pub fn mark_used_up(&self, link: LinkId, max: u64) {
+        let mut used_up = self.used_up.lock().expect("click limits poisoned");
+        let refused_at = used_up.entry(link).or_insert(max);
+        *refused_at = (*refused_at).max(max);
+    }
+
+    /// Forgets what is known of a deleted link's limit.
     pub fn forget(&self, link: LinkId) {
-        self.limits
+        self.used_up
             .lock()
             .expect("click limits poisoned")
             .remove(&link);
     }
-}
-
-fn hour_start(at: UnixMillis) -> i64 {
-    at.div_euclid(3_600_000) * 3600
 }
 
 /// Writes counted clicks every `flush_interval` until `stop` turns true, then writes
@@ -177,27 +170,29 @@ mod tests {
     }
 
     #[test]
-    fn limits_are_exact_under_contention() {
+    fn a_refused_limit_is_remembered_until_the_limit_is_raised() {
         let clicks = Clicks::new();
-        let link = CachedLink {
+        let link = |max_clicks, stored_clicks| CachedLink {
             id: LinkId(9),
             location: http::HeaderValue::from_static("https://example.com"),
             status: http::StatusCode::FOUND,
             expires_at: None,
-            max_clicks: Some(100),
-            stored_clicks: 40,
+            max_clicks,
+            stored_clicks,
             disabled: false,
             password_hash: None,
             blocked: false,
         };
-        let taken: usize = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..4)
-                .map(|_| scope.spawn(|| (0..50).filter(|_| clicks.try_take(&link)).count()))
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).sum()
-        });
-        assert_eq!(taken, 60);
-        assert!(clicks.limit_reached(&link));
+        assert!(!clicks.limit_reached(&link(None, 100)));
+        assert!(clicks.limit_reached(&link(Some(40), 40)));
+        assert!(!clicks.limit_reached(&link(Some(100), 40)));
+        clicks.mark_used_up(LinkId(9), 100);
+        assert!(clicks.limit_reached(&link(Some(100), 40)));
+        assert!(clicks.limit_reached(&link(Some(50), 40)));
+        // A raised limit asks the store again.
+        assert!(!clicks.limit_reached(&link(Some(101), 40)));
+        clicks.forget(LinkId(9));
+        assert!(!clicks.limit_reached(&link(Some(100), 40)));
     }
 
     #[test]

@@ -1047,8 +1047,8 @@ pub async fn update_link(
         .update_link(link.id, changes)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no link with code `{code}`")))?;
-    // The next redirect reloads the link; its click-limit counter stays, since the
-    // clicks already taken still count against a new limit.
+    // The next redirect reloads the link; clicks already taken (stored) still count
+    // against a new limit.
     state.cache.invalidate(&updated.domain, &updated.code);
     tracing::debug!(link.code = %updated.code, "link updated");
     Ok(Json(LinkBody::new(updated, &state)))

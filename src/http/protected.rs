@@ -173,18 +173,21 @@ pub async fn submit_password(
     if !matches {
         return password_form(&code, Some("That password is not right."));
     }
-    if !state.clicks.try_take(&link) {
-        return negotiate(&headers, ApiError::ClickLimit(code));
+    let visitor = Visitor {
+        client,
+        qr: uri.query() == Some(super::redirect::QR_MARKER),
+    };
+    match link.max_clicks {
+        Some(max_clicks) => {
+            if let Err(error) =
+                super::redirect::reserve_click(&state, &link, max_clicks, &code, &headers, visitor)
+                    .await
+            {
+                return negotiate(&headers, error);
+            }
+        }
+        None => super::redirect::record_click(&state, link.id, &headers, visitor),
     }
-    super::redirect::record_click(
-        &state,
-        link.id,
-        &headers,
-        Visitor {
-            client,
-            qr: uri.query() == Some(super::redirect::QR_MARKER),
-        },
-    );
     // 303: the browser follows with a GET whatever the link's own redirect type.
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::SEE_OTHER;

@@ -3,7 +3,11 @@
 //! `Host` → domain (in memory; the default host without allocating) → cache hit →
 //! check expiry and click limit → hand the click to the queue → redirect.
 //! A miss reads the store once and caches the answer, including "no such code". No
-//! step waits on a write. `HEAD` answers exactly like `GET` but is not a click.
+//! step waits on a write, except a click on a link with a click limit: that click is
+//! reserved in the store (one durable write, shared with every other write waiting
+//! for the writer) before the redirect is answered, so a crash cannot give clicks
+//! back and a one-time link never works twice. `HEAD` answers exactly like `GET` but
+//! is not a click.
 
 use super::problem::ApiError;
 use super::protected::{password_form, unavailable};
@@ -84,9 +88,15 @@ pub fn fast_path<B>(state: &AppState, request: &Request<B>, peer: IpAddr) -> Fas
         return FastPath::Miss(site, code.to_owned(), visitor);
     };
     let head = *method == Method::HEAD;
-    let response = answer(state, head, code, entry, request.headers(), visitor);
-    timer.log(state, method, ROUTE, response.status());
-    FastPath::Answered(response)
+    match answer(state, head, code, entry, request.headers(), visitor) {
+        Outcome::Ready(response) => {
+            timer.log(state, method, ROUTE, response.status());
+            FastPath::Answered(response)
+        }
+        // The reservation waits on a write: [`answer_miss`] finds the link in the cache
+        // again and does it there.
+        Outcome::Reserve(..) => FastPath::Miss(site, code.to_owned(), visitor),
+    }
 }
 
 /// Who followed a link, for the click's analytics record.
@@ -112,10 +122,42 @@ impl Visitor {
     }
 }
 
-/// Counts a click and hands its visit to the analytics pipeline; never waits.
+/// Counts a click on a link without a click limit and hands its visit to the
+/// analytics pipeline; never waits.
 pub fn record_click(state: &AppState, link: LinkId, headers: &HeaderMap, visitor: Visitor) {
     let now = now_ms();
     state.clicks.record_at(link, now);
+    capture_visit(state, link, now, headers, visitor);
+}
+
+/// Takes one click from a limited link's allowance in the store, durably, then hands
+/// the visit to the analytics pipeline (the click is already counted: it must not
+/// also go into the in-memory sums). A used-up limit is a 410 from then on.
+pub async fn reserve_click(
+    state: &AppState,
+    link: &CachedLink,
+    max_clicks: u64,
+    code: &str,
+    headers: &HeaderMap,
+    visitor: Visitor,
+) -> Result<(), ApiError> {
+    let now = now_ms();
+    if state
+        .stores
+        .clicks
+        .reserve_click(link.id, max_clicks, now)
+        .await?
+    {
+        capture_visit(state, link.id, now, headers, visitor);
+        Ok(())
+    } else {
+        state.clicks.mark_used_up(link.id, max_clicks);
+        Err(ApiError::ClickLimit(code.to_owned()))
+    }
+}
+
+/// Hands a visit to the analytics pipeline, if analytics are on; never waits.
+fn capture_visit(state: &AppState, link: LinkId, now: i64, headers: &HeaderMap, visitor: Visitor) {
     let Some(analytics) = &state.analytics else {
         return;
     };
@@ -160,8 +202,9 @@ pub async fn answer_miss<B>(
 ) -> Response<Body> {
     let timer = RequestTimer::start();
     let head = request.method() == Method::HEAD;
-    let response = match load(&state, &site, &code).await {
-        Ok(entry) => answer(&state, head, &code, entry, request.headers(), visitor),
+    // The cache first: a limited link that was found there comes back to reserve.
+    let response = match load_entry(&state, &site, &code).await {
+        Ok(entry) => answer_reserving(&state, head, &code, entry, request.headers(), visitor).await,
         Err(error) => negotiate(request.headers(), error),
     };
     log_failure(&response, request.method());
@@ -239,7 +282,7 @@ pub async fn follow_link(
             Err(error) => return negotiate(headers, error),
         },
     };
-    answer(
+    answer_reserving(
         &state,
         request.method() == Method::HEAD,
         &code,
@@ -247,10 +290,19 @@ pub async fn follow_link(
         headers,
         visitor,
     )
+    .await
 }
 
-/// The answer for a code once its cache entry is known.
-fn answer(
+/// What [`answer`] decided.
+enum Outcome {
+    Ready(Response<Body>),
+    /// A click on a link with a limit: reserve it (a write), then redirect.
+    Reserve(Arc<CachedLink>, u64),
+}
+
+/// The answer for a code once its cache entry is known, reserving the click of a
+/// limited link first.
+async fn answer_reserving(
     state: &AppState,
     head: bool,
     code: &str,
@@ -258,23 +310,50 @@ fn answer(
     headers: &HeaderMap,
     visitor: Visitor,
 ) -> Response<Body> {
+    match answer(state, head, code, entry, headers, visitor) {
+        Outcome::Ready(response) => response,
+        Outcome::Reserve(link, max_clicks) => {
+            match reserve_click(state, &link, max_clicks, code, headers, visitor).await {
+                Ok(()) => redirect_to(state, &link),
+                Err(error) => negotiate(headers, error),
+            }
+        }
+    }
+}
+
+/// The answer for a code once its cache entry is known, when it needs no write.
+fn answer(
+    state: &AppState,
+    head: bool,
+    code: &str,
+    entry: Entry,
+    headers: &HeaderMap,
+    visitor: Visitor,
+) -> Outcome {
     let link = match entry {
         Entry::Link(link) => link,
-        Entry::Missing => return super::not_found_answer(state, headers, unknown(code)),
+        Entry::Missing => {
+            return Outcome::Ready(super::not_found_answer(state, headers, unknown(code)));
+        }
     };
     if let Some(gone) = unavailable(state, &link, code) {
-        return negotiate(headers, gone);
+        return Outcome::Ready(negotiate(headers, gone));
     }
     if link.password_hash.is_some() {
         // The click is counted when the right password is posted.
-        return password_form(code, None);
+        return Outcome::Ready(password_form(code, None));
     }
     if !head {
-        if !state.clicks.try_take(&link) {
-            return negotiate(headers, ApiError::ClickLimit(code.to_owned()));
+        if let Some(max_clicks) = link.max_clicks {
+            return Outcome::Reserve(link, max_clicks);
         }
         record_click(state, link.id, headers, visitor);
     }
+    Outcome::Ready(redirect_to(state, &link))
+}
+
+/// The redirect itself: the link's status, `Location` and `Cache-Control`.
+fn redirect_to(state: &AppState, link: &CachedLink) -> Response<Body> {
     let mut response = Response::new(Body::empty());
     *response.status_mut() = link.status;
     let headers = response.headers_mut();

@@ -26,7 +26,7 @@ use super::{
     RedirectRecord, StoreError, User,
 };
 use crate::domain::link::{
-    KeyId, Link, LinkChanges, LinkId, RedirectType, UnixMillis, UserId, now_ms,
+    KeyId, Link, LinkChanges, LinkId, RedirectType, UnixMillis, UserId, hour_start, now_ms,
 };
 use async_trait::async_trait;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
@@ -705,6 +705,42 @@ impl ClickStore for SqliteStore {
                     hourly.execute(params![delta.link.0, delta.hour_start, clicks])?;
                 }
                 Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn reserve_click(
+        &self,
+        link: LinkId,
+        max_clicks: u64,
+        at: UnixMillis,
+    ) -> Result<bool, StoreError> {
+        let max = i64::try_from(max_clicks).unwrap_or(i64::MAX);
+        let hour = hour_start(at);
+        // A writer job like a create: concurrent reservations share one commit, and
+        // the writer thread runs them one after another, so the comparison with the
+        // limit and the increment cannot interleave. Two statements, so a savepoint:
+        // a failing hourly upsert must take the total back with it.
+        self.write(move |conn| {
+            in_savepoint(conn, |conn| {
+                let counted = conn
+                    .prepare_cached(
+                        "INSERT INTO link_clicks (link_id, clicks) SELECT ?1, 1 WHERE ?2 >= 1 \
+                         ON CONFLICT (link_id) DO UPDATE SET clicks = clicks + 1 \
+                         WHERE clicks < ?2",
+                    )?
+                    .execute(params![link.0, max])?;
+                if counted == 0 {
+                    return Ok(false);
+                }
+                conn.prepare_cached(
+                    "INSERT INTO link_clicks_hourly (link_id, hour_start, clicks) \
+                     VALUES (?1, ?2, 1) \
+                     ON CONFLICT (link_id, hour_start) DO UPDATE SET clicks = clicks + 1",
+                )?
+                .execute(params![link.0, hour])?;
+                Ok(true)
             })
         })
         .await

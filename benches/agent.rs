@@ -94,6 +94,7 @@ fn main() {
             accept_language: Some(languages[i % languages.len()].into()),
             client: clients[i % clients.len()].parse().unwrap(),
             qr: i % 5 == 0,
+            counted: false,
         })
         .collect();
     let enrich = measure(visits.len(), || {

@@ -79,6 +79,7 @@ fn raw_visit(i: usize) -> RawProfile {
         accept_language: Some(LANGUAGES[i % LANGUAGES.len()].into()),
         client: visitor_address(i),
         qr: i.is_multiple_of(10),
+        counted: false,
     }
 }
 
@@ -106,6 +107,7 @@ async fn ingest() {
             analytics.clone(),
             enricher.clone(),
             stores.analytics.clone(),
+            hop::clicks::Clicks::new(),
             PipelineConfig {
                 interval: Duration::from_secs(3600),
                 keep_raw: true,

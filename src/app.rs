@@ -30,6 +30,9 @@ use tokio::task::JoinHandle;
 /// Background work that must be stopped in order when the server stops.
 pub struct Background {
     stop: watch::Sender<bool>,
+    /// Stops the click writer, after the analytics pipeline (which hands it the clicks
+    /// of visits it could not store).
+    stop_clicks: watch::Sender<bool>,
     click_writer: JoinHandle<()>,
     maintenance: JoinHandle<()>,
     /// Rereads the registered domains (changes made by `hop domains` elsewhere).
@@ -53,13 +56,14 @@ impl Background {
             retention.abort();
         }
         let _ = self.stop.send(true);
-        if let Err(e) = self.click_writer.await {
-            tracing::error!(error = %e, "click writer ended abnormally");
-        }
         if let Some(analytics) = self.analytics
             && let Err(e) = analytics.await
         {
             tracing::error!(error = %e, "analytics pipeline ended abnormally");
+        }
+        let _ = self.stop_clicks.send(true);
+        if let Err(e) = self.click_writer.await {
+            tracing::error!(error = %e, "click writer ended abnormally");
         }
     }
 }
@@ -145,12 +149,13 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
         stores.domains.clone(),
     ));
     let clicks = Clicks::new();
-    let (stop, stopped) = watch::channel(false);
+    let (stop, _) = watch::channel(false);
+    let (stop_clicks, clicks_stopped) = watch::channel(false);
     let click_writer = tokio::spawn(run_click_writer(
         clicks.clone(),
         stores.clicks.clone(),
         Duration::from_millis(config.click_flush_interval_ms),
-        stopped,
+        clicks_stopped,
     ));
     let maintenance = tokio::spawn(run_maintenance(stores.idempotency.clone()));
     let (analytics, pipeline, retention) = if config.analytics_enabled {
@@ -160,6 +165,7 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
             analytics.clone(),
             Arc::new(enricher),
             stores.analytics.clone(),
+            clicks.clone(),
             PipelineConfig {
                 interval: Duration::from_millis(config.analytics_flush_interval_ms),
                 keep_raw: config.analytics_raw_retention_days > 0,
@@ -201,6 +207,7 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
         state,
         Background {
             stop,
+            stop_clicks,
             click_writer,
             maintenance,
             domain_refresh,

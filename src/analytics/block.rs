@@ -262,6 +262,7 @@ mod tests {
             city: Some("Linköping".into()),
             ip: ip.map(|ip| ip.parse().unwrap()),
             qr: false,
+            counted: false,
         }
     }
 

@@ -30,6 +30,9 @@ pub struct RawProfile {
     pub client: IpAddr,
     /// Whether the visit came through the link's QR code.
     pub qr: bool,
+    /// Whether the click is already in the link's total (a click limit's reservation
+    /// counted it), so that storing the visit must not count it again.
+    pub counted: bool,
 }
 
 /// A [`RawProfile`] borrowed from a request: what the redirect passes to the queue.
@@ -41,6 +44,7 @@ pub struct RawProfileRef<'a> {
     pub accept_language: Option<&'a str>,
     pub client: IpAddr,
     pub qr: bool,
+    pub counted: bool,
 }
 
 impl RawProfile {
@@ -52,6 +56,7 @@ impl RawProfile {
             accept_language: self.accept_language.as_deref(),
             client: self.client,
             qr: self.qr,
+            counted: self.counted,
         }
     }
 }
@@ -68,6 +73,7 @@ struct RawVisitor {
     accept_language: u32,
     client: IpAddr,
     qr: bool,
+    counted: bool,
 }
 
 /// Captured visits, dictionary-encoded: every distinct header value and visitor is kept
@@ -103,6 +109,7 @@ impl RawBatch {
             accept_language: self.text(visitor.accept_language),
             client: visitor.client,
             qr: visitor.qr,
+            counted: visitor.counted,
         };
         let next = self.visitors.len() as u32;
         let index = *self.visitor_index.entry(visitor).or_insert(next);
@@ -165,6 +172,10 @@ pub struct Profile {
     /// Never the full address.
     pub ip: Option<IpAddr>,
     pub qr: bool,
+    /// The visits' clicks are already in the link's total (see [`RawProfile::counted`]);
+    /// not shown anywhere.
+    #[serde(skip)]
+    pub counted: bool,
 }
 
 /// Visits of one enriched profile: what the pipeline stores.
@@ -260,6 +271,7 @@ impl Enricher {
                         location: memo.location(self, visitor.client),
                         ip: self.ip.apply(visitor.client),
                         qr: visitor.qr,
+                        counted: visitor.counted,
                     };
                     *group_index.entry(key).or_insert_with(|| {
                         groups.push(VisitGroup {
@@ -310,6 +322,7 @@ struct GroupKey {
     location: u32,
     ip: Option<IpAddr>,
     qr: bool,
+    counted: bool,
 }
 
 /// One table of distinct derived values, and where each input landed in it.
@@ -415,6 +428,7 @@ impl Memo {
             city,
             ip: key.ip,
             qr: key.qr,
+            counted: key.counted,
         }
     }
 }
@@ -439,6 +453,7 @@ mod tests {
             accept_language: Some("en-GB,en;q=0.9,fr;q=0.5".into()),
             client: "81.2.69.142".parse().unwrap(),
             qr: true,
+            counted: false,
         }
     }
 
@@ -465,6 +480,7 @@ mod tests {
                 city: Some("London".into()),
                 ip: Some("81.2.69.0".parse().unwrap()),
                 qr: true,
+                counted: false,
             }
         );
     }

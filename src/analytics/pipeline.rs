@@ -15,9 +15,15 @@
 //! [`super::block`]) and its rollups in one transaction. A batch that fails to store is
 //! kept and retried with the next one, so a database hiccup loses nothing; on shutdown
 //! the last batch is written before the process exits.
+//!
+//! The visits also carry the click totals of links without a limit (the store adds
+//! them in the same transaction). So a visit that must be given up (the database failed
+//! for too long, or at shutdown) hands its click to [`Clicks`], whose own writer still
+//! counts it: the total stays exact even when the visit is lost.
 
 use super::block;
 use super::enrich::{Enricher, Profile, RawBatch, RawProfileRef, VisitGroup};
+use crate::clicks::Clicks;
 use crate::domain::link::LinkId;
 use crate::store::{AnalyticsStore, StoredVisit};
 use std::cell::Cell;
@@ -90,8 +96,8 @@ impl Analytics {
     }
 
     /// Queues a visit served at `at_ms`; never waits. Over capacity the visit is
-    /// dropped and counted.
-    pub fn capture(&self, at_ms: i64, visitor: RawProfileRef<'_>) {
+    /// dropped and counted, and `false` returned.
+    pub fn capture(&self, at_ms: i64, visitor: RawProfileRef<'_>) -> bool {
         let shard = SHARD.with(|slot| {
             slot.get().unwrap_or_else(|| {
                 let shard = NEXT_SHARD.fetch_add(1, Ordering::Relaxed);
@@ -108,9 +114,10 @@ impl Analytics {
             self.reserved.fetch_sub(RESERVE, Ordering::Relaxed);
             drop(batch);
             self.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
+            return false;
         }
         batch.push(at_ms, visitor);
+        true
     }
 
     /// Takes every queued visit.
@@ -177,6 +184,16 @@ fn visit_count(groups: &[VisitGroup]) -> usize {
     groups.iter().map(|group| group.times.len()).sum()
 }
 
+/// Gives up on `groups`' visits but not on their clicks: those not yet in a total go to
+/// the click sums.
+fn give_up(groups: &[VisitGroup], clicks: &Clicks) {
+    for group in groups.iter().filter(|group| !group.profile.counted) {
+        for &at in &group.times {
+            clicks.record_at(LinkId(group.profile.link_id), at);
+        }
+    }
+}
+
 /// How the pipeline runs.
 pub struct PipelineConfig {
     pub interval: Duration,
@@ -185,11 +202,12 @@ pub struct PipelineConfig {
 }
 
 /// Drains, enriches and stores visits every `interval` until `stop` turns true, then
-/// stores what is left and returns.
+/// stores what is left and returns. Clicks of visits given up go to `clicks`.
 pub async fn run_pipeline(
     analytics: Arc<Analytics>,
     enricher: Arc<Enricher>,
     store: Arc<dyn AnalyticsStore>,
+    clicks: Arc<Clicks>,
     config: PipelineConfig,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -233,6 +251,7 @@ pub async fn run_pipeline(
                             .fetch_add(visits as u64, Ordering::Relaxed);
                         gone += 1;
                     }
+                    give_up(&pending[..gone], &clicks);
                     pending.drain(..gone);
                 }
             }
@@ -241,8 +260,9 @@ pub async fn run_pipeline(
             if !pending.is_empty() {
                 tracing::error!(
                     visits = visit_count(&pending),
-                    "visits not stored at shutdown"
+                    "visits not stored at shutdown; their clicks are counted"
                 );
+                give_up(&pending, &clicks);
             }
             return;
         }
@@ -281,6 +301,7 @@ mod tests {
             accept_language: None,
             client: std::net::IpAddr::from([127, 0, 0, 1]),
             qr: false,
+            counted: false,
         }
     }
 

@@ -6,7 +6,10 @@
 //! day, value) is summed in memory first and written once, in key order, so a batch of
 //! thousands of visits to a few links costs a few dozen statements. Raw visits and
 //! rollups commit in the same transaction: N redirects stored give exactly N in every
-//! rollup.
+//! rollup. The links' click totals (`link_clicks`, `link_clicks_hourly`) are added in
+//! that transaction too, for every visit not already counted by a click-limit
+//! reservation: totals and stats come from the same commit, so a crash loses both or
+//! neither.
 
 use super::{SqliteStore, in_savepoint};
 use crate::analytics::block::{
@@ -92,6 +95,8 @@ fn runs(times: &[i64], unit: i64) -> impl Iterator<Item = (i64, i64)> + '_ {
 
 fn add_rollups(conn: &Connection, groups: &[VisitGroup]) -> rusqlite::Result<()> {
     let mut hours: BTreeMap<(i64, i64), (i64, i64)> = BTreeMap::new();
+    // Clicks per (link, hour) not yet in the links' totals.
+    let mut uncounted: BTreeMap<(i64, i64), i64> = BTreeMap::new();
     // Human visits are first counted per (link, day, all nine values), then spread
     // over the dimensions: a batch is a few visitor profiles with many visits each.
     let mut profiles: HashMap<(i64, i64, [&str; 9]), i64> = HashMap::new();
@@ -99,6 +104,9 @@ fn add_rollups(conn: &Connection, groups: &[VisitGroup]) -> rusqlite::Result<()>
         let profile = &group.profile;
         let link = profile.link_id;
         for (hour, n) in runs(&group.times, HOUR_S) {
+            if !profile.counted {
+                *uncounted.entry((link, hour)).or_default() += n;
+            }
             let counts = hours.entry((link, hour)).or_default();
             if profile.bot {
                 counts.1 += n;
@@ -135,6 +143,27 @@ fn add_rollups(conn: &Connection, groups: &[VisitGroup]) -> rusqlite::Result<()>
     )?;
     for ((link, dim, day, value), clicks) in dims {
         daily.execute(params![link, dim, day, value, clicks])?;
+    }
+    add_click_totals(conn, &uncounted)
+}
+
+/// Adds clicks per (link, hour) to the links' totals and hourly click rows, in key order.
+fn add_click_totals(conn: &Connection, clicks: &BTreeMap<(i64, i64), i64>) -> rusqlite::Result<()> {
+    let mut total = conn.prepare_cached(
+        "INSERT INTO link_clicks (link_id, clicks) VALUES (?1, ?2) \
+         ON CONFLICT (link_id) DO UPDATE SET clicks = clicks + ?2",
+    )?;
+    let mut hourly = conn.prepare_cached(
+        "INSERT INTO link_clicks_hourly (link_id, hour_start, clicks) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (link_id, hour_start) DO UPDATE SET clicks = clicks + ?3",
+    )?;
+    let mut links: BTreeMap<i64, i64> = BTreeMap::new();
+    for (&(link, hour), &n) in clicks {
+        hourly.execute(params![link, hour, n])?;
+        *links.entry(link).or_default() += n;
+    }
+    for (link, n) in links {
+        total.execute(params![link, n])?;
     }
     Ok(())
 }
@@ -451,6 +480,7 @@ mod tests {
                 city: None,
                 ip: None,
                 qr: false,
+                counted: false,
             },
             times,
         }
@@ -481,10 +511,72 @@ mod tests {
         assert_eq!(runs(&[], DAY_S).count(), 0);
     }
 
+    /// Stores `n` links, with ids 1 to `n`.
+    async fn with_links(store: &SqliteStore, n: usize) {
+        use crate::store::{LinkStore, NewLink};
+        for i in 1..=n {
+            store
+                .insert_link(NewLink {
+                    domain: String::new(),
+                    code: format!("l{i}"),
+                    url: "https://example.com".into(),
+                    title: None,
+                    created_at: 1,
+                    expires_at: None,
+                    max_clicks: None,
+                    redirect: crate::domain::link::RedirectType::Found,
+                    owner: None,
+                    tags: Vec::new(),
+                    password_hash: None,
+                })
+                .await
+                .unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn stored_visits_add_their_uncounted_clicks_to_the_totals() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("hop.db")).unwrap();
+        with_links(&store, 2).await;
+        let mut reserved = group(2, "Chrome", vec![3_600_500]);
+        reserved.profile.counted = true;
+        let batch = vec![
+            group(1, "Firefox", vec![1000, 2000, 3_600_000]),
+            group(2, "Chrome", vec![1000]),
+            reserved,
+        ];
+        store.record_visits(Arc::new(batch), false).await.unwrap();
+        let rows = |sql: &str| -> Vec<(i64, i64, i64)> {
+            store
+                .read(|conn| {
+                    conn.prepare(sql)?
+                        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                        .collect()
+                })
+                .unwrap()
+        };
+        // Link 2's reserved click was counted by its reservation, not here.
+        assert_eq!(
+            rows("SELECT link_id, 0, clicks FROM link_clicks ORDER BY 1"),
+            [(1, 0, 3), (2, 0, 1)]
+        );
+        assert_eq!(
+            rows("SELECT link_id, hour_start, clicks FROM link_clicks_hourly ORDER BY 1, 2"),
+            [(1, 0, 2), (1, 3600, 1), (2, 0, 1)]
+        );
+        // The stats count every stored visit.
+        assert_eq!(
+            rows("SELECT link_id, hour_start, humans FROM visit_hourly ORDER BY 1, 2"),
+            [(1, 0, 2), (1, 3600, 1), (2, 0, 1), (2, 3600, 1)]
+        );
+    }
+
     #[tokio::test]
     async fn visits_page_newest_first_across_and_inside_blocks() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("hop.db")).unwrap();
+        with_links(&store, 2).await;
         let first_drain = vec![
             group(1, "Firefox", vec![2000, 1000]),
             group(1, "Chrome", vec![1500, 2500]),

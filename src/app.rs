@@ -85,6 +85,15 @@ fn enricher(config: &Config) -> anyhow::Result<Enricher> {
     Ok(enricher)
 }
 
+/// Takes the configured database's one-writer lock for `command` (see
+/// [`store::lock_for_writing`]); held until the returned value is dropped.
+pub fn lock_for_writing(
+    config: &Config,
+    command: &str,
+) -> anyhow::Result<Option<store::sqlite::lock::WriterLock>> {
+    Ok(store::lock_for_writing(&config.database_url(), command)?)
+}
+
 /// Opens the database named by the configuration.
 pub fn open_stores(config: &Config) -> anyhow::Result<Stores> {
     let url = config.database_url();

@@ -13,7 +13,17 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "hop", version, about = "A self-hosted URL shortener", long_about = None)]
+#[command(
+    name = "hop",
+    version,
+    about = "A self-hosted URL shortener",
+    long_about = None,
+    after_help = "Commands that change links or domains, and `restore`, need the embedded \
+                  database to themselves: while `hop serve` runs on the same data directory \
+                  they are refused, naming its pid (the server caches links and domains; \
+                  make such changes through its API). `users` and `keys` commands, \
+                  listings, `check` and `backup` work beside a running server."
+)]
 pub struct Cli {
     /// Configuration file (TOML); `hop config default` prints one to start from.
     #[arg(long, global = true, value_name = "FILE")]
@@ -35,11 +45,12 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
-    /// Manage links on the same database as the server.
+    /// Manage links in the database (changes need the server stopped; the API makes
+    /// them while it runs).
     #[command(subcommand)]
     Links(LinksCommand),
     /// Manage the domains links can live under besides the default one (the host of
-    /// base_url). A running server sees changes within 10 seconds.
+    /// base_url). Changes need the server stopped; the API makes them while it runs.
     #[command(subcommand)]
     Domains(DomainsCommand),
     /// Configuration helpers.
@@ -162,8 +173,7 @@ pub enum LinksCommand {
         #[arg(long, value_name = "HOST")]
         domain: Option<String>,
     },
-    /// Delete a link. A running server stops redirecting it when its cache entry
-    /// expires (cache_ttl_s, 300 s by default); the API's DELETE acts at once.
+    /// Delete a link (with the server stopped; the API's DELETE acts while it runs).
     Delete {
         code: String,
         /// The link's domain (default: base_url's host).
@@ -210,6 +220,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             overrides.log_level = args.log_level;
             let config = load_config(cli.config.as_deref(), &overrides)?;
             init_logging(&config);
+            // Before the port: a second server on this data dir is told who holds it.
+            let _lock = app::lock_for_writing(&config, "hop serve")?;
             runtime()?.block_on(async {
                 let listener = tokio::net::TcpListener::bind(&config.listen)
                     .await
@@ -217,6 +229,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 app::serve(config, listener, app::shutdown_signal()).await
             })
         }
+        // Users and keys need no lock: a server keeps no copy of them it trusts for
+        // long (a key for a second, `KEY_CACHE_TTL`), so a key revoked here stops
+        // working on a running server at once; that is how a leaked key is revoked
+        // without a restart.
         Command::Users(command) => {
             let config = load_config(cli.config.as_deref(), &overrides)?;
             runtime()?.block_on(run_users(command, &config))
@@ -227,10 +243,22 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Links(command) => {
             let config = load_config(cli.config.as_deref(), &overrides)?;
+            let _lock = match &command {
+                LinksCommand::List { .. } | LinksCommand::Get { .. } => None,
+                LinksCommand::Create { .. } => app::lock_for_writing(&config, "hop links create")?,
+                LinksCommand::Delete { .. } => app::lock_for_writing(&config, "hop links delete")?,
+            };
             runtime()?.block_on(run_links(command, &config))
         }
         Command::Domains(command) => {
             let config = load_config(cli.config.as_deref(), &overrides)?;
+            let _lock = match &command {
+                DomainsCommand::List => None,
+                DomainsCommand::Add { .. } => app::lock_for_writing(&config, "hop domains add")?,
+                DomainsCommand::Remove { .. } => {
+                    app::lock_for_writing(&config, "hop domains remove")?
+                }
+            };
             runtime()?.block_on(run_domains(command, &config))
         }
     }
@@ -387,10 +415,7 @@ async fn run_domains(command: DomainsCommand, config: &Config) -> anyhow::Result
                 }
                 other => other?,
             };
-            println!(
-                "Added domain `{}`. Point its DNS at hop; a running server serves it within 10 s.",
-                name.as_str()
-            );
+            println!("Added domain `{}`. Point its DNS at hop.", name.as_str());
         }
         DomainsCommand::List => {
             let counts: std::collections::HashMap<String, u64> =
@@ -410,10 +435,7 @@ async fn run_domains(command: DomainsCommand, config: &Config) -> anyhow::Result
         DomainsCommand::Remove { name } => {
             let name = registrable(&name)?;
             match stores.domains.remove_domain(name.as_str()).await? {
-                DomainRemoval::Removed => println!(
-                    "Removed domain `{}`; a running server stops serving it within 10 s.",
-                    name.as_str()
-                ),
+                DomainRemoval::Removed => println!("Removed domain `{}`.", name.as_str()),
                 DomainRemoval::NotFound => anyhow::bail!(
                     "no domain `{}` is registered (see `hop domains list`)",
                     name.as_str()
@@ -574,10 +596,7 @@ async fn links_command(command: LinksCommand, state: &crate::http::AppState) -> 
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("no link with code `{code}`"))?;
             state.stores.links.delete_link(link.id).await?;
-            println!(
-                "Deleted {code}. A running server stops redirecting it within cache_ttl_s ({} s).",
-                state.settings.cache_ttl_s
-            );
+            println!("Deleted {code}.");
         }
     }
     Ok(())

@@ -31,7 +31,6 @@ fn hop_ok(args: &[&str], data_dir: &Path) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-#[expect(dead_code, reason = "used by the lock and restore tests")]
 fn hop_err(args: &[&str], data_dir: &Path) -> String {
     let output = hop(args, data_dir);
     assert!(!output.status.success(), "{args:?} should fail");
@@ -269,4 +268,50 @@ async fn click_totals_and_stats_agree_after_kill_9() {
     let third = HopProcess::start(dir.path(), &env);
     assert_eq!(clicks_of(&third, &key, "burst").await, total + 25);
     assert_eq!(stats_total(&third, &key, "burst").await, total + 25);
+}
+
+#[tokio::test]
+async fn one_server_per_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = admin_key(dir.path());
+    let first = HopProcess::start(dir.path(), &[]);
+    let holder = format!("in use by process {} (`hop serve`", first.child.id());
+    // A second server is refused before it binds a port, and says who holds the dir.
+    let second = Command::new(hop_binary())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let refused = String::from_utf8(second.stderr).unwrap();
+    assert!(refused.contains(&holder), "{refused}");
+    // Link and domain changes are refused too (the server caches both) ...
+    for args in [
+        &["links", "create", "https://example.com", "--user", "ops"][..],
+        &["domains", "add", "go.example.com"],
+    ] {
+        let refused = hop_err(args, dir.path());
+        assert!(refused.contains(&holder), "{args:?}: {refused}");
+    }
+    // ... and nothing was changed by them.
+    assert!(!hop_ok(&["domains", "list"], dir.path()).contains("go.example.com"));
+    // Keys, which a server rereads every second, and listings work beside it.
+    hop_ok(&["keys", "create", "--name", "beside"], dir.path());
+    hop_ok(&["links", "list"], dir.path());
+    first
+        .create_link(
+            &key,
+            json!({"url": "https://example.com/api", "alias": "via-api"}),
+        )
+        .await;
+
+    // A killed holder leaves no stale lock: the kernel drops it with the process.
+    first.signal("KILL");
+    assert!(!first.wait().0);
+    let after = HopProcess::start(dir.path(), &[]);
+    assert_eq!(status_of(&client(), &after.url("/via-api")).await, 302);
+    after.signal("TERM");
+    assert!(after.wait().0);
+    hop_ok(&["domains", "add", "go.example.com"], dir.path());
 }

@@ -684,12 +684,25 @@ async fn links_from_the_cli() {
         "{shown}"
     );
 
-    // The server redirects what the CLI made, and no longer what it deleted.
+    // The server redirects what the CLI made. While it runs, the CLI may not change
+    // links (the server caches them): it is told who holds the database.
     let server = HopProcess::start(d, &[]);
     let http = client();
     let response = http.get(server.url("/from-cli")).send().await.unwrap();
     assert_eq!(response.headers()["location"], "https://example.com/cli");
+    let refused = run_err(&["links", "delete", &code], d);
+    assert!(
+        refused.contains(&format!(
+            "in use by process {} (`hop serve`",
+            server.child.id()
+        )),
+        "{refused}"
+    );
+    assert!(run_ok(&["links", "get", &code], d).contains(&code));
+    server.signal("TERM");
+    assert!(server.wait().0);
     run_ok(&["links", "delete", &code], d);
+    let server = HopProcess::start(d, &[]);
     assert_eq!(
         http.get(server.url(&format!("/{code}")))
             .send()
@@ -764,6 +777,11 @@ async fn domains_from_the_cli() {
         .unwrap();
     assert_eq!(response.headers()["location"], "https://example.com/go");
 
+    let refused = run_err(&["domains", "remove", "go.example.com"], d);
+    assert!(refused.contains("`hop serve`"), "{refused}");
+    assert!(run_ok(&["domains", "list"], d).contains("go.example.com"));
+    server.signal("TERM");
+    assert!(server.wait().0);
     assert!(run_err(&["domains", "remove", "go.example.com"], d).contains("still has 1 link"));
     run_ok(
         &["links", "delete", "here", "--domain", "go.example.com"],

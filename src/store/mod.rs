@@ -432,6 +432,24 @@ pub enum ConnectError {
     Open(String),
 }
 
+/// The file of a `sqlite://PATH` URL.
+fn sqlite_path(url: &str) -> Option<&std::path::Path> {
+    url.strip_prefix("sqlite://").map(std::path::Path::new)
+}
+
+/// Takes the one-writer lock of the database named by `url` for `command`, for
+/// backends that need one: an embedded SQLite file must have one writing process (its
+/// caches and click sums are that process's), so a second is refused with the
+/// holder's pid. `None` for a backend that serves many processes.
+pub fn lock_for_writing(
+    url: &str,
+    command: &str,
+) -> Result<Option<sqlite::lock::WriterLock>, sqlite::lock::LockError> {
+    sqlite_path(url)
+        .map(|path| sqlite::lock::take(path, command))
+        .transpose()
+}
+
 /// Opens the database named by `url` (`sqlite://PATH`) and applies pending migrations.
 pub fn connect(url: &str) -> Result<Stores, ConnectError> {
     let (scheme, rest) = url

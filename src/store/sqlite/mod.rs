@@ -19,6 +19,7 @@
 //! grew to 650 MB in a 30-second run.
 
 mod analytics;
+pub mod lock;
 
 use super::{
     ApiKey, ClickDelta, ClickStore, Domain, DomainRemoval, DomainStore, IdempotencyState,

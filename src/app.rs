@@ -97,7 +97,10 @@ pub fn lock_for_writing(
 /// Opens the database named by the configuration.
 pub fn open_stores(config: &Config) -> anyhow::Result<Stores> {
     let url = config.database_url();
-    store::connect(&url).with_context(|| format!("opening database {url}"))
+    let options = store::ConnectOptions {
+        startup_check_max: Duration::from_millis(config.startup_check_max_ms),
+    };
+    store::connect_with(&url, options).with_context(|| format!("opening database {url}"))
 }
 
 /// Builds the application state and starts its background tasks.

@@ -56,6 +56,10 @@ pub enum Command {
     /// Configuration helpers.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Check the whole embedded database: every page, every index against its table,
+    /// foreign keys. Read-only, so it may run beside a server; exits non-zero if the
+    /// database is damaged. (`hop serve` runs a quicker check of the pages on start.)
+    Check,
 }
 
 #[derive(Debug, Args)]
@@ -213,6 +217,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{DEFAULT_TOML}");
             Ok(())
         }
+        Command::Check => {
+            let config = load_config(cli.config.as_deref(), &overrides)?;
+            run_check(&config)
+        }
         Command::Serve(args) => {
             overrides.listen = args.listen;
             overrides.base_url = args.base_url;
@@ -262,6 +270,48 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             runtime()?.block_on(run_domains(command, &config))
         }
     }
+}
+
+/// The embedded database's file, or an error for a configuration without one.
+fn sqlite_file(config: &Config, command: &str) -> anyhow::Result<PathBuf> {
+    let url = config.database_url();
+    crate::store::sqlite_path(&url)
+        .map(PathBuf::from)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "`hop {command}` works on the embedded SQLite database; database_url `{url}` \
+                 names another backend, which has tools of its own"
+            )
+        })
+}
+
+fn run_check(config: &Config) -> anyhow::Result<()> {
+    let path = sqlite_file(config, "check")?;
+    let started = std::time::Instant::now();
+    let report =
+        crate::store::sqlite::files::full_check(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let took = started.elapsed().as_secs_f64();
+    if report.problems.is_empty() {
+        println!(
+            "{}: ok (schema version {}, {} live links; checked in {took:.2} s)",
+            path.display(),
+            report.schema_version,
+            report.links
+        );
+        return Ok(());
+    }
+    println!(
+        "{}: {} problem(s) found:",
+        path.display(),
+        report.problems.len()
+    );
+    for problem in &report.problems {
+        println!("  {problem}");
+    }
+    anyhow::bail!(
+        "{} is damaged; restore a backup with `hop restore FILE` (server stopped)",
+        path.display()
+    )
 }
 
 async fn run_users(command: UsersCommand, config: &Config) -> anyhow::Result<()> {

@@ -30,6 +30,11 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Database URL; empty means `sqlite://<data_dir>/hop.db`.
     pub database_url: String,
+    /// Longest the integrity check of the embedded database may take at start, in
+    /// milliseconds; a check still running then is stopped (logged) and hop starts.
+    /// 0 skips it.
+    #[serde(deserialize_with = "lenient")]
+    pub startup_check_max_ms: u64,
     /// Public URL that short links start with; empty means `http://<listen>`.
     pub base_url: String,
     /// `text` or `json`.
@@ -162,6 +167,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("./hop-data"),
             database_url: String::new(),
+            startup_check_max_ms: 10_000,
             base_url: String::new(),
             log_format: LogFormat::Text,
             log_level: "info".into(),
@@ -217,6 +223,11 @@ data_dir = "./hop-data"
 
 # Database URL. Empty means sqlite://<data_dir>/hop.db.
 database_url = ""
+
+# Longest the start-up integrity check of the embedded database (PRAGMA quick_check,
+# about 4 ms per MB) may take, in milliseconds; past it the check stops unfinished
+# (logged) and hop starts. 0 skips it. `hop check` runs the full check.
+startup_check_max_ms = 10000
 
 # Public URL that short links start with, e.g. "https://sho.rt". Empty means
 # http://<listen>. Links to this host are refused (they would loop).
@@ -809,7 +820,7 @@ mod tests {
         let from_file = Config::from_table(DEFAULT_TOML.parse().unwrap()).unwrap();
         let defaults = Config::default();
         assert_eq!(format!("{from_file:?}"), format!("{defaults:?}"));
-        assert_eq!(Config::keys().len(), 41);
+        assert_eq!(Config::keys().len(), 42);
     }
 
     #[test]

@@ -315,3 +315,195 @@ async fn one_server_per_data_dir() {
     assert!(after.wait().0);
     hop_ok(&["domains", "add", "go.example.com"], dir.path());
 }
+
+/// Creates `n` links (`bulk-0`, `bulk-1`, …) through the bulk API.
+async fn create_many(server: &HopProcess, key: &str, n: usize) {
+    for start in (0..n).step_by(1000) {
+        let links: Vec<Value> = (start..n.min(start + 1000))
+            .map(|i| json!({"url": format!("https://example.com/page/{i}"), "alias": format!("bulk-{i}")}))
+            .collect();
+        let response = client()
+            .post(server.url("/api/v1/links/bulk"))
+            .bearer_auth(key)
+            .json(&json!({ "links": links }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+}
+
+/// The stderr of a `hop serve` that must refuse to start.
+fn refused_start(data_dir: &Path) -> String {
+    let output = Command::new(hop_binary())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "hop serve started");
+    String::from_utf8(output.stderr).unwrap()
+}
+
+#[tokio::test]
+async fn a_damaged_database_is_refused_and_check_reports_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = admin_key(dir.path());
+    let server = HopProcess::start(dir.path(), &[]);
+    create_many(&server, &key, 3000).await;
+    server.signal("TERM");
+    assert!(server.wait().0);
+    let whole = hop_ok(&["check"], dir.path());
+    assert!(whole.contains(": ok (schema version"), "{whole}");
+    assert!(whole.contains("3000 live links"), "{whole}");
+
+    // Garbage over a page in the middle of the file (with every page in it first).
+    let db = dir.path().join("hop.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .pragma_update(None, "wal_checkpoint", "TRUNCATE")
+        .unwrap();
+    let mut bytes = std::fs::read(&db).unwrap();
+    let page = 4096;
+    let middle = bytes.len() / page / 2 * page;
+    let mut noise: u32 = 0x9e37_79b9;
+    for byte in &mut bytes[middle..middle + page] {
+        noise ^= noise << 13;
+        noise ^= noise >> 17;
+        noise ^= noise << 5;
+        *byte = noise as u8;
+    }
+    std::fs::write(&db, &bytes).unwrap();
+
+    let refused = refused_start(dir.path());
+    assert!(refused.contains("failed its integrity check"), "{refused}");
+    assert!(
+        refused.contains("hop check") && refused.contains("hop restore"),
+        "{refused}"
+    );
+    assert!(!refused.contains("admin key was created"), "{refused}");
+    let output = hop(&["check"], dir.path());
+    assert!(!output.status.success());
+    let report = String::from_utf8(output.stdout).unwrap();
+    assert!(report.contains("problem(s) found"), "{report}");
+    let message = String::from_utf8(output.stderr).unwrap();
+    assert!(message.contains("is damaged"), "{message}");
+    // Nothing was written to it by either.
+    assert_eq!(std::fs::read(&db).unwrap(), bytes);
+}
+
+#[tokio::test]
+async fn a_half_present_data_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = admin_key(dir.path());
+    let server = HopProcess::start(dir.path(), &[]);
+    create_many(&server, &key, 50).await;
+    // Killed: the last writes are in hop.db-wal only.
+    server.signal("KILL");
+    assert!(!server.wait().0);
+    let db = dir.path().join("hop.db");
+    let wal = dir.path().join("hop.db-wal");
+    assert!(std::fs::metadata(&wal).unwrap().len() > 0);
+    let saved = std::fs::read(&db).unwrap();
+
+    // An empty hop.db beside its log.
+    std::fs::write(&db, b"").unwrap();
+    let refused = refused_start(dir.path());
+    assert!(refused.contains("is empty (0 bytes) but"), "{refused}");
+    assert!(refused.contains("hop.db-wal"), "{refused}");
+    assert!(!refused.contains("admin key was created"), "{refused}");
+    assert_eq!(std::fs::metadata(&db).unwrap().len(), 0);
+    // The log without its database.
+    std::fs::remove_file(&db).unwrap();
+    let refused = refused_start(dir.path());
+    assert!(refused.contains("but no"), "{refused}");
+    assert!(!db.exists(), "a fresh database was created");
+    // Something that is not a database.
+    std::fs::write(&db, b"<html>not a database</html>").unwrap();
+    let refused = refused_start(dir.path());
+    assert!(refused.contains("is not an SQLite database"), "{refused}");
+    // A schema from a newer hop.
+    std::fs::write(&db, &saved).unwrap();
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+    }
+    let refused = refused_start(dir.path());
+    assert!(
+        refused.contains("newer hop (schema version 99"),
+        "{refused}"
+    );
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.pragma_update(None, "user_version", 4).unwrap();
+    }
+    // Put back whole, it starts with every link, the ones only in the log too.
+    let server = HopProcess::start(dir.path(), &[]);
+    assert_eq!(status_of(&client(), &server.url("/bulk-49")).await, 302);
+}
+
+#[tokio::test]
+async fn a_full_disk_says_disk_full_and_readyz_fails() {
+    // A data directory on a 2 MiB tmpfs, mounted in a mount namespace of hop's own, so
+    // that nothing outlives the process (needs root, as CI runs).
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new("unshare");
+    command
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(
+            "mount -t tmpfs -o size=2m hop-full \"$1\" && exec \"$0\" serve \
+             --listen 127.0.0.1:0 --log-format json --data-dir \"$1\"",
+        )
+        .arg(hop_binary())
+        .arg(dir.path());
+    let server = HopProcess::start_command(command);
+    let key = server
+        .stderr_lines(2)
+        .into_iter()
+        .find(|line| line.starts_with("hop_"))
+        .expect("the first start prints an admin key");
+    let http = client();
+    assert_eq!(status_of(&http, &server.url("/readyz")).await, 200);
+    server
+        .create_link(
+            &key,
+            json!({"url": "https://example.com/kept", "alias": "kept"}),
+        )
+        .await;
+    // Creates until the disk is full.
+    let title = "t".repeat(500);
+    let mut full = None;
+    for i in 0..20_000 {
+        let response = http
+            .post(server.url("/api/v1/links"))
+            .bearer_auth(&key)
+            .json(&json!({"url": format!("https://example.com/{i}"), "title": title}))
+            .send()
+            .await
+            .unwrap();
+        if response.status() != 201 {
+            full = Some((
+                response.status().as_u16(),
+                response.json::<Value>().await.unwrap(),
+            ));
+            break;
+        }
+    }
+    let (status, problem) = full.expect("the disk never filled");
+    assert_eq!(status, 503, "{problem}");
+    assert_eq!(problem["type"], "urn:hop:problem:disk-full", "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().starts_with("disk full"),
+        "{problem}"
+    );
+    // Readiness says so, and why.
+    let ready = http.get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let ready: Value = ready.json().await.unwrap();
+    assert!(
+        ready["detail"].as_str().unwrap().starts_with("disk full"),
+        "{ready}"
+    );
+    // Links already stored still redirect.
+    assert_eq!(status_of(&http, &server.url("/kept")).await, 302);
+}

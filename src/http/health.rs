@@ -1,6 +1,7 @@
 //! Health endpoints for load balancers and orchestrators: `/healthz` says the process
 //! is alive (it never touches a dependency), `/readyz` says it can serve (the database
-//! answers reads and the writer is running), `/metrics` gives counters in the
+//! answers reads, the writer is running, and recent writes did not fail for a full disk,
+//! an I/O error or damage: the 503 names which), `/metrics` gives counters in the
 //! Prometheus text format.
 
 use super::AppState;
@@ -51,7 +52,9 @@ pub async fn healthz() -> Json<Alive> {
     Json(Alive { status: "ok" })
 }
 
-/// Readiness: answers `200` when the database answers reads, `503` otherwise.
+/// Readiness: answers `200` when the database answers reads and takes writes; `503`
+/// otherwise, with a problem whose `type` and `detail` say why (`disk-full`,
+/// `storage-failed`, `database-damaged`, or `unavailable`).
 #[utoipa::path(
     get,
     path = "/readyz",

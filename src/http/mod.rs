@@ -284,7 +284,9 @@ pub fn negotiate(headers: &HeaderMap, error: ApiError) -> Response {
     );
     let mut response = (status, Html(page)).into_response();
     secure_page(response.headers_mut());
-    if let ApiError::Unavailable(cause) | ApiError::Internal(cause) = error {
+    if let ApiError::Unavailable(cause) | ApiError::Internal(cause) | ApiError::Storage(_, cause) =
+        error
+    {
         response.extensions_mut().insert(InternalCause(cause));
     }
     response

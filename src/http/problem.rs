@@ -7,7 +7,7 @@
 
 use crate::codes::AllocError;
 use crate::domain::link::DraftError;
-use crate::store::StoreError;
+use crate::store::{StorageFailure, StoreError};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -94,6 +94,10 @@ pub enum ApiError {
     /// A dependency is down; the message is for the log only.
     #[error("{0}")]
     Unavailable(String),
+    /// The database's storage failed (full, I/O error, damaged); the message is for the
+    /// log only, the kind is told.
+    #[error("{1}")]
+    Storage(StorageFailure, String),
     /// A bug or unexpected failure; the message is for the log only.
     #[error("{0}")]
     Internal(String),
@@ -235,6 +239,17 @@ impl ApiError {
                 "No short codes left",
             ),
             Self::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
+            Self::Storage(StorageFailure::DiskFull, _) => {
+                (S::SERVICE_UNAVAILABLE, "disk-full", "Disk full")
+            }
+            Self::Storage(StorageFailure::Io, _) => {
+                (S::SERVICE_UNAVAILABLE, "storage-failed", "Storage failed")
+            }
+            Self::Storage(StorageFailure::Corrupt, _) => (
+                S::SERVICE_UNAVAILABLE,
+                "database-damaged",
+                "Database damaged",
+            ),
             Self::Internal(_) => (
                 S::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -247,6 +262,17 @@ impl ApiError {
     pub fn public_detail(&self) -> String {
         match self {
             Self::Unavailable(_) => "the database is not reachable right now; retry shortly".into(),
+            Self::Storage(StorageFailure::DiskFull, _) => {
+                "disk full: the server cannot store anything until room is made; links \
+                 already stored still redirect"
+                    .into()
+            }
+            Self::Storage(StorageFailure::Io, _) => {
+                "the server's storage reported an I/O error; retry later".into()
+            }
+            Self::Storage(StorageFailure::Corrupt, _) => {
+                "the server's database is damaged; its operator must check it (hop check)".into()
+            }
             Self::Internal(_) => "an unexpected error occurred; it has been logged".into(),
             other => other.to_string(),
         }
@@ -285,6 +311,7 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict => Self::Internal("unexpected conflict".into()),
             StoreError::UnknownDomain => Self::Internal("unexpected unknown domain".into()),
             StoreError::Database(message) => Self::Unavailable(message),
+            StoreError::Storage { kind, detail } => Self::Storage(kind, detail),
         }
     }
 }
@@ -314,7 +341,7 @@ impl ApiError {
     /// as bulk results). The cause of a 5xx is logged here, since no response
     /// carries it to the middleware.
     pub fn problem_json(&self) -> serde_json::Value {
-        if let Self::Unavailable(cause) | Self::Internal(cause) = self {
+        if let Self::Unavailable(cause) | Self::Internal(cause) | Self::Storage(_, cause) = self {
             tracing::error!(error = %cause, "bulk item failed");
         }
         serde_json::to_value(self.problem()).unwrap_or_default()
@@ -334,7 +361,7 @@ impl IntoResponse for ApiError {
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if let Self::Unavailable(cause) | Self::Internal(cause) = self {
+        if let Self::Unavailable(cause) | Self::Internal(cause) | Self::Storage(_, cause) = self {
             response.extensions_mut().insert(InternalCause(cause));
         }
         response

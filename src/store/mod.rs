@@ -25,6 +25,35 @@ pub enum StoreError {
     /// The database failed or could not be reached; the message is for logs only.
     #[error("database error: {0}")]
     Database(String),
+    /// The storage under the database failed in a way that retrying will not fix
+    /// before an operator acts (a full disk, an I/O error, a damaged file); the detail
+    /// is for logs only.
+    #[error("{kind}: {detail}")]
+    Storage {
+        kind: StorageFailure,
+        detail: String,
+    },
+}
+
+/// What kind of storage failure a [`StoreError::Storage`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageFailure {
+    /// No room to write (the disk, or a size limit of the database).
+    DiskFull,
+    /// The operating system reported an I/O error.
+    Io,
+    /// The database file is damaged.
+    Corrupt,
+}
+
+impl std::fmt::Display for StorageFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::DiskFull => "disk full",
+            Self::Io => "I/O error",
+            Self::Corrupt => "database damaged",
+        })
+    }
 }
 
 /// The order of a link listing. Each has a unique key (the sort value, then the id),
@@ -271,7 +300,9 @@ pub trait MetaStore: Send + Sync {
     /// Leases `size` consecutive values of the counter `name` to the caller; every
     /// lease is disjoint from every other, across processes.
     async fn lease_block(&self, name: &str, size: u64) -> Result<Range<u64>, StoreError>;
-    /// Whether the database answers.
+    /// Whether the database answers reads and takes writes: an error when reads fail,
+    /// or when recent writes failed for lack of room, an I/O error or damage (a
+    /// [`StoreError::Storage`] saying which), until a write succeeds again.
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
@@ -432,8 +463,8 @@ pub enum ConnectError {
     Open(String),
 }
 
-/// The file of a `sqlite://PATH` URL.
-fn sqlite_path(url: &str) -> Option<&std::path::Path> {
+/// The file of a `sqlite://PATH` URL (`None` for another backend).
+pub fn sqlite_path(url: &str) -> Option<&std::path::Path> {
     url.strip_prefix("sqlite://").map(std::path::Path::new)
 }
 
@@ -450,14 +481,34 @@ pub fn lock_for_writing(
         .transpose()
 }
 
+/// How to open a database, beyond its URL.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectOptions {
+    /// Longest a start-up integrity check may run (SQLite); `ZERO` skips it.
+    pub startup_check_max: std::time::Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self {
+            startup_check_max: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
 /// Opens the database named by `url` (`sqlite://PATH`) and applies pending migrations.
 pub fn connect(url: &str) -> Result<Stores, ConnectError> {
+    connect_with(url, ConnectOptions::default())
+}
+
+/// [`connect`] with options.
+pub fn connect_with(url: &str, options: ConnectOptions) -> Result<Stores, ConnectError> {
     let (scheme, rest) = url
         .split_once("://")
         .ok_or_else(|| ConnectError::NoScheme(url.to_owned()))?;
     match scheme {
         "sqlite" => {
-            let store = sqlite::SqliteStore::open(std::path::Path::new(rest))
+            let store = sqlite::SqliteStore::open_with(std::path::Path::new(rest), options)
                 .map_err(|e| ConnectError::Open(e.to_string()))?;
             Ok(Stores {
                 links: store.clone(),

@@ -209,13 +209,24 @@ impl HopProcess {
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
             .arg("--data-dir")
-            .arg(data_dir)
-            .env("HOP_CLICK_FLUSH_INTERVAL_MS", "100")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .arg(data_dir);
         for (k, v) in extra_env {
             command.env(k, v);
         }
+        Self::start_command(command)
+    }
+
+    /// Starts `command`, which must end up running `hop serve --listen 127.0.0.1:0
+    /// --log-format json` (possibly through a wrapper that `exec`s it), and waits until
+    /// it serves.
+    pub fn start_command(mut command: Command) -> Self {
+        if !command
+            .get_envs()
+            .any(|(name, _)| name == "HOP_CLICK_FLUSH_INTERVAL_MS")
+        {
+            command.env("HOP_CLICK_FLUSH_INTERVAL_MS", "100");
+        }
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = command.spawn().expect("spawning hop");
         let stderr_pipe = child.stderr.take().unwrap();
         let stderr = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));

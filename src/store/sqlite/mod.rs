@@ -19,12 +19,13 @@
 //! grew to 650 MB in a 30-second run.
 
 mod analytics;
+pub mod files;
 pub mod lock;
 
 use super::{
     ApiKey, ClickDelta, ClickStore, Domain, DomainRemoval, DomainStore, IdempotencyState,
     IdempotencyStore, KeyStore, LinkQuery, LinkSort, LinkStore, MetaStore, NewApiKey, NewLink,
-    RedirectRecord, StoreError, User,
+    RedirectRecord, StorageFailure, StoreError, User,
 };
 use crate::domain::link::{
     KeyId, Link, LinkChanges, LinkId, RedirectType, UnixMillis, UserId, hour_start, now_ms,
@@ -34,6 +35,7 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// Most jobs committed in one transaction.
@@ -58,15 +60,99 @@ type MigrationStep = fn(&Connection) -> rusqlite::Result<()>;
 /// SQL: (migration number, step).
 const MIGRATION_STEPS: &[(usize, MigrationStep)] = &[(4, analytics::visits_into_blocks)];
 
-/// Runs inside the shared transaction and returns what to do once it is committed.
-type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
+/// Runs inside the shared transaction (`None`: the transaction is already lost, do
+/// not run) and returns what to do once the commit succeeded or failed.
+type Job = Box<dyn FnOnce(Option<&Connection>) -> Completion + Send>;
 /// Told whether the transaction committed.
-type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Completion = Box<dyn FnOnce(Result<(), CommitFailure>) + Send>;
+
+/// Why a group transaction did not commit, told to each of its jobs.
+#[derive(Debug, Clone)]
+struct CommitFailure {
+    /// Set when the storage failed (full, I/O error, damaged).
+    kind: Option<StorageFailure>,
+    message: String,
+}
+
+impl From<rusqlite::Error> for CommitFailure {
+    fn from(error: rusqlite::Error) -> Self {
+        Self {
+            kind: storage_failure(&error),
+            message: error.to_string(),
+        }
+    }
+}
+
+impl From<CommitFailure> for StoreError {
+    fn from(failure: CommitFailure) -> Self {
+        match failure.kind {
+            Some(kind) => StoreError::Storage {
+                kind,
+                detail: failure.message,
+            },
+            None => StoreError::Database(failure.message),
+        }
+    }
+}
+
+/// How long readiness reports a storage failure before it tries a write to see whether
+/// the failure is over: long enough for a load balancer to take the node out, short
+/// enough that a node whose disk was cleared comes back by itself (an unready node
+/// gets no traffic, so no write of its own would ever clear it).
+const FAILURE_HOLD: Duration = Duration::from_secs(10);
+
+/// The last storage failure seen, until a write succeeds after it.
+#[derive(Debug, Default)]
+struct Health {
+    failure: Mutex<Option<(StorageFailure, String, Instant)>>,
+}
+
+impl Health {
+    fn record(&self, kind: StorageFailure, detail: &str) {
+        *self.failure.lock().expect("health poisoned") =
+            Some((kind, detail.to_owned(), Instant::now()));
+    }
+
+    /// A write committed that began at `since`: failures from before it are over,
+    /// except damage, which writes do not repair.
+    fn committed(&self, since: Instant) {
+        let mut failure = self.failure.lock().expect("health poisoned");
+        if failure
+            .as_ref()
+            .is_some_and(|(kind, _, at)| *kind != StorageFailure::Corrupt && *at < since)
+        {
+            *failure = None;
+        }
+    }
+
+    fn current(&self) -> Option<(StorageFailure, String, Instant)> {
+        self.failure.lock().expect("health poisoned").clone()
+    }
+
+    /// Notes `error` if it is a storage failure, and passes it on.
+    fn note(&self, error: StoreError) -> StoreError {
+        if let StoreError::Storage { kind, detail } = &error {
+            self.record(*kind, detail);
+        }
+        error
+    }
+}
 
 pub struct SqliteStore {
     path: PathBuf,
     writer: mpsc::Sender<Job>,
     readers: Mutex<Vec<Connection>>,
+    health: Arc<Health>,
+}
+
+/// The storage failure an SQLite error reports, if it is one.
+fn storage_failure(error: &rusqlite::Error) -> Option<StorageFailure> {
+    match error.sqlite_error_code()? {
+        ErrorCode::DiskFull => Some(StorageFailure::DiskFull),
+        ErrorCode::SystemIoFailure => Some(StorageFailure::Io),
+        ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => Some(StorageFailure::Corrupt),
+        _ => None,
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -76,6 +162,12 @@ impl From<rusqlite::Error> for StoreError {
         {
             // The only trigger that aborts is `links_in_registered_domain` (0002).
             return StoreError::UnknownDomain;
+        }
+        if let Some(kind) = storage_failure(&error) {
+            return StoreError::Storage {
+                kind,
+                detail: error.to_string(),
+            };
         }
         match error.sqlite_error_code() {
             Some(ErrorCode::ConstraintViolation) => StoreError::Conflict,
@@ -120,24 +212,54 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and starts its writer thread.
+    /// Refuses files that are half there or damaged, and a schema from a newer hop
+    /// (see [`files`]), before anything is written to them.
     pub fn open(path: &Path) -> Result<Arc<Self>, StoreError> {
+        Self::open_with(path, super::ConnectOptions::default())
+    }
+
+    /// [`Self::open`] with options (the start-up check's time budget).
+    pub fn open_with(path: &Path, options: super::ConnectOptions) -> Result<Arc<Self>, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| {
                 StoreError::Database(format!("cannot create {}: {e}", parent.display()))
             })?;
         }
+        files::inspect(path)?;
+        let fresh = !path.exists();
         let mut conn = Connection::open(path)?;
+        let checked = files::check_opened(&conn, path, options.startup_check_max)?;
+        if !fresh {
+            let duration_ms = checked.took.as_millis() as u64;
+            let database = path.display();
+            match checked.outcome {
+                files::Checked::Whole => tracing::info!(
+                    %database,
+                    duration_ms,
+                    "database passed its quick integrity check"
+                ),
+                files::Checked::Unfinished => tracing::warn!(
+                    %database,
+                    duration_ms,
+                    "quick integrity check stopped unfinished (startup_check_max_ms); run `hop check` for a full one"
+                ),
+                files::Checked::Skipped => {}
+            }
+        }
         configure(&conn, true)?;
         migrate(&mut conn)?;
+        let health = Arc::new(Health::default());
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let writer_health = health.clone();
         std::thread::Builder::new()
             .name("hop-sqlite-writer".into())
-            .spawn(move || run_writer(conn, rx))
+            .spawn(move || run_writer(conn, rx, writer_health))
             .map_err(|e| StoreError::Database(format!("cannot start writer thread: {e}")))?;
         Ok(Arc::new(Self {
             path: path.to_owned(),
             writer: tx,
             readers: Mutex::new(Vec::new()),
+            health,
         }))
     }
 
@@ -148,12 +270,14 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
+        let health = self.health.clone();
         let job: Job = Box::new(move |conn| {
-            let result = f(conn);
-            Box::new(move |committed: Result<(), String>| {
-                let outcome = match committed {
-                    Ok(()) => result,
-                    Err(e) => Err(StoreError::Database(e)),
+            let result = conn.map(|conn| f(conn).map_err(|e| health.note(e)));
+            Box::new(move |committed: Result<(), CommitFailure>| {
+                let outcome = match (committed, result) {
+                    (Ok(()), Some(result)) => result,
+                    (Err(failure), _) => Err(failure.into()),
+                    (Ok(()), None) => Err(StoreError::Database("write was not run".into())),
                 };
                 let _ = reply.send(outcome);
             })
@@ -168,7 +292,15 @@ impl SqliteStore {
     }
 
     /// Runs `f` on a pooled read connection, on the calling thread (see module docs).
+    /// A damaged page found by a read is noted for readiness.
     fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        self.read_unnoted(f).map_err(|e| self.health.note(e))
+    }
+
+    fn read_unnoted<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
         let pooled = self.readers.lock().expect("reader pool poisoned").pop();
         let conn = match pooled {
             Some(conn) => conn,
@@ -187,7 +319,7 @@ impl SqliteStore {
     }
 }
 
-fn run_writer(conn: Connection, mut jobs: mpsc::Receiver<Job>) {
+fn run_writer(conn: Connection, mut jobs: mpsc::Receiver<Job>, health: Arc<Health>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut completions: Vec<Completion> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = jobs.blocking_recv() {
@@ -198,9 +330,16 @@ fn run_writer(conn: Connection, mut jobs: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let committed = commit_batch(&conn, &mut batch, &mut completions);
-        if let Err(e) = &committed {
-            tracing::error!(error = %e, jobs = completions.len(), "sqlite commit failed");
+        let started = Instant::now();
+        let committed = commit_batch(&conn, &mut batch, &mut completions, &health);
+        match &committed {
+            Ok(()) => health.committed(started),
+            Err(failure) => {
+                tracing::error!(error = %failure.message, jobs = completions.len(), "sqlite commit failed");
+                if let Some(kind) = failure.kind {
+                    health.record(kind, &failure.message);
+                }
+            }
         }
         for completion in completions.drain(..) {
             completion(committed.clone());
@@ -212,25 +351,41 @@ fn commit_batch(
     conn: &Connection,
     batch: &mut Vec<Job>,
     completions: &mut Vec<Completion>,
-) -> Result<(), String> {
-    let begun = conn.execute_batch("BEGIN IMMEDIATE");
+    health: &Health,
+) -> Result<(), CommitFailure> {
+    let mut lost = conn
+        .execute_batch("BEGIN IMMEDIATE")
+        .err()
+        .map(CommitFailure::from);
     for job in batch.drain(..) {
-        if begun.is_err() {
-            completions.push(job_never_run());
+        if lost.is_some() {
+            completions.push(job(None));
             continue;
         }
-        completions.push(job(conn));
+        completions.push(job(Some(conn)));
+        // A full disk or an I/O error can make SQLite roll the whole transaction back
+        // under a failing statement. The jobs after it would then run outside any
+        // transaction, each committing on its own while its caller is told it failed:
+        // stop here instead, and fail them all.
+        if conn.is_autocommit() {
+            let kind = health.current().map(|(kind, _, _)| kind);
+            lost = Some(CommitFailure {
+                kind,
+                message: "a failing statement rolled the transaction back".into(),
+            });
+        }
     }
-    begun.map_err(|e| e.to_string())?;
+    if let Some(failure) = lost {
+        if !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        return Err(failure);
+    }
     if let Err(e) = conn.execute_batch("COMMIT") {
         let _ = conn.execute_batch("ROLLBACK");
-        return Err(e.to_string());
+        return Err(e.into());
     }
     Ok(())
-}
-
-fn job_never_run() -> Completion {
-    Box::new(|_| {})
 }
 
 /// Runs a job of several statements in a savepoint: on error none of its writes stay
@@ -244,6 +399,11 @@ fn in_savepoint<T>(
 ) -> Result<T, StoreError> {
     conn.execute_batch("SAVEPOINT job")?;
     let result = f(conn);
+    if result.is_err() && conn.is_autocommit() {
+        // SQLite rolled the whole transaction back (full disk, I/O error): the savepoint
+        // is gone; the statement's own error is the one to report.
+        return Ok(result?);
+    }
     if result.is_err() {
         conn.execute_batch("ROLLBACK TO job")?;
     }
@@ -1023,7 +1183,23 @@ impl MetaStore for SqliteStore {
         if self.writer.is_closed() {
             return Err(StoreError::Database("writer thread has stopped".into()));
         }
-        Ok(())
+        let Some((kind, detail, at)) = self.health.current() else {
+            return Ok(());
+        };
+        if kind == StorageFailure::Corrupt || at.elapsed() < FAILURE_HOLD {
+            return Err(StoreError::Storage { kind, detail });
+        }
+        // Held long enough: a small real write tells whether writes work again (its
+        // commit clears the failure).
+        self.write(|conn| {
+            conn.prepare_cached(
+                "INSERT INTO settings (name, value) VALUES ('readiness_probe', ?1) \
+                 ON CONFLICT (name) DO UPDATE SET value = ?1",
+            )?
+            .execute([now_ms().to_be_bytes().to_vec()])?;
+            Ok(())
+        })
+        .await
     }
 }
 
@@ -1141,6 +1317,76 @@ mod tests {
             DomainRemoval::NotFound
         );
         assert!(store.list_domains().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_full_database_fails_writes_as_disk_full_and_readiness_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("hop.db")).unwrap();
+        store.insert_link(new_link("kept")).await.unwrap();
+        assert!(store.ping().await.is_ok());
+        // No room beyond the pages there are: what a full disk looks like to SQLite.
+        store
+            .write(|conn| {
+                let pages: i64 = conn.query_row("PRAGMA page_count", [], |row| row.get(0))?;
+                conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let mut full = None;
+        for i in 0..10_000 {
+            let mut link = new_link(&format!("c{i}"));
+            link.url = format!("https://example.com/{}", "x".repeat(1000));
+            link.tags = vec!["a".into(), "b".into()];
+            match store.insert_link(link).await {
+                Ok(_) => {}
+                Err(error) => {
+                    full = Some(error);
+                    break;
+                }
+            }
+        }
+        match full {
+            Some(StoreError::Storage {
+                kind: StorageFailure::DiskFull,
+                ..
+            }) => {}
+            other => panic!("expected disk full, got {other:?}"),
+        }
+        match store.ping().await {
+            Err(StoreError::Storage {
+                kind: StorageFailure::DiskFull,
+                detail,
+            }) => assert!(detail.contains("full"), "{detail}"),
+            other => panic!("expected disk full, got {other:?}"),
+        }
+        // Reads still work, and the failed write left nothing behind.
+        assert!(store.link_by_code("", "kept").await.unwrap().is_some());
+        let links: i64 = store
+            .read(|conn| conn.query_row("SELECT COUNT(*) FROM links", [], |r| r.get(0)))
+            .unwrap();
+        let tags: i64 = store
+            .read(|conn| conn.query_row("SELECT COUNT(*) FROM link_tags", [], |r| r.get(0)))
+            .unwrap();
+        assert_eq!(tags, 2 * (links - 1));
+    }
+
+    #[test]
+    fn storage_failures_last_until_a_later_write_commits_but_damage_stays() {
+        let health = Health::default();
+        let before = Instant::now();
+        health.record(StorageFailure::DiskFull, "full");
+        health.committed(before);
+        assert!(
+            health.current().is_some(),
+            "a write begun before the failure"
+        );
+        health.committed(Instant::now());
+        assert!(health.current().is_none());
+        health.record(StorageFailure::Corrupt, "damaged");
+        health.committed(Instant::now());
+        assert_eq!(health.current().unwrap().0, StorageFailure::Corrupt);
     }
 
     #[tokio::test]

@@ -1,6 +1,8 @@
 //! The command line: `hop serve`, `hop users …`, `hop keys …`, `hop links …`,
-//! `hop domains …`, `hop config default`. Every command reads the same configuration
-//! (file, `HOP_*` environment, flags) as the server.
+//! `hop domains …`, `hop config default`, `hop check`, `hop backup`, `hop restore`.
+//! Every command reads the same configuration (file, `HOP_*` environment, flags) as
+//! the server; those that change links or domains, and `restore`, take the database's
+//! writer lock first (refused while a server holds it).
 
 use crate::app;
 use crate::config::{Config, DEFAULT_TOML, LogFormat, Overrides};
@@ -45,21 +47,43 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
-    /// Manage links in the database (changes need the server stopped; the API makes
-    /// them while it runs).
+    /// Manage links in the database.
+    ///
+    /// Changes need the server stopped; while it runs, the API makes them.
     #[command(subcommand)]
     Links(LinksCommand),
-    /// Manage the domains links can live under besides the default one (the host of
-    /// base_url). Changes need the server stopped; the API makes them while it runs.
+    /// Manage the domains links can live under besides the default one.
+    ///
+    /// The default domain is the host of base_url. Changes need the server stopped;
+    /// while it runs, the API makes them.
     #[command(subcommand)]
     Domains(DomainsCommand),
     /// Configuration helpers.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Check the whole embedded database: every page, every index against its table,
-    /// foreign keys. Read-only, so it may run beside a server; exits non-zero if the
-    /// database is damaged. (`hop serve` runs a quicker check of the pages on start.)
+    /// Check the whole embedded database for damage.
+    ///
+    /// Every page, every index against its table, foreign keys. Read-only, so it may
+    /// run beside a server; exits non-zero if the database is damaged. (`hop serve`
+    /// runs a quicker check of the pages on start, see startup_check_max_ms.)
     Check,
+    /// Copy the embedded database to a new FILE, consistently, even while hop serves.
+    ///
+    /// SQLite's online backup: the copy holds every write committed before it began and
+    /// none after. FILE must not exist; the copy is checked before it gets its name.
+    Backup {
+        /// The new backup file.
+        file: PathBuf,
+    },
+    /// Replace the embedded database with a backup FILE (server stopped).
+    ///
+    /// Refused while a server runs on the data directory. FILE is checked first (full
+    /// integrity check, a schema version this hop knows); the database it replaces is
+    /// kept beside it as hop.db.before-restore-<time>.
+    Restore {
+        /// A file made by `hop backup`.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -221,6 +245,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let config = load_config(cli.config.as_deref(), &overrides)?;
             run_check(&config)
         }
+        Command::Backup { file } => {
+            let config = load_config(cli.config.as_deref(), &overrides)?;
+            run_backup(&config, &file)
+        }
+        Command::Restore { file } => {
+            let config = load_config(cli.config.as_deref(), &overrides)?;
+            let _lock = app::lock_for_writing(&config, "hop restore")?;
+            run_restore(&config, &file)
+        }
         Command::Serve(args) => {
             overrides.listen = args.listen;
             overrides.base_url = args.base_url;
@@ -312,6 +345,43 @@ fn run_check(config: &Config) -> anyhow::Result<()> {
         "{} is damaged; restore a backup with `hop restore FILE` (server stopped)",
         path.display()
     )
+}
+
+fn run_backup(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
+    let path = sqlite_file(config, "backup")?;
+    let started = std::time::Instant::now();
+    let report = crate::store::sqlite::files::backup(&path, file)
+        .map_err(|e| anyhow::anyhow!("backup of {} failed: {e}", path.display()))?;
+    println!(
+        "Backed up {} ({} live links, schema version {}, {} bytes) to {} in {:.2} s.",
+        path.display(),
+        report.links,
+        report.schema_version,
+        report.bytes,
+        file.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn run_restore(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
+    let path = sqlite_file(config, "restore")?;
+    let restored = crate::store::sqlite::files::restore(&path, file)
+        .map_err(|e| anyhow::anyhow!("not restored: {e}; {} is unchanged", path.display()))?;
+    println!(
+        "Restored {} ({} live links, schema version {}) from {}.",
+        path.display(),
+        restored.report.links,
+        restored.report.schema_version,
+        file.display()
+    );
+    if let Some(previous) = restored.previous {
+        println!(
+            "The database it replaced is kept as {}.",
+            previous.display()
+        );
+    }
+    Ok(())
 }
 
 async fn run_users(command: UsersCommand, config: &Config) -> anyhow::Result<()> {

@@ -507,3 +507,120 @@ async fn a_full_disk_says_disk_full_and_readyz_fails() {
     // Links already stored still redirect.
     assert_eq!(status_of(&http, &server.url("/kept")).await, 302);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_under_load_restores_every_acknowledged_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let backups = tempfile::tempdir().unwrap();
+    let file = backups.path().join("hop-backup.db");
+    let key = admin_key(dir.path());
+    let server = HopProcess::start(dir.path(), &[]);
+    let acknowledged = Arc::new(std::sync::Mutex::new(Vec::<(String, String)>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for worker in 0..8 {
+        let (url, key) = (server.url("/api/v1/links"), key.clone());
+        let (acknowledged, stop) = (acknowledged.clone(), stop.clone());
+        workers.push(tokio::spawn(async move {
+            let http = client();
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let target = format!("https://example.com/backup/{worker}/{i}");
+                i += 1;
+                let response = http
+                    .post(&url)
+                    .bearer_auth(&key)
+                    .json(&json!({"url": target}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 201);
+                let body: Value = response.json().await.unwrap();
+                let code = body["code"].as_str().unwrap().to_owned();
+                acknowledged.lock().unwrap().push((code, target));
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Everything acknowledged before the backup starts must be in it; creates go on
+    // during it.
+    let before: Vec<(String, String)> = acknowledged.lock().unwrap().clone();
+    let (data, target) = (dir.path().to_owned(), file.clone());
+    let output =
+        tokio::task::spawn_blocking(move || hop(&["backup", target.to_str().unwrap()], &data))
+            .await
+            .unwrap();
+    let during = acknowledged.lock().unwrap().len();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let said = String::from_utf8(output.stdout).unwrap();
+    assert!(said.contains("Backed up"), "{said}");
+    let after: Vec<(String, String)> = acknowledged.lock().unwrap()[during..].to_vec();
+    assert!(
+        before.len() > 50 && !after.is_empty(),
+        "{} / {}",
+        before.len(),
+        after.len()
+    );
+    // A backup never overwrites.
+    assert!(hop_err(&["backup", file.to_str().unwrap()], dir.path()).contains("already exists"));
+
+    // Restoring needs the server stopped.
+    let refused = hop_err(&["restore", file.to_str().unwrap()], dir.path());
+    assert!(
+        refused.contains(&format!("process {} (`hop serve`", server.child.id())),
+        "{refused}"
+    );
+    server.signal("TERM");
+    assert!(server.wait().0);
+    // A damaged backup is refused and changes nothing.
+    let broken = backups.path().join("broken.db");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let middle = bytes.len() / 4096 / 2 * 4096;
+    bytes[middle..middle + 4096].fill(0x5a);
+    std::fs::write(&broken, &bytes).unwrap();
+    let refused = hop_err(&["restore", broken.to_str().unwrap()], dir.path());
+    assert!(
+        refused.contains("is damaged") && refused.contains("unchanged"),
+        "{refused}"
+    );
+    let said = hop_ok(&["restore", file.to_str().unwrap()], dir.path());
+    assert!(
+        said.contains("Restored") && said.contains("before-restore"),
+        "{said}"
+    );
+
+    let restored = HopProcess::start(dir.path(), &[]);
+    let http = client();
+    for (code, target) in &before {
+        let response = http
+            .get(restored.url(&format!("/{code}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            302,
+            "acknowledged link {code} not in the backup"
+        );
+        assert_eq!(response.headers()["location"], target.as_str());
+    }
+    // The restore really replaced the database: links made after the backup are gone.
+    let (late, _) = after.last().unwrap();
+    assert_eq!(
+        status_of(&http, &restored.url(&format!("/{late}"))).await,
+        404
+    );
+    // The key, stored before the backup, still works.
+    restored
+        .create_link(&key, json!({"url": "https://example.com/after-restore"}))
+        .await;
+}

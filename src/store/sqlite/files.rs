@@ -249,3 +249,208 @@ pub fn full_check(database: &Path) -> Result<CheckReport, StoreError> {
         problems,
     })
 }
+
+/// What a backup or a restore copied.
+#[derive(Debug)]
+pub struct CopyReport {
+    pub schema_version: usize,
+    /// Live links in the copy.
+    pub links: u64,
+    pub bytes: u64,
+}
+
+fn io_error(what: &str, path: &Path, error: std::io::Error) -> StoreError {
+    StoreError::Database(format!("cannot {what} {}: {error}", path.display()))
+}
+
+/// Makes the rename of a file in `dir` durable.
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    std::fs::File::open(dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|e| io_error("sync", dir, e))
+}
+
+fn parent_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// `path` with `suffix` added to its name.
+fn with_suffix(path: &Path, suffix: &str) -> std::path::PathBuf {
+    sibling(path, suffix)
+}
+
+/// Schema version and live links of an opened copy, after checking it whole with
+/// `pragma` and its schema known to this hop.
+fn verify_copy(conn: &Connection, what: &Path, pragma: &str) -> Result<(usize, u64), StoreError> {
+    let problems = run_check(conn, pragma)?;
+    if !problems.is_empty() {
+        return Err(damaged(format!(
+            "{} is damaged ({})",
+            what.display(),
+            quote(&problems)
+        )));
+    }
+    let version: usize = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if version == 0 || version > MIGRATIONS.len() {
+        return Err(StoreError::Database(format!(
+            "{} is not a hop database this version can use (schema version {version}; \
+             this hop knows 1 to {})",
+            what.display(),
+            MIGRATIONS.len()
+        )));
+    }
+    let links: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM links WHERE deleted_at IS NULL",
+        [],
+        |row| row.get(0),
+    )?;
+    Ok((version, links as u64))
+}
+
+/// Copies the database at `database` to the new file `target` with SQLite's online
+/// backup API: one step over a read snapshot, so the copy is consistent (every commit
+/// before the snapshot, none after) while a server goes on writing (WAL readers do not
+/// block writers). The copy is a single self-contained file (rollback journal, no
+/// WAL), checked, fsynced, and only then given its name.
+pub fn backup(database: &Path, target: &Path) -> Result<CopyReport, StoreError> {
+    if target.exists() {
+        return Err(StoreError::Database(format!(
+            "{} already exists; backups never overwrite a file, so name a new one",
+            target.display()
+        )));
+    }
+    inspect(database)?;
+    if !database.exists() {
+        return Err(StoreError::Database(format!(
+            "no database at {}",
+            database.display()
+        )));
+    }
+    let partial = with_suffix(target, ".partial");
+    let result = copy_online(database, &partial);
+    let report = match result {
+        Ok(report) => report,
+        Err(error) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(error);
+        }
+    };
+    std::fs::rename(&partial, target).map_err(|e| io_error("rename", &partial, e))?;
+    sync_dir(parent_of(target))?;
+    Ok(report)
+}
+
+fn copy_online(database: &Path, partial: &Path) -> Result<CopyReport, StoreError> {
+    let source = Connection::open_with_flags(
+        database,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    source.busy_timeout(Duration::from_secs(10))?;
+    let mut copy = Connection::open(partial)?;
+    {
+        let backup = rusqlite::backup::Backup::new(&source, &mut copy)?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            // -1: every page in one step, under one read snapshot.
+            match backup.step(-1)? {
+                rusqlite::backup::StepResult::Done => break,
+                _ if Instant::now() > deadline => {
+                    return Err(StoreError::Database(
+                        "the database stayed locked for a minute; backup abandoned".into(),
+                    ));
+                }
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+    // The copy came with the source's WAL flag: make it one file of its own.
+    copy.pragma_update(None, "journal_mode", "DELETE")?;
+    let (schema_version, links) = verify_copy(&copy, partial, "quick_check")?;
+    drop(copy);
+    let file = std::fs::File::open(partial).map_err(|e| io_error("open", partial, e))?;
+    file.sync_all().map_err(|e| io_error("sync", partial, e))?;
+    let bytes = file
+        .metadata()
+        .map_err(|e| io_error("read", partial, e))?
+        .len();
+    Ok(CopyReport {
+        schema_version,
+        links,
+        bytes,
+    })
+}
+
+/// What [`restore`] did besides copying.
+#[derive(Debug)]
+pub struct Restored {
+    pub report: CopyReport,
+    /// Where the database that was replaced went (with its `-wal`), if there was one.
+    pub previous: Option<std::path::PathBuf>,
+}
+
+/// Puts the backup `source` in place as the database at `database`. The caller holds
+/// the writer lock (no server runs). The backup is copied beside the database first and
+/// the copy fully checked (`integrity_check`, a schema this hop knows), so neither a
+/// damaged backup nor a failed copy touches the current database; that one is then
+/// moved aside, not deleted, and the copy renamed into place.
+pub fn restore(database: &Path, source: &Path) -> Result<Restored, StoreError> {
+    let mut start = [0u8; 16];
+    std::fs::File::open(source)
+        .and_then(|mut file| std::io::Read::read_exact(&mut file, &mut start))
+        .map_err(|e| io_error("read", source, e))?;
+    if &start != HEADER {
+        return Err(damaged(format!(
+            "{} is not an SQLite database (not a hop backup)",
+            source.display()
+        )));
+    }
+    let staged = with_suffix(database, ".restoring");
+    let _ = std::fs::remove_file(&staged);
+    let checked = stage(source, &staged);
+    let report = match checked {
+        Ok(report) => report,
+        Err(error) => {
+            let _ = std::fs::remove_file(&staged);
+            let _ = std::fs::remove_file(with_suffix(&staged, "-journal"));
+            return Err(error);
+        }
+    };
+    let previous = if database.exists() {
+        let aside = with_suffix(
+            database,
+            &format!(".before-restore-{}", crate::domain::link::now_ms()),
+        );
+        std::fs::rename(database, &aside).map_err(|e| io_error("move aside", database, e))?;
+        for suffix in ["-wal", "-shm"] {
+            let file = with_suffix(database, suffix);
+            if file.exists() {
+                // The log belongs to the database moved aside: it goes with it.
+                std::fs::rename(&file, with_suffix(&aside, suffix))
+                    .map_err(|e| io_error("move aside", &file, e))?;
+            }
+        }
+        Some(aside)
+    } else {
+        None
+    };
+    std::fs::rename(&staged, database).map_err(|e| io_error("rename", &staged, e))?;
+    sync_dir(parent_of(database))?;
+    Ok(Restored { report, previous })
+}
+
+fn stage(source: &Path, staged: &Path) -> Result<CopyReport, StoreError> {
+    let bytes = std::fs::copy(source, staged).map_err(|e| io_error("copy", source, e))?;
+    let conn = Connection::open(staged)?;
+    let (schema_version, links) = verify_copy(&conn, source, "integrity_check")?;
+    drop(conn);
+    std::fs::File::open(staged)
+        .and_then(|file| file.sync_all())
+        .map_err(|e| io_error("sync", staged, e))?;
+    Ok(CopyReport {
+        schema_version,
+        links,
+        bytes,
+    })
+}

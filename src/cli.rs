@@ -242,15 +242,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Check => {
-            let config = load_config(cli.config.as_deref(), &overrides)?;
+            let config = command_config(cli.config.as_deref(), &overrides)?;
             run_check(&config)
         }
         Command::Backup { file } => {
-            let config = load_config(cli.config.as_deref(), &overrides)?;
+            let config = command_config(cli.config.as_deref(), &overrides)?;
             run_backup(&config, &file)
         }
         Command::Restore { file } => {
-            let config = load_config(cli.config.as_deref(), &overrides)?;
+            let config = command_config(cli.config.as_deref(), &overrides)?;
             let _lock = app::lock_for_writing(&config, "hop restore")?;
             run_restore(&config, &file)
         }
@@ -275,15 +275,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         // working on a running server at once; that is how a leaked key is revoked
         // without a restart.
         Command::Users(command) => {
-            let config = load_config(cli.config.as_deref(), &overrides)?;
+            let config = command_config(cli.config.as_deref(), &overrides)?;
             runtime()?.block_on(run_users(command, &config))
         }
         Command::Keys(command) => {
-            let config = load_config(cli.config.as_deref(), &overrides)?;
+            let config = command_config(cli.config.as_deref(), &overrides)?;
             runtime()?.block_on(run_keys(command, &config))
         }
         Command::Links(command) => {
-            let config = load_config(cli.config.as_deref(), &overrides)?;
+            let config = command_config(cli.config.as_deref(), &overrides)?;
             let _lock = match &command {
                 LinksCommand::List { .. } | LinksCommand::Get { .. } => None,
                 LinksCommand::Create { .. } => app::lock_for_writing(&config, "hop links create")?,
@@ -292,7 +292,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             runtime()?.block_on(run_links(command, &config))
         }
         Command::Domains(command) => {
-            let config = load_config(cli.config.as_deref(), &overrides)?;
+            let config = command_config(cli.config.as_deref(), &overrides)?;
             let _lock = match &command {
                 DomainsCommand::List => None,
                 DomainsCommand::Add { .. } => app::lock_for_writing(&config, "hop domains add")?,
@@ -736,6 +736,15 @@ fn parse_future_time(flag: &str, text: &str) -> anyhow::Result<UnixMillis> {
 
 fn load_config(file: Option<&std::path::Path>, overrides: &Overrides) -> anyhow::Result<Config> {
     Ok(Config::load(file, std::env::vars(), overrides)?)
+}
+
+/// The configuration for a command other than `serve`: the same, but without the
+/// start-up integrity check, which is the server's (seconds on a big database, for
+/// every `hop keys list`); `hop check` is the full one on demand.
+fn command_config(file: Option<&std::path::Path>, overrides: &Overrides) -> anyhow::Result<Config> {
+    let mut config = load_config(file, overrides)?;
+    config.startup_check_max_ms = 0;
+    Ok(config)
 }
 
 fn validate_name(what: &str, name: &str) -> anyhow::Result<()> {

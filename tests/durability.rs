@@ -450,13 +450,10 @@ async fn a_full_disk_says_disk_full_and_readyz_fails() {
     let mut command = Command::new("unshare");
     command
         .args(["--mount", "--propagation", "private", "sh", "-c"])
-        .arg(
-            "mount -t tmpfs -o size=2m hop-full \"$1\" && exec \"$0\" serve \
-             --listen 127.0.0.1:0 --log-format json --data-dir \"$1\"",
-        )
+        .arg("mount -t tmpfs -o size=2m hop-full \"$FULL_DIR\" && exec \"$0\" \"$@\"")
         .arg(hop_binary())
-        .arg(dir.path());
-    let server = HopProcess::start_command(command);
+        .env("FULL_DIR", dir.path());
+    let server = HopProcess::start_command(command, dir.path(), &[]);
     let key = server
         .stderr_lines(2)
         .into_iter()

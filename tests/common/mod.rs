@@ -205,28 +205,23 @@ impl HopProcess {
         Self::start_command(command, data_dir, extra_env)
     }
 
-    fn start_command(mut command: Command, data_dir: &Path, extra_env: &[(&str, &str)]) -> Self {
+    /// Runs `command` with `serve … --data-dir DIR` appended: `hop` itself, or a wrapper
+    /// that ends by `exec`ing its arguments.
+    pub fn start_command(
+        mut command: Command,
+        data_dir: &Path,
+        extra_env: &[(&str, &str)],
+    ) -> Self {
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
             .arg("--data-dir")
-            .arg(data_dir);
+            .arg(data_dir)
+            .env("HOP_CLICK_FLUSH_INTERVAL_MS", "100")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         for (k, v) in extra_env {
             command.env(k, v);
         }
-        Self::start_command(command)
-    }
-
-    /// Starts `command`, which must end up running `hop serve --listen 127.0.0.1:0
-    /// --log-format json` (possibly through a wrapper that `exec`s it), and waits until
-    /// it serves.
-    pub fn start_command(mut command: Command) -> Self {
-        if !command
-            .get_envs()
-            .any(|(name, _)| name == "HOP_CLICK_FLUSH_INTERVAL_MS")
-        {
-            command.env("HOP_CLICK_FLUSH_INTERVAL_MS", "100");
-        }
-        command.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = command.spawn().expect("spawning hop");
         let stderr_pipe = child.stderr.take().unwrap();
         let stderr = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));

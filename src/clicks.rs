@@ -1,6 +1,12 @@
 //! Click counting off the redirect's critical path.
 //!
-//! A redirect adds one to an in-memory sum for (link, UTC hour) and moves on; it never
+//! With analytics on, a click on a link without a limit travels with its visit and is
+//! added to the link's total in the transaction that stores the visit (see
+//! `store::sqlite::analytics`), so totals and stats cannot drift apart. The sums here
+//! take the clicks that have no visit to carry them: analytics off, a full visit
+//! queue, or visits the pipeline had to give up.
+//!
+//! Such a click adds one to an in-memory sum for (link, UTC hour) and moves on; it never
 //! waits on the database and never wakes another task. The sums live in a few
 //! mutex-guarded shards (picked by link id) so that worker threads rarely meet on
 //! the same lock. The [`run_click_writer`] task swaps the shards out every

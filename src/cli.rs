@@ -33,6 +33,10 @@ pub struct Cli {
     /// Directory of the embedded database [env: HOP_DATA_DIR] [default: ./hop-data]
     #[arg(long, global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Public URL short links start with [env: HOP_BASE_URL] [default: http://<listen>];
+    /// the link commands print short URLs and check for loops with it, as the server does
+    #[arg(long, global = true, value_name = "URL")]
+    pub base_url: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -91,9 +95,6 @@ pub struct ServeArgs {
     /// Address and port to listen on [env: HOP_LISTEN] [default: 127.0.0.1:8080]
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Option<String>,
-    /// Public URL short links start with [env: HOP_BASE_URL] [default: http://<listen>]
-    #[arg(long, value_name = "URL")]
-    pub base_url: Option<String>,
     /// Log format: text or json [env: HOP_LOG_FORMAT] [default: text]
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
@@ -115,7 +116,13 @@ pub enum UsersCommand {
     /// List users with their role and number of usable keys.
     List,
     /// Remove a user and revoke their keys (their links stay).
-    Remove { name: String },
+    Remove {
+        name: String,
+        /// Remove the last admin too (nobody could then manage users' links over the
+        /// API until `hop keys create --admin` makes a new one).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -234,6 +241,7 @@ pub enum ConfigCommand {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let mut overrides = Overrides {
         data_dir: cli.data_dir.clone(),
+        base_url: cli.base_url.clone(),
         ..Overrides::default()
     };
     match cli.command {
@@ -256,7 +264,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve(args) => {
             overrides.listen = args.listen;
-            overrides.base_url = args.base_url;
             overrides.log_format = args.log_format;
             overrides.log_level = args.log_level;
             let config = load_config(cli.config.as_deref(), &overrides)?;
@@ -407,7 +414,17 @@ async fn run_users(command: UsersCommand, config: &Config) -> anyhow::Result<()>
                 );
             }
         }
-        UsersCommand::Remove { name } => {
+        UsersCommand::Remove { name, force } => {
+            let users = stores.keys.list_users().await?;
+            let target = users.iter().find(|(user, _)| user.name == name);
+            let admins = users.iter().filter(|(user, _)| user.admin).count();
+            if target.is_some_and(|(user, _)| user.admin) && admins == 1 && !force {
+                anyhow::bail!(
+                    "`{name}` is the last admin; removing them leaves nobody to manage other \
+                     users' links over the API. Add another admin first \
+                     (`hop users add NAME --admin`), or pass --force"
+                );
+            }
             if !stores.keys.remove_user(&name).await? {
                 anyhow::bail!("no user named `{name}`");
             }
@@ -475,8 +492,8 @@ async fn run_keys(command: KeysCommand, config: &Config) -> anyhow::Result<()> {
             };
             let now = now_ms();
             println!(
-                "{:<13} {:<20} {:<20} {:<6} {:<8} CREATED",
-                "PREFIX", "LABEL", "USER", "ROLE", "STATE"
+                "{:<13} {:<20} {:<20} {:<6} {:<8} {:<24} EXPIRES",
+                "PREFIX", "LABEL", "USER", "ROLE", "STATE", "CREATED"
             );
             for key in stores.keys.list_keys(owner).await? {
                 let state = if key.revoked {
@@ -487,12 +504,13 @@ async fn run_keys(command: KeysCommand, config: &Config) -> anyhow::Result<()> {
                     "active"
                 };
                 println!(
-                    "{:<13} {:<20} {:<20} {:<6} {state:<8} {}",
+                    "{:<13} {:<20} {:<20} {:<6} {state:<8} {:<24} {}",
                     key.prefix,
                     key.name,
                     key.user.name,
                     key.user.role(),
-                    format_ms(key.created_at)
+                    format_ms(key.created_at),
+                    key.expires_at.map_or_else(|| "never".to_owned(), format_ms)
                 );
             }
         }
@@ -686,11 +704,20 @@ async fn links_command(command: LinksCommand, state: &crate::http::AppState) -> 
                     ..LinkQuery::default()
                 })
                 .await?;
-            println!("{:<16} {:>8}  {:<24} URL", "CODE", "CLICKS", "CREATED");
+            println!(
+                "{:<16} {:<24} {:>8}  {:<24} URL",
+                "CODE", "DOMAIN", "CLICKS", "CREATED"
+            );
             for link in links {
+                let domain = if link.domain.is_empty() {
+                    "(default)"
+                } else {
+                    link.domain.as_str()
+                };
                 println!(
-                    "{:<16} {:>8}  {:<24} {}",
+                    "{:<16} {:<24} {:>8}  {:<24} {}",
                     link.code,
+                    domain,
                     link.clicks,
                     format_ms(link.created_at),
                     link.url

@@ -938,3 +938,78 @@ fn listen_takes_a_host_name() {
         "{listen}"
     );
 }
+
+#[test]
+fn cli_lists_say_enough_and_the_last_admin_stays_without_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    run_ok(
+        &[
+            "keys",
+            "create",
+            "--name",
+            "ops",
+            "--admin",
+            "--expires-at",
+            "2031-05-01T00:00:00Z",
+        ],
+        path,
+    );
+    let keys = run_ok(&["keys", "list"], path);
+    assert!(
+        keys.contains("EXPIRES") && keys.contains("2031-05-01T00:00:00.000Z"),
+        "{keys}"
+    );
+
+    // The link commands take base_url like the server: short URLs and the loop check.
+    run_ok(&["users", "add", "ana"], path);
+    let refused = run_err(
+        &[
+            "links",
+            "create",
+            "http://sho.rt/x",
+            "--user",
+            "ana",
+            "--base-url",
+            "https://sho.rt",
+        ],
+        path,
+    );
+    assert!(refused.contains("loop"), "{refused}");
+    let created = run_ok(
+        &[
+            "links",
+            "create",
+            "https://example.com/a",
+            "--user",
+            "ana",
+            "--base-url",
+            "https://sho.rt",
+        ],
+        path,
+    );
+    assert!(
+        created
+            .trim_end()
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("https://sho.rt/"),
+        "{created}"
+    );
+    let links = run_ok(&["links", "list"], path);
+    assert!(
+        links.contains("DOMAIN") && links.contains("(default)"),
+        "{links}"
+    );
+
+    // The only admin is kept unless asked for.
+    let last = run_err(&["users", "remove", "ops"], path);
+    assert!(
+        last.contains("last admin") && last.contains("--force"),
+        "{last}"
+    );
+    assert!(run_ok(&["users", "list"], path).contains("ops"));
+    run_ok(&["users", "remove", "ops", "--force"], path);
+    assert!(!run_ok(&["users", "list"], path).contains("ops"));
+}

@@ -60,16 +60,6 @@ measure_stored() {
     warn "$1: only ${STORED[$1]} visits stored for ${REQS[$1]} redirects (dropped?)"
 }
 
-# median NAME FIELD: the median over the rounds of scenario NAME-1, NAME-2, ...
-median() {
-  local name=$1 round values=()
-  local -n table=$2
-  for round in $(seq "$ROUNDS"); do
-    values+=("${table[$name-$round]}")
-  done
-  printf '%s\n' "${values[@]}" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
-}
-
 for round in $(seq "$ROUNDS"); do
   log "round $round of $ROUNDS: analytics on"
   start_hop "$TRUST"

@@ -133,16 +133,6 @@ for round in $(seq "$ROUNDS"); do
 done
 stop_hop
 
-# median NAME TABLE: the median over the rounds of NAME-1, NAME-2, ...
-median() {
-  local name=$1 round values=()
-  local -n table=$2
-  for round in $(seq "$ROUNDS"); do
-    values+=("${table[$name-$round]}")
-  done
-  printf '%s\n' "${values[@]}" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
-}
-
 {
   echo "# hop: $LABEL"
   echo

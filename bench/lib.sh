@@ -290,6 +290,17 @@ load_until_served() {
   done
 }
 
+# median NAME TABLE: the median over $ROUNDS rounds of the scenarios NAME-1, NAME-2, ...
+# in the associative array TABLE (RPS, CPU_US, ...).
+median() {
+  local name=$1 round values=()
+  local -n table=$2
+  for round in $(seq "$ROUNDS"); do
+    values+=("${table[$name-$round]}")
+  done
+  printf '%s\n' "${values[@]}" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+}
+
 # memory LABEL: hop's memory now, from /proc/PID/status, into MEM[LABEL] (MiB).
 declare -A MEM
 # VmRSS counts a file page once per mapping, and each SQLite connection maps the

@@ -85,7 +85,12 @@ fn raw_visit(i: usize) -> RawProfile {
 
 async fn ingest() {
     let dir = tempfile::tempdir().unwrap();
-    let stores = hop::store::connect(&format!("sqlite://{}/hop.db", dir.path().display())).unwrap();
+    let stores = hop::store::connect(
+        &format!("sqlite://{}/hop.db", dir.path().display()),
+        &hop::store::StoreOptions::default(),
+    )
+    .await
+    .unwrap();
     let enricher = Arc::new(
         Enricher::new()
             .with_geo(GeoIp::open(geoip_database()).unwrap())

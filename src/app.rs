@@ -94,18 +94,17 @@ pub fn lock_for_writing(
     Ok(store::lock_for_writing(&config.database_url(), command)?)
 }
 
-/// Opens the database named by the configuration.
-pub fn open_stores(config: &Config) -> anyhow::Result<Stores> {
+/// Opens the database named by the configuration (its password never in a message).
+pub async fn open_stores(config: &Config) -> anyhow::Result<Stores> {
     let url = config.database_url();
-    let options = store::ConnectOptions {
-        startup_check_max: Duration::from_millis(config.startup_check_max_ms),
-    };
-    store::connect_with(&url, options).with_context(|| format!("opening database {url}"))
+    store::connect(&url, &config.store_options())
+        .await
+        .with_context(|| format!("opening database {}", store::redacted(&url)))
 }
 
 /// Builds the application state and starts its background tasks.
 pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
-    let stores = open_stores(config)?;
+    let stores = open_stores(config).await?;
     let base = config.public_base().map_err(anyhow::Error::msg)?;
     let listen_port = config
         .listen_port()

@@ -1,8 +1,9 @@
-//! The command line: `hop serve`, `hop users …`, `hop keys …`, `hop links …`,
-//! `hop domains …`, `hop config default`, `hop check`, `hop backup`, `hop restore`.
-//! Every command reads the same configuration (file, `HOP_*` environment, flags) as
-//! the server; those that change links or domains, and `restore`, take the database's
-//! writer lock first (refused while a server holds it).
+//! The command line: `hop serve`, `hop migrate`, `hop users …`, `hop keys …`,
+//! `hop links …`, `hop domains …`, `hop config default`, `hop check`, `hop backup`,
+//! `hop restore`. Every command reads the same configuration (file, `HOP_*`
+//! environment, flags) as the server; those that change links or domains, `migrate`
+//! and `restore` take the database's writer lock first (refused while a server holds
+//! it; a PostgreSQL database has none, being made for many processes).
 
 use crate::app;
 use crate::config::{Config, DEFAULT_TOML, LogFormat, Overrides};
@@ -33,6 +34,10 @@ pub struct Cli {
     /// Directory of the embedded database [env: HOP_DATA_DIR] [default: ./hop-data]
     #[arg(long, global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Database URL: sqlite://PATH or postgres://USER@HOST:PORT/DATABASE
+    /// [env: HOP_DATABASE_URL] [default: sqlite://<data-dir>/hop.db]
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
     /// Public URL short links start with [env: HOP_BASE_URL] [default: http://<listen>];
     /// the link commands print short URLs and check for loops with it, as the server does
     #[arg(long, global = true, value_name = "URL")]
@@ -62,6 +67,8 @@ pub enum Command {
     /// while it runs, the API makes them.
     #[command(subcommand)]
     Domains(DomainsCommand),
+    /// Apply pending database migrations and exit (serve also applies them at start).
+    Migrate,
     /// Configuration helpers.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -242,6 +249,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let mut overrides = Overrides {
         data_dir: cli.data_dir.clone(),
         base_url: cli.base_url.clone(),
+        database_url: cli.database_url.clone(),
         ..Overrides::default()
     };
     match cli.command {
@@ -276,6 +284,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     .with_context(|| format!("cannot listen on {}", config.listen))?;
                 app::serve(config, listener, app::shutdown_signal()).await
             })
+        }
+        Command::Migrate => {
+            let config = command_config(cli.config.as_deref(), &overrides)?;
+            let _lock = app::lock_for_writing(&config, "hop migrate")?;
+            runtime()?.block_on(run_migrate(&config))
         }
         // Users and keys need no lock: a server keeps no copy of them it trusts for
         // long (a key for a second, `KEY_CACHE_TTL`), so a key revoked here stops
@@ -391,8 +404,22 @@ fn run_restore(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn run_migrate(config: &Config) -> anyhow::Result<()> {
+    let url = config.database_url();
+    let shown = crate::store::redacted(&url);
+    let (before, after) = crate::store::migrate(&url, &config.store_options())
+        .await
+        .with_context(|| format!("migrating database {shown}"))?;
+    if before == after {
+        println!("Database {shown} is up to date (schema version {after}).");
+    } else {
+        println!("Database {shown} migrated from schema version {before} to {after}.");
+    }
+    Ok(())
+}
+
 async fn run_users(command: UsersCommand, config: &Config) -> anyhow::Result<()> {
-    let stores = app::open_stores(config)?;
+    let stores = app::open_stores(config).await?;
     match command {
         UsersCommand::Add { name, admin } => {
             validate_name("user name", &name)?;
@@ -435,7 +462,7 @@ async fn run_users(command: UsersCommand, config: &Config) -> anyhow::Result<()>
 }
 
 async fn run_keys(command: KeysCommand, config: &Config) -> anyhow::Result<()> {
-    let stores = app::open_stores(config)?;
+    let stores = app::open_stores(config).await?;
     match command {
         KeysCommand::Create {
             user,
@@ -525,7 +552,7 @@ async fn run_keys(command: KeysCommand, config: &Config) -> anyhow::Result<()> {
 }
 
 async fn run_domains(command: DomainsCommand, config: &Config) -> anyhow::Result<()> {
-    let stores = app::open_stores(config)?;
+    let stores = app::open_stores(config).await?;
     let default_host = config.default_host().map_err(anyhow::Error::msg)?;
     // The name as the server stores it; the default host is not a registered domain.
     let registrable = |name: &str| -> anyhow::Result<DomainName> {

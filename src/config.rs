@@ -28,13 +28,21 @@ pub struct Config {
     pub listen: String,
     /// Directory of the embedded database.
     pub data_dir: PathBuf,
-    /// Database URL; empty means `sqlite://<data_dir>/hop.db`.
+    /// Database URL: `sqlite://PATH`, or `postgres://USER@HOST:PORT/DATABASE` for a
+    /// database many processes share; empty means `sqlite://<data_dir>/hop.db`.
     pub database_url: String,
     /// Longest the integrity check of the embedded database may take at start, in
     /// milliseconds; a check still running then is stopped (logged) and hop starts.
     /// 0 skips it.
     #[serde(deserialize_with = "lenient")]
     pub startup_check_max_ms: u64,
+    /// PostgreSQL: most connections each process opens.
+    #[serde(deserialize_with = "lenient")]
+    pub database_max_connections: usize,
+    /// PostgreSQL: hash partitions of the links table, fixed when the schema is
+    /// created (later changes do not re-partition an existing database).
+    #[serde(deserialize_with = "lenient")]
+    pub database_link_partitions: u32,
     /// Public URL that short links start with; empty means `http://<listen>`.
     pub base_url: String,
     /// `text` or `json`.
@@ -168,6 +176,8 @@ impl Default for Config {
             data_dir: PathBuf::from("./hop-data"),
             database_url: String::new(),
             startup_check_max_ms: 10_000,
+            database_max_connections: 16,
+            database_link_partitions: 16,
             base_url: String::new(),
             log_format: LogFormat::Text,
             log_level: "info".into(),
@@ -221,13 +231,22 @@ listen = "127.0.0.1:8080"
 # Directory of the embedded SQLite database.
 data_dir = "./hop-data"
 
-# Database URL. Empty means sqlite://<data_dir>/hop.db.
+# Database URL. Empty means sqlite://<data_dir>/hop.db. A PostgreSQL URL such as
+# "postgres://hop@db.example:5432/hop" puts hop on a database that many hop
+# processes can share (a password may be given in the URL; it is never logged).
 database_url = ""
 
 # Longest the start-up integrity check of the embedded database (PRAGMA quick_check,
 # about 4 ms per MB) may take, in milliseconds; past it the check stops unfinished
 # (logged) and hop starts. 0 skips it. `hop check` runs the full check.
 startup_check_max_ms = 10000
+
+# PostgreSQL only: most connections each hop process opens.
+database_max_connections = 16
+
+# PostgreSQL only: hash partitions of the links table. Takes effect when hop creates
+# the schema in an empty database; an existing database keeps its partitions.
+database_link_partitions = 16
 
 # Public URL that short links start with, e.g. "https://sho.rt". Empty means
 # http://<listen>. Links to this host are refused (they would loop).
@@ -376,6 +395,7 @@ pub enum ConfigError {
 pub struct Overrides {
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
     pub base_url: Option<String>,
     pub log_format: Option<String>,
     pub log_level: Option<String>,
@@ -471,6 +491,7 @@ impl Config {
                 "data_dir",
                 flags.data_dir.as_ref().map(|p| p.display().to_string()),
             ),
+            ("database_url", flags.database_url.clone()),
             ("base_url", flags.base_url.clone()),
             ("log_format", flags.log_format.clone()),
             ("log_level", flags.log_level.clone()),
@@ -562,6 +583,10 @@ impl Config {
             ("request_timeout_ms", self.request_timeout_ms),
             ("header_read_timeout_ms", self.header_read_timeout_ms),
             ("cache_max_bytes", self.cache_max_bytes),
+            (
+                "database_max_connections",
+                self.database_max_connections as u64,
+            ),
         ] {
             if value == 0 {
                 return invalid(format!("{name} must be greater than 0"));
@@ -593,6 +618,12 @@ impl Config {
                     ));
                 }
             }
+        }
+        if !(1..=1024).contains(&self.database_link_partitions) {
+            return invalid(format!(
+                "database_link_partitions {} is outside 1..=1024",
+                self.database_link_partitions
+            ));
         }
         self.trusted_proxy_nets().map_err(ConfigError::Invalid)?;
         crate::analytics::anonymize::IpRetention::parse(&self.analytics_ip).map_err(|_| {
@@ -671,6 +702,17 @@ impl Config {
                     })
             })
             .collect()
+    }
+
+    /// The backend settings that are not part of the URL.
+    pub fn store_options(&self) -> crate::store::StoreOptions {
+        crate::store::StoreOptions {
+            max_connections: self.database_max_connections,
+            link_partitions: self.database_link_partitions,
+            sqlite: crate::store::ConnectOptions {
+                startup_check_max: std::time::Duration::from_millis(self.startup_check_max_ms),
+            },
+        }
     }
 
     /// The database URL, defaulting to the SQLite file in the data directory.

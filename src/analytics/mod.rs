@@ -7,7 +7,8 @@
 //!
 //! [`pipeline`] carries visits from the redirect to the database: a bounded queue the
 //! redirect appends to, drained on a timer, enriched, published to live feeds and stored.
-//! [`block`] is how raw visits are stored: a block per link per drain.
+//! [`block`] is how raw visits are stored: a block per link per drain; [`rollup`] sums a
+//! batch into the rows every backend writes.
 
 pub mod agent;
 pub mod anonymize;
@@ -17,3 +18,4 @@ pub mod geo;
 pub mod language;
 pub mod pipeline;
 pub mod referrer;
+pub mod rollup;

@@ -1,10 +1,12 @@
 //! Persistence: one trait per kind of data, one implementation per backend, and
 //! [`connect`], which picks the backend from a database URL.
 //!
-//! Only SQLite exists today ([`sqlite`]); the traits are shaped so that a PostgreSQL
-//! implementation can sit beside it without the HTTP layer noticing (async methods,
-//! no SQL or driver types in signatures, conflicts reported as [`StoreError::Conflict`]).
+//! Two backends implement every trait: [`sqlite`] (embedded, the default) and
+//! [`postgres`] (shared by many processes). The HTTP layer cannot tell them apart:
+//! async methods, no SQL or driver types in signatures, conflicts reported as
+//! [`StoreError::Conflict`]. The test suite runs against both (`HOP_TEST_DATABASE_URL`).
 
+pub mod postgres;
 pub mod sqlite;
 
 use crate::domain::link::{KeyId, Link, LinkChanges, LinkId, RedirectType, UnixMillis, UserId};
@@ -452,15 +454,47 @@ pub struct Stores {
     pub analytics: Arc<dyn AnalyticsStore>,
 }
 
+/// Backend settings from the configuration that are not part of the URL.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Most connections a PostgreSQL pool opens (`database_max_connections`).
+    pub max_connections: usize,
+    /// Hash partitions of a new PostgreSQL `links` table (`database_link_partitions`).
+    pub link_partitions: u32,
+    /// SQLite: how to open the file.
+    pub sqlite: ConnectOptions,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            link_partitions: 16,
+            sqlite: ConnectOptions::default(),
+        }
+    }
+}
+
 /// Why [`connect`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("unsupported database URL scheme `{0}`; this build supports sqlite://PATH")]
+    #[error(
+        "unsupported database URL scheme `{0}`; expected sqlite://PATH or postgres://USER@HOST:PORT/DATABASE"
+    )]
     Scheme(String),
-    #[error("database URL `{0}` has no scheme; expected sqlite://PATH")]
+    #[error(
+        "database URL `{0}` has no scheme; expected sqlite://PATH or postgres://USER@HOST:PORT/DATABASE"
+    )]
     NoScheme(String),
     #[error("cannot open database: {0}")]
     Open(String),
+    #[error(
+        "the database's schema is at version {found}, newer than this hop knows ({known}); \
+         run a newer hop against it"
+    )]
+    TooNew { found: u32, known: u32 },
+    #[error("applying database migrations: {0}")]
+    Migrate(String),
 }
 
 /// The file of a `sqlite://PATH` URL (`None` for another backend).
@@ -496,20 +530,30 @@ impl Default for ConnectOptions {
     }
 }
 
-/// Opens the database named by `url` (`sqlite://PATH`) and applies pending migrations.
-pub fn connect(url: &str) -> Result<Stores, ConnectError> {
-    connect_with(url, ConnectOptions::default())
+/// The backend a URL names.
+enum Backend<'a> {
+    Sqlite(&'a str),
+    Postgres,
 }
 
-/// [`connect`] with options.
-pub fn connect_with(url: &str, options: ConnectOptions) -> Result<Stores, ConnectError> {
+fn backend(url: &str) -> Result<Backend<'_>, ConnectError> {
     let (scheme, rest) = url
         .split_once("://")
-        .ok_or_else(|| ConnectError::NoScheme(url.to_owned()))?;
+        .ok_or_else(|| ConnectError::NoScheme(redacted(url)))?;
     match scheme {
-        "sqlite" => {
-            let store = sqlite::SqliteStore::open_with(std::path::Path::new(rest), options)
-                .map_err(|e| ConnectError::Open(e.to_string()))?;
+        "sqlite" => Ok(Backend::Sqlite(rest)),
+        "postgres" | "postgresql" => Ok(Backend::Postgres),
+        other => Err(ConnectError::Scheme(other.to_owned())),
+    }
+}
+
+/// Opens the database named by `url` (`sqlite://PATH` or `postgres://…`) and
+/// applies pending migrations.
+pub async fn connect(url: &str, options: &StoreOptions) -> Result<Stores, ConnectError> {
+    match backend(url)? {
+        Backend::Sqlite(path) => {
+            let store = sqlite::SqliteStore::open_with(std::path::Path::new(path), options.sqlite)
+                .map_err(sqlite_open_error)?;
             Ok(Stores {
                 links: store.clone(),
                 domains: store.clone(),
@@ -520,6 +564,77 @@ pub fn connect_with(url: &str, options: ConnectOptions) -> Result<Stores, Connec
                 analytics: store,
             })
         }
-        other => Err(ConnectError::Scheme(other.to_owned())),
+        Backend::Postgres => {
+            let store = postgres::PgStore::connect(url, options).await?;
+            Ok(Stores {
+                links: store.clone(),
+                domains: store.clone(),
+                clicks: store.clone(),
+                keys: store.clone(),
+                meta: store.clone(),
+                idempotency: store.clone(),
+                analytics: store,
+            })
+        }
+    }
+}
+
+fn sqlite_open_error(error: StoreError) -> ConnectError {
+    match error {
+        StoreError::Database(text) => ConnectError::Open(text),
+        other => ConnectError::Open(other.to_string()),
+    }
+}
+
+/// Applies pending migrations to the database at `url` without starting anything
+/// else; returns the schema version before and after.
+pub async fn migrate(url: &str, options: &StoreOptions) -> Result<(u32, u32), ConnectError> {
+    match backend(url)? {
+        Backend::Sqlite(path) => sqlite::SqliteStore::migrate_only(std::path::Path::new(path))
+            .map_err(|e| match e {
+                sqlite::MigrateError::TooNew { found, known } => {
+                    ConnectError::TooNew { found, known }
+                }
+                sqlite::MigrateError::Store(e) => sqlite_open_error(e),
+            }),
+        Backend::Postgres => postgres::PgStore::migrate_only(url, options).await,
+    }
+}
+
+/// `url` with its password (if any) replaced by `***`, for messages and logs.
+pub fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_leave_in_messages() {
+        assert_eq!(
+            redacted("postgres://hop:s3cret@db.example:5432/hop"),
+            "postgres://hop:***@db.example:5432/hop"
+        );
+        assert_eq!(
+            redacted("postgres://hop@db.example/hop"),
+            "postgres://hop@db.example/hop"
+        );
+        assert_eq!(redacted("sqlite:///data/hop.db"), "sqlite:///data/hop.db");
+    }
+
+    #[tokio::test]
+    async fn unknown_schemes_are_named() {
+        let options = StoreOptions::default();
+        let error = connect("mysql://db/hop", &options).await.err().unwrap();
+        assert!(error.to_string().contains("`mysql`"), "{error}");
+        let error = connect("hop.db", &options).await.err().unwrap();
+        assert!(error.to_string().contains("no scheme"), "{error}");
     }
 }

@@ -15,48 +15,18 @@ use super::{SqliteStore, in_savepoint};
 use crate::analytics::block::{
     self, BlockError, BlockProfile, EncodedBlock, ID_SHIFT, MAX_VISITS, ProfileTable,
 };
-use crate::analytics::enrich::{Profile, VisitGroup};
+use crate::analytics::enrich::VisitGroup;
+use crate::analytics::rollup::{DAY_S, DIMENSIONS, Rollups, floor_to};
 use crate::domain::link::LinkId;
 use crate::store::{AnalyticsStore, PeriodCounts, StatsRows, StatsScope, StoreError, StoredVisit};
 use async_trait::async_trait;
 use rusqlite::{Connection, params};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// SQL: the first day of `day_start`'s UTC month, in Unix seconds.
 const MONTH_START: &str =
     "CAST(strftime('%s', day_start, 'unixepoch', 'start of month') AS INTEGER)";
-
-const HOUR_S: i64 = 3600;
-const DAY_S: i64 = 86_400;
-
-/// The dimensions visits are broken down by, as stored in `visit_dims.dim`.
-/// `source` is how the visitor came: `link` or `qr` (scanned the link's QR code).
-pub const DIMENSIONS: [&str; 9] = [
-    "country", "region", "city", "referrer", "browser", "os", "device", "language", "source",
-];
-
-fn floor_to(seconds: i64, unit: i64) -> i64 {
-    seconds.div_euclid(unit) * unit
-}
-
-/// The values a profile contributes to each dimension ('' when unknown).
-fn dimension_values(profile: &Profile) -> [&str; 9] {
-    fn text(value: &Option<String>) -> &str {
-        value.as_deref().unwrap_or("")
-    }
-    [
-        text(&profile.country),
-        text(&profile.region),
-        text(&profile.city),
-        text(&profile.referrer_host),
-        profile.browser,
-        profile.os,
-        profile.device,
-        text(&profile.language),
-        if profile.qr { "qr" } else { "link" },
-    ]
-}
 
 fn insert_blocks(conn: &Connection, blocks: &[EncodedBlock]) -> rusqlite::Result<()> {
     let mut insert = conn.prepare_cached(
@@ -75,59 +45,12 @@ fn insert_blocks(conn: &Connection, blocks: &[EncodedBlock]) -> rusqlite::Result
     Ok(())
 }
 
-/// Visit times (Unix ms) as runs of (period start in Unix s, visits) for periods of
-/// `unit` seconds: a group's visits mostly share an hour and a day, so a run is added
-/// to a rollup once instead of each visit.
-fn runs(times: &[i64], unit: i64) -> impl Iterator<Item = (i64, i64)> + '_ {
-    let mut periods = times
-        .iter()
-        .map(move |at_ms| floor_to(at_ms.div_euclid(1000), unit))
-        .peekable();
-    std::iter::from_fn(move || {
-        let period = periods.next()?;
-        let mut n = 1;
-        while periods.next_if_eq(&period).is_some() {
-            n += 1;
-        }
-        Some((period, n))
-    })
-}
-
 fn add_rollups(conn: &Connection, groups: &[VisitGroup]) -> rusqlite::Result<()> {
-    let mut hours: BTreeMap<(i64, i64), (i64, i64)> = BTreeMap::new();
-    // Clicks per (link, hour) not yet in the links' totals.
-    let mut uncounted: BTreeMap<(i64, i64), i64> = BTreeMap::new();
-    // Human visits are first counted per (link, day, all nine values), then spread
-    // over the dimensions: a batch is a few visitor profiles with many visits each.
-    let mut profiles: HashMap<(i64, i64, [&str; 9]), i64> = HashMap::new();
-    for group in groups {
-        let profile = &group.profile;
-        let link = profile.link_id;
-        for (hour, n) in runs(&group.times, HOUR_S) {
-            if !profile.counted {
-                *uncounted.entry((link, hour)).or_default() += n;
-            }
-            let counts = hours.entry((link, hour)).or_default();
-            if profile.bot {
-                counts.1 += n;
-            } else {
-                counts.0 += n;
-            }
-        }
-        if profile.bot {
-            continue;
-        }
-        let values = dimension_values(profile);
-        for (day, n) in runs(&group.times, DAY_S) {
-            *profiles.entry((link, day, values)).or_default() += n;
-        }
-    }
-    let mut dims: BTreeMap<(i64, &str, i64, &str), i64> = BTreeMap::new();
-    for ((link, day, values), clicks) in profiles {
-        for (dim, value) in DIMENSIONS.iter().zip(values) {
-            *dims.entry((link, dim, day, value)).or_default() += clicks;
-        }
-    }
+    let Rollups {
+        hours,
+        dims,
+        uncounted,
+    } = Rollups::of(groups);
     let mut hourly = conn.prepare_cached(
         "INSERT INTO visit_hourly (link_id, hour_start, humans, bots) VALUES (?1, ?2, ?3, ?4) \
          ON CONFLICT (link_id, hour_start) \
@@ -463,6 +386,7 @@ impl AnalyticsStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analytics::enrich::Profile;
 
     fn group(link_id: i64, browser: &'static str, times: Vec<i64>) -> VisitGroup {
         VisitGroup {
@@ -501,14 +425,6 @@ mod tests {
             }
             cursor = ids.last().copied();
         }
-    }
-
-    #[test]
-    fn runs_count_consecutive_visits_of_a_period() {
-        let times = [0, 999, 3_599_999, 3_600_000, 1_000, -1];
-        let found: Vec<(i64, i64)> = runs(&times, HOUR_S).collect();
-        assert_eq!(found, [(0, 3), (3600, 1), (0, 1), (-3600, 1)]);
-        assert_eq!(runs(&[], DAY_S).count(), 0);
     }
 
     /// Stores `n` links, with ids 1 to `n`.

@@ -196,8 +196,31 @@ fn configure(conn: &Connection, writer: bool) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+/// Why migrating a SQLite database failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error("the database's schema is at version {found}, newer than this hop knows ({known})")]
+    TooNew { found: u32, known: u32 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<rusqlite::Error> for MigrateError {
+    fn from(error: rusqlite::Error) -> Self {
+        Self::Store(error.into())
+    }
+}
+
+/// Applies the migrations after the database's version; returns (before, after). A
+/// database of a newer hop is refused, since this one would misread it.
+fn migrate(conn: &mut Connection) -> Result<(u32, u32), MigrateError> {
     let current: usize = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if current > MIGRATIONS.len() {
+        return Err(MigrateError::TooNew {
+            found: current as u32,
+            known: MIGRATIONS.len() as u32,
+        });
+    }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
@@ -207,7 +230,19 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         tx.pragma_update(None, "user_version", index + 1)?;
         tx.commit()?;
     }
-    Ok(())
+    Ok((current as u32, MIGRATIONS.len() as u32))
+}
+
+fn open_migrated(path: &Path) -> Result<(Connection, (u32, u32)), MigrateError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            StoreError::Database(format!("cannot create {}: {e}", parent.display()))
+        })?;
+    }
+    let mut conn = Connection::open(path)?;
+    configure(&conn, true)?;
+    let versions = migrate(&mut conn)?;
+    Ok((conn, versions))
 }
 
 impl SqliteStore {
@@ -247,7 +282,10 @@ impl SqliteStore {
             }
         }
         configure(&conn, true)?;
-        migrate(&mut conn)?;
+        migrate(&mut conn).map_err(|e| match e {
+            MigrateError::Store(e) => e,
+            too_new => StoreError::Database(format!("{too_new}; run a newer hop against it")),
+        })?;
         let health = Arc::new(Health::default());
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let writer_health = health.clone();
@@ -261,6 +299,12 @@ impl SqliteStore {
             readers: Mutex::new(Vec::new()),
             health,
         }))
+    }
+
+    /// Applies pending migrations and closes the database; returns the schema version
+    /// before and after.
+    pub fn migrate_only(path: &Path) -> Result<(u32, u32), MigrateError> {
+        open_migrated(path).map(|(_, versions)| versions)
     }
 
     /// Runs `f` in the writer's next transaction and returns its result once committed.

@@ -1,0 +1,513 @@
+//! Click analytics on PostgreSQL: raw visit blocks in monthly partitions, rollups
+//! upserted from the sums of [`Rollups`], retention by dropping partitions.
+//!
+//! A batch of visits is one transaction of three statements (blocks, hourly rows,
+//! dimension rows), each a multi-row `unnest` insert, so a batch costs the same few
+//! round trips whatever its size; rows go in key order so that several processes
+//! flushing at once lock them in the same order.
+//!
+//! Partitions: `visit_blocks` is range-partitioned on `last_at` by UTC month
+//! (`visit_blocks_yYYYYmMM`). The current month and the next two are created at
+//! connect and by every retention run (hourly), under an advisory lock so that nodes
+//! do not race on the DDL; a block of a month without a partition (a clock far off,
+//! a copy of old data) creates its month and retries. Retention drops every
+//! partition whose whole month is past the raw window (no row-by-row delete of old
+//! months), and trims the one month the window's edge falls in by its `last_at`
+//! index, so the window stays exact.
+
+use super::{LOCK_PARTITIONS, LOCK_RETENTION, PgStore};
+use crate::analytics::block::{self, EncodedBlock, ID_SHIFT, MAX_VISITS};
+use crate::analytics::enrich::VisitGroup;
+use crate::analytics::rollup::{DAY_S, DIMENSIONS, Rollups, floor_to};
+use crate::domain::link::{LinkId, now_ms};
+use crate::store::{AnalyticsStore, PeriodCounts, StatsRows, StatsScope, StoreError, StoredVisit};
+use async_trait::async_trait;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{GenericClient, Row};
+
+/// SQL: the first day of `day_start`'s UTC month, in Unix seconds.
+const MONTH_START: &str = "(extract(epoch FROM date_trunc('month', \
+                           to_timestamp(day_start) AT TIME ZONE 'UTC')))::bigint";
+
+/// Months created ahead of the current one.
+const MONTHS_AHEAD: i32 = 2;
+
+/// A UTC month: (year, month 1–12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Month(i32, u8);
+
+impl Month {
+    fn of_ms(at_ms: i64) -> Option<Self> {
+        let at = time::OffsetDateTime::from_unix_timestamp(at_ms.div_euclid(1000)).ok()?;
+        Some(Month(at.year(), u8::from(at.month())))
+    }
+
+    fn next(self) -> Self {
+        if self.1 == 12 {
+            Month(self.0 + 1, 1)
+        } else {
+            Month(self.0, self.1 + 1)
+        }
+    }
+
+    /// Unix ms at the first instant of the month.
+    fn start_ms(self) -> Option<i64> {
+        let month = time::Month::try_from(self.1).ok()?;
+        let date = time::Date::from_calendar_date(self.0, month, 1).ok()?;
+        Some(date.midnight().assume_utc().unix_timestamp() * 1000)
+    }
+
+    /// The partition's name: made from two integers, never from input.
+    fn table(self) -> String {
+        format!("visit_blocks_y{:04}m{:02}", self.0, self.1)
+    }
+
+    fn from_table(name: &str) -> Option<Self> {
+        let (year, month) = name.strip_prefix("visit_blocks_y")?.split_once('m')?;
+        let month: u8 = month.parse().ok()?;
+        (1..=12)
+            .contains(&month)
+            .then_some(Month(year.parse().ok()?, month))
+    }
+}
+
+/// Creates the partitions of `months` that do not exist yet.
+async fn create_partitions(
+    client: &mut deadpool_postgres::Client,
+    months: &BTreeSet<Month>,
+) -> Result<(), tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    // `IF NOT EXISTS` alone still races between two nodes creating the same table.
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_PARTITIONS])
+        .await?;
+    for month in months {
+        let (Some(start), Some(end)) = (month.start_ms(), month.next().start_ms()) else {
+            continue;
+        };
+        tx.batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {} PARTITION OF visit_blocks \
+             FOR VALUES FROM ({start}) TO ({end})",
+            month.table()
+        ))
+        .await?;
+    }
+    tx.commit().await
+}
+
+/// Creates this month's partition and the next ones ([`MONTHS_AHEAD`]).
+pub(super) async fn ensure_partitions(
+    client: &mut deadpool_postgres::Client,
+    now: i64,
+) -> Result<(), tokio_postgres::Error> {
+    let mut months = BTreeSet::new();
+    if let Some(mut month) = Month::of_ms(now) {
+        for _ in 0..=MONTHS_AHEAD {
+            months.insert(month);
+            month = month.next();
+        }
+    }
+    create_partitions(client, &months).await
+}
+
+async fn write_visits(
+    client: &mut deadpool_postgres::Client,
+    blocks: &[EncodedBlock],
+    rollups: &Rollups<'_>,
+) -> Result<(), tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    if !blocks.is_empty() {
+        let links: Vec<i64> = blocks.iter().map(|b| b.link_id).collect();
+        let firsts: Vec<i64> = blocks.iter().map(|b| b.first_at).collect();
+        let lasts: Vec<i64> = blocks.iter().map(|b| b.last_at).collect();
+        let counts: Vec<i32> = blocks.iter().map(|b| b.visits as i32).collect();
+        let data: Vec<&[u8]> = blocks.iter().map(|b| b.data.as_slice()).collect();
+        // Ids are drawn in array order: a link's blocks of one batch keep their order.
+        let statement = tx
+            .prepare_cached(
+                "INSERT INTO visit_blocks (link_id, first_at, last_at, visits, data) \
+                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], \
+                 $4::integer[], $5::bytea[])",
+            )
+            .await?;
+        tx.execute(&statement, &[&links, &firsts, &lasts, &counts, &data])
+            .await?;
+    }
+    if !rollups.hours.is_empty() {
+        let mut links = Vec::with_capacity(rollups.hours.len());
+        let mut hours = Vec::with_capacity(rollups.hours.len());
+        let mut humans = Vec::with_capacity(rollups.hours.len());
+        let mut bots = Vec::with_capacity(rollups.hours.len());
+        for (&(link, hour), &(h, b)) in &rollups.hours {
+            links.push(link);
+            hours.push(hour);
+            humans.push(h);
+            bots.push(b);
+        }
+        let statement = tx
+            .prepare_cached(
+                "INSERT INTO visit_hourly AS v (link_id, hour_start, humans, bots) \
+                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[]) \
+                 ON CONFLICT (link_id, hour_start) DO UPDATE \
+                 SET humans = v.humans + excluded.humans, bots = v.bots + excluded.bots",
+            )
+            .await?;
+        tx.execute(&statement, &[&links, &hours, &humans, &bots])
+            .await?;
+    }
+    if !rollups.dims.is_empty() {
+        let n = rollups.dims.len();
+        let (mut links, mut dims, mut days, mut values, mut clicks) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for (&(link, dim, day, value), &count) in &rollups.dims {
+            links.push(link);
+            dims.push(dim);
+            days.push(day);
+            values.push(value);
+            clicks.push(count);
+        }
+        let statement = tx
+            .prepare_cached(
+                "INSERT INTO visit_dims AS v (link_id, dim, day_start, value, clicks) \
+                 SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], \
+                 $5::bigint[]) \
+                 ON CONFLICT (link_id, dim, day_start, value) DO UPDATE \
+                 SET clicks = v.clicks + excluded.clicks",
+            )
+            .await?;
+        tx.execute(&statement, &[&links, &dims, &days, &values, &clicks])
+            .await?;
+    }
+    // The links' click totals, for every visit a click-limit reservation has not
+    // already counted: in the same commit as the stats, so a crash loses both or
+    // neither.
+    if !rollups.uncounted.is_empty() {
+        let mut totals: std::collections::BTreeMap<i64, i64> = Default::default();
+        let (mut links, mut hours, mut clicks) = (Vec::new(), Vec::new(), Vec::new());
+        for (&(link, hour), &n) in &rollups.uncounted {
+            links.push(link);
+            hours.push(hour);
+            clicks.push(n);
+            *totals.entry(link).or_default() += n;
+        }
+        // Totals first, then hours: the order reservations lock them in.
+        let (total_links, total_clicks): (Vec<i64>, Vec<i64>) = totals.into_iter().unzip();
+        let statement = tx
+            .prepare_cached(
+                "INSERT INTO link_clicks AS c (link_id, clicks) \
+                 SELECT * FROM unnest($1::bigint[], $2::bigint[]) \
+                 ON CONFLICT (link_id) DO UPDATE SET clicks = c.clicks + excluded.clicks",
+            )
+            .await?;
+        tx.execute(&statement, &[&total_links, &total_clicks])
+            .await?;
+        let statement = tx
+            .prepare_cached(
+                "INSERT INTO link_clicks_hourly AS h (link_id, hour_start, clicks) \
+                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) \
+                 ON CONFLICT (link_id, hour_start) DO UPDATE SET clicks = h.clicks + excluded.clicks",
+            )
+            .await?;
+        tx.execute(&statement, &[&links, &hours, &clicks]).await?;
+    }
+    tx.commit().await
+}
+
+/// `link_id ...` for a scope, as parameter `$3` (a link id or an owner id).
+fn scope_filter(scope: StatsScope) -> (&'static str, Option<i64>) {
+    match scope {
+        StatsScope::Link(link) => ("link_id = $3", Some(link.0)),
+        StatsScope::Owner(Some(owner)) => (
+            "link_id IN (SELECT id FROM links WHERE owner_user_id = $3)",
+            Some(owner.0),
+        ),
+        StatsScope::Owner(None) => ("$3::bigint IS NULL", None),
+    }
+}
+
+fn period_counts(rows: &[Row]) -> Result<Vec<PeriodCounts>, tokio_postgres::Error> {
+    rows.iter()
+        .map(|row| {
+            Ok(PeriodCounts {
+                start: row.try_get(0)?,
+                humans: row.try_get::<_, i64>(1)? as u64,
+                bots: row.try_get::<_, i64>(2)? as u64,
+            })
+        })
+        .collect()
+}
+
+async fn read_stats(
+    client: &impl GenericClient,
+    scope: StatsScope,
+    from: i64,
+    to: i64,
+    top: usize,
+) -> Result<StatsRows, tokio_postgres::Error> {
+    let (filter, param) = scope_filter(scope);
+    let hourly = client
+        .query(
+            &format!(
+                "SELECT hour_start, SUM(humans)::bigint, SUM(bots)::bigint FROM visit_hourly \
+                 WHERE hour_start >= $1 AND hour_start < $2 AND {filter} \
+                 GROUP BY hour_start ORDER BY hour_start"
+            ),
+            &[&from, &to, &param],
+        )
+        .await?;
+    // Folded days count whole: a range that starts mid-day takes that day from its
+    // start (hourly rows older than the hourly window no longer exist).
+    let day_from = floor_to(from, DAY_S);
+    let daily = client
+        .query(
+            &format!(
+                "SELECT day_start, SUM(humans)::bigint, SUM(bots)::bigint FROM visit_daily \
+                 WHERE day_start >= $1 AND day_start < $2 AND {filter} \
+                 GROUP BY day_start ORDER BY day_start"
+            ),
+            &[&day_from, &to, &param],
+        )
+        .await?;
+    let mut dims = Vec::new();
+    let dim_sql = format!(
+        "SELECT dim, value, SUM(clicks)::bigint FROM visit_dims \
+         WHERE dim = $4 AND day_start >= $1 AND day_start < $2 AND {filter} \
+         GROUP BY dim, value ORDER BY value COLLATE \"C\""
+    );
+    for dim in DIMENSIONS {
+        for row in client
+            .query(&dim_sql, &[&day_from, &to, &param, &dim])
+            .await?
+        {
+            dims.push((
+                row.try_get::<_, String>(0)?,
+                row.try_get::<_, String>(1)?,
+                row.try_get::<_, i64>(2)? as u64,
+            ));
+        }
+    }
+    let top_links = if top == 0 {
+        Vec::new()
+    } else {
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT link_id, SUM(n)::bigint AS total FROM ( \
+                       SELECT link_id, humans + bots AS n FROM visit_hourly \
+                         WHERE hour_start >= $1 AND hour_start < $2 AND {filter} \
+                       UNION ALL \
+                       SELECT link_id, humans + bots FROM visit_daily \
+                         WHERE day_start >= $1 AND day_start < $2 AND {filter}) AS periods \
+                     GROUP BY link_id ORDER BY total DESC, link_id LIMIT $4"
+                ),
+                &[&from, &to, &param, &(top as i64)],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| Ok((LinkId(row.try_get(0)?), row.try_get::<_, i64>(1)? as u64)))
+            .collect::<Result<_, tokio_postgres::Error>>()?
+    };
+    Ok(StatsRows {
+        hourly: period_counts(&hourly)?,
+        daily: period_counts(&daily)?,
+        dims,
+        top_links,
+    })
+}
+
+fn damaged(error: block::BlockError) -> StoreError {
+    StoreError::Database(error.to_string())
+}
+
+#[async_trait]
+impl AnalyticsStore for PgStore {
+    async fn record_visits(
+        &self,
+        groups: Arc<Vec<VisitGroup>>,
+        keep_raw: bool,
+    ) -> Result<(), StoreError> {
+        let blocks = if keep_raw {
+            block::encode_groups(&groups)
+        } else {
+            Vec::new()
+        };
+        let rollups = Rollups::of(&groups);
+        let mut client = self.client().await?;
+        match write_visits(&mut client, &blocks, &rollups).await {
+            // 23514 here: a block of a month that has no partition yet.
+            Err(error) if error.code() == Some(&SqlState::CHECK_VIOLATION) => {
+                let months: BTreeSet<Month> = blocks
+                    .iter()
+                    .filter_map(|b| Month::of_ms(b.last_at))
+                    .collect();
+                create_partitions(&mut client, &months).await?;
+                Ok(write_visits(&mut client, &blocks, &rollups).await?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    async fn stats(
+        &self,
+        scope: StatsScope,
+        from: i64,
+        to: i64,
+        top: usize,
+    ) -> Result<StatsRows, StoreError> {
+        let client = self.client().await?;
+        Ok(read_stats(&**client, scope, from, to, top).await?)
+    }
+
+    async fn visits(
+        &self,
+        link: LinkId,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<StoredVisit>, StoreError> {
+        let (last_block, position) = match before {
+            Some(id) => (id >> ID_SHIFT, (id & ((1 << ID_SHIFT) - 1)) as usize),
+            None => (i64::MAX, usize::MAX),
+        };
+        // A block holds at least one visit: `limit` blocks are always enough.
+        let rows = self
+            .query(
+                "SELECT id, first_at, data FROM visit_blocks \
+                 WHERE link_id = $1 AND id <= $2 ORDER BY id DESC LIMIT $3",
+                &[&link.0, &last_block, &(limit as i64)],
+            )
+            .await?;
+        let mut visits = Vec::with_capacity(limit.min(MAX_VISITS));
+        for row in &rows {
+            if visits.len() >= limit {
+                break;
+            }
+            let id: i64 = row.try_get(0)?;
+            let data: &[u8] = row.try_get(2)?;
+            let decoded = block::decode(row.try_get(1)?, data).map_err(damaged)?;
+            let end = if id == last_block {
+                position.min(decoded.visits.len())
+            } else {
+                decoded.visits.len()
+            };
+            for at in (0..end).rev().take(limit - visits.len()) {
+                let (at_ms, profile) = decoded.visits[at];
+                let visit_id = id << ID_SHIFT | at as i64;
+                visits.push(decoded.profiles[profile as usize].visit(Some(visit_id), at_ms));
+            }
+        }
+        Ok(visits)
+    }
+
+    async fn prune(&self, raw_before: i64, hourly_before: i64) -> Result<(u64, u64), StoreError> {
+        let mut client = self.client().await?;
+        // The maintenance job is also what keeps partitions ahead of time.
+        ensure_partitions(&mut client, now_ms()).await?;
+        let tx = client.transaction().await?;
+        // One node at a time: two folds of the same hours would count them twice.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_RETENTION])
+            .await?;
+        let partitions = tx
+            .query(
+                "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+                 WHERE i.inhparent = 'visit_blocks'::regclass",
+                &[],
+            )
+            .await?;
+        let mut deleted: i64 = 0;
+        for row in &partitions {
+            let name: String = row.try_get(0)?;
+            let Some(month) = Month::from_table(&name) else {
+                continue;
+            };
+            let Some(end) = month.next().start_ms() else {
+                continue;
+            };
+            if end <= raw_before {
+                let visits: i64 = tx
+                    .query_one(
+                        &format!(
+                            "SELECT COALESCE(SUM(visits), 0)::bigint FROM {}",
+                            month.table()
+                        ),
+                        &[],
+                    )
+                    .await?
+                    .try_get(0)?;
+                tx.batch_execute(&format!("DROP TABLE {}", month.table()))
+                    .await?;
+                deleted += visits;
+            }
+        }
+        // What is left past the window lies in the month the window's edge falls in.
+        let trimmed: i64 = tx
+            .query_one(
+                "WITH gone AS (DELETE FROM visit_blocks WHERE last_at < $1 RETURNING visits) \
+                 SELECT COALESCE(SUM(visits), 0)::bigint FROM gone",
+                &[&raw_before],
+            )
+            .await?
+            .try_get(0)?;
+        deleted += trimmed;
+        tx.execute(
+            "INSERT INTO visit_daily AS d (link_id, day_start, humans, bots) \
+             SELECT link_id, (hour_start / 86400) * 86400 AS day, SUM(humans)::bigint, \
+             SUM(bots)::bigint FROM visit_hourly WHERE hour_start < $1 GROUP BY link_id, day \
+             ORDER BY link_id, day \
+             ON CONFLICT (link_id, day_start) \
+             DO UPDATE SET humans = d.humans + excluded.humans, bots = d.bots + excluded.bots",
+            &[&hourly_before],
+        )
+        .await?;
+        let folded = tx
+            .execute(
+                "DELETE FROM visit_hourly WHERE hour_start < $1",
+                &[&hourly_before],
+            )
+            .await?;
+        // Breakdowns of the same days go from one row per day to one per month (the
+        // row of the month's first day), as on SQLite.
+        tx.execute(
+            &format!(
+                "INSERT INTO visit_dims AS v (link_id, dim, day_start, value, clicks) \
+                 SELECT link_id, dim, {MONTH_START} AS month, value, SUM(clicks)::bigint \
+                 FROM visit_dims WHERE day_start < $1 AND day_start <> {MONTH_START} \
+                 GROUP BY link_id, dim, month, value ORDER BY link_id, dim, month, value \
+                 ON CONFLICT (link_id, dim, day_start, value) \
+                 DO UPDATE SET clicks = v.clicks + excluded.clicks"
+            ),
+            &[&hourly_before],
+        )
+        .await?;
+        tx.execute(
+            &format!("DELETE FROM visit_dims WHERE day_start < $1 AND day_start <> {MONTH_START}"),
+            &[&hourly_before],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok((deleted as u64, folded))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months_name_their_partitions_and_bounds() {
+        let december = Month::of_ms(1_796_083_200_000).unwrap(); // 2026-12-01T00:00Z
+        assert_eq!(december, Month(2026, 12));
+        assert_eq!(december.start_ms(), Some(1_796_083_200_000));
+        assert_eq!(december.next(), Month(2027, 1));
+        assert_eq!(december.table(), "visit_blocks_y2026m12");
+        assert_eq!(Month::from_table("visit_blocks_y2026m12"), Some(december));
+        assert_eq!(Month::from_table("visit_blocks_y2026m13"), None);
+        assert_eq!(Month::from_table("visit_blocks"), None);
+        assert_eq!(Month::of_ms(1_796_083_199_999), Some(Month(2026, 11)));
+    }
+}

@@ -157,8 +157,8 @@ async fn clicks_are_counted_within_two_seconds_and_kept_per_hour() {
     .await;
     assert!(counted, "clicks not reflected within 2 s");
     let hourly = common::count_rows(
-        &server.dir.path().join("hop.db"),
-        "SELECT COALESCE(SUM(clicks), 0) FROM link_clicks_hourly",
+        server.dir.path(),
+        "SELECT CAST(COALESCE(SUM(clicks), 0) AS BIGINT) FROM link_clicks_hourly",
     );
     assert_eq!(hourly, 25);
 }

@@ -3,18 +3,18 @@
 
 mod common;
 
-use common::{HopProcess, client, hop_binary};
+use common::{HopProcess, client, hop_command};
 use serde_json::{Value, json};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 fn hop(args: &[&str], data_dir: &std::path::Path) -> std::process::Output {
-    Command::new(hop_binary())
+    hop_command()
         .args(args)
         .arg("--data-dir")
         .arg(data_dir)
+        .envs(common::database_env(data_dir))
         .output()
         .unwrap()
 }
@@ -40,7 +40,7 @@ fn new_key(data_dir: &std::path::Path, admin: bool) -> String {
 
 #[tokio::test]
 async fn first_start_prints_one_admin_key_once() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::data_dir();
     let first = HopProcess::start(dir.path(), &[]);
     let lines = first.stderr_lines(2);
     assert!(lines[0].contains("will not be shown again"), "{lines:?}");
@@ -67,7 +67,7 @@ async fn first_start_prints_one_admin_key_once() {
 
 #[tokio::test]
 async fn keys_create_prints_a_working_key() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::data_dir();
     let user_key = new_key(dir.path(), false);
     let admin_key = new_key(dir.path(), true);
     assert_ne!(user_key, admin_key);
@@ -86,17 +86,21 @@ async fn keys_create_prints_a_working_key() {
         .unwrap();
     assert_eq!(fetched.status(), 200);
     // The database stores only the hash.
-    let stored = std::fs::read(dir.path().join("hop.db")).unwrap();
+    let stored = common::stored_bytes(dir.path());
     let needle = user_key.as_bytes();
     assert!(!stored.windows(needle.len()).any(|w| w == needle));
 }
 
 #[test]
 fn cli_errors_are_clear() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::data_dir();
     let output = hop(&["keys", "create", "--name", ""], dir.path());
     assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("--name"));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("--name"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 
     let output = hop(&["keys", "create"], dir.path());
     assert!(!output.status.success());
@@ -108,7 +112,7 @@ fn cli_errors_are_clear() {
         &["keys", "create", "--help"],
         &["config", "--help"],
     ] {
-        let output = Command::new(hop_binary()).args(args).output().unwrap();
+        let output = hop_command().args(args).output().unwrap();
         assert!(output.status.success());
         assert!(String::from_utf8_lossy(&output.stdout).contains("Usage"));
     }
@@ -116,18 +120,15 @@ fn cli_errors_are_clear() {
 
 #[test]
 fn default_config_round_trips_and_unknown_keys_are_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(hop_binary())
-        .args(["config", "default"])
-        .output()
-        .unwrap();
+    let dir = common::data_dir();
+    let output = hop_command().args(["config", "default"]).output().unwrap();
     assert!(output.status.success());
     let text = String::from_utf8(output.stdout).unwrap();
     assert!(text.contains("# Address and port"));
     let path = dir.path().join("hop.toml");
     std::fs::write(&path, &text).unwrap();
     // The printed default is a valid config (keys create reads config too).
-    let ok = Command::new(hop_binary())
+    let ok = hop_command()
         .args(["keys", "create", "--name", "x", "--config"])
         .arg(&path)
         .arg("--data-dir")
@@ -141,7 +142,7 @@ fn default_config_round_trips_and_unknown_keys_are_named() {
     );
 
     std::fs::write(&path, format!("{text}\nlisten_port = 9\n")).unwrap();
-    let bad = Command::new(hop_binary())
+    let bad = hop_command()
         .args(["serve", "--config"])
         .arg(&path)
         .output()
@@ -153,7 +154,7 @@ fn default_config_round_trips_and_unknown_keys_are_named() {
         "{message}"
     );
 
-    let bad_env = Command::new(hop_binary())
+    let bad_env = hop_command()
         .args(["serve"])
         .env("HOP_CODE_LENGTH", "99")
         .output()
@@ -164,7 +165,7 @@ fn default_config_round_trips_and_unknown_keys_are_named() {
 
 #[tokio::test]
 async fn json_logs_have_one_line_per_request_and_no_secrets() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::data_dir();
     let key = new_key(dir.path(), true);
     let server = HopProcess::start(dir.path(), &[]);
     let created: Value = server
@@ -215,7 +216,7 @@ async fn json_logs_have_one_line_per_request_and_no_secrets() {
 
 #[tokio::test]
 async fn graceful_shutdown_loses_no_click() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::data_dir();
     let key = new_key(dir.path(), true);
     // A long flush interval: every click must come from the shutdown flush.
     let server = HopProcess::start(dir.path(), &[("HOP_CLICK_FLUSH_INTERVAL_MS", "600000")]);
@@ -238,10 +239,10 @@ async fn graceful_shutdown_loses_no_click() {
     server.signal("TERM");
     let (ok, _, _) = server.wait();
     assert!(ok);
-    let db = dir.path().join("hop.db");
+    let db = dir.path();
     assert_eq!(
         common::count_rows(
-            &db,
+            db,
             &format!(
                 "SELECT c.clicks FROM link_clicks c JOIN links l ON l.id = c.link_id \
                  WHERE l.code = '{code}'"
@@ -250,14 +251,17 @@ async fn graceful_shutdown_loses_no_click() {
         clicks
     );
     assert_eq!(
-        common::count_rows(&db, "SELECT SUM(clicks) FROM link_clicks_hourly"),
+        common::count_rows(
+            db,
+            "SELECT CAST(SUM(clicks) AS BIGINT) FROM link_clicks_hourly"
+        ),
         clicks
     );
 }
 
 #[tokio::test]
 async fn in_flight_requests_finish_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::data_dir();
     let key = new_key(dir.path(), true);
     let server = HopProcess::start(dir.path(), &[]);
     let http = client();
@@ -282,11 +286,11 @@ async fn in_flight_requests_finish_on_sigterm() {
     }
     let (ok, _, _) = server.wait();
     assert!(ok);
-    let db = dir.path().join("hop.db");
+    let db = dir.path();
     for code in &acknowledged {
         assert_eq!(
             common::count_rows(
-                &db,
+                db,
                 &format!("SELECT COUNT(*) FROM links WHERE code = '{code}'")
             ),
             1
@@ -296,7 +300,7 @@ async fn in_flight_requests_finish_on_sigterm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_links_survive_kill_9() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::data_dir();
     let key = new_key(dir.path(), true);
     let server = HopProcess::start(dir.path(), &[]);
     let acknowledged = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
@@ -372,7 +376,7 @@ async fn acknowledged_links_survive_kill_9() {
 
 #[tokio::test]
 async fn click_limits_hold_across_restarts() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::data_dir();
     let key = new_key(dir.path(), true);
     let http = client();
     let first = HopProcess::start(dir.path(), &[]);
@@ -432,7 +436,7 @@ fn run_err(args: &[&str], data_dir: &std::path::Path) -> String {
 
 #[tokio::test]
 async fn users_and_keys_from_the_cli() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::data_dir();
     let d = dir.path();
     run_ok(&["users", "add", "ana"], d);
     run_ok(&["users", "add", "root", "--admin"], d);
@@ -597,7 +601,7 @@ async fn users_and_keys_from_the_cli() {
 
 #[tokio::test]
 async fn links_from_the_cli() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::data_dir();
     let d = dir.path();
     run_ok(&["users", "add", "ana"], d);
     let created = run_ok(
@@ -716,7 +720,7 @@ async fn links_from_the_cli() {
 
 #[tokio::test]
 async fn domains_from_the_cli() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::data_dir();
     let d = dir.path();
     let help = run_ok(&["domains", "--help"], d);
     assert!(help.contains("add") && help.contains("remove"), "{help}");
@@ -794,7 +798,7 @@ async fn domains_from_the_cli() {
 
 #[test]
 fn a_geoip_database_that_cannot_be_used_stops_the_start() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::data_dir();
     let d = dir.path();
     let config = d.join("hop.toml");
     let missing = d.join("missing.mmdb");

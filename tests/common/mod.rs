@@ -1,5 +1,10 @@
 //! Shared test harness: a real hop server on a loopback port with a temporary data
 //! directory, driven over HTTP, plus helpers to run the `hop` binary itself.
+//!
+//! One story, two stores: with `HOP_TEST_DATABASE_URL` set to a PostgreSQL server
+//! (e.g. `postgres://postgres@127.0.0.1:5432/postgres`), every [`data_dir`] also gets a
+//! fresh database of its own, created from that URL and dropped with the directory,
+//! and every server and CLI run of the test uses it. Unset, tests use SQLite.
 
 #![allow(dead_code)]
 
@@ -11,23 +16,192 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
+/// The variable that runs the suite against PostgreSQL (see the module docs).
+pub const TEST_DATABASE_VAR: &str = "HOP_TEST_DATABASE_URL";
+/// Where a data directory records the database of its test.
+const DATABASE_MARKER: &str = "test-database-url";
+
+/// A temporary data directory, with its own PostgreSQL database when the suite runs
+/// against PostgreSQL.
+pub struct TestDir {
+    /// Dropped first (fields drop in order): the database, then the directory.
+    database: Option<TestDatabase>,
+    dir: TempDir,
+}
+
+impl TestDir {
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The test's PostgreSQL database, if the suite runs against PostgreSQL.
+    pub fn database_url(&self) -> Option<&str> {
+        self.database.as_ref().map(|db| db.url.as_str())
+    }
+}
+
+/// A fresh data directory (and database, see the module docs).
+pub fn data_dir() -> TestDir {
+    let dir = tempfile::tempdir().unwrap();
+    let database = std::env::var(TEST_DATABASE_VAR)
+        .ok()
+        .filter(|url| !url.is_empty())
+        .map(|admin_url| TestDatabase::create(&admin_url));
+    if let Some(database) = &database {
+        std::fs::write(dir.path().join(DATABASE_MARKER), &database.url).unwrap();
+    }
+    TestDir { database, dir }
+}
+
+/// Whether the suite runs against PostgreSQL.
+pub fn on_postgres() -> bool {
+    std::env::var(TEST_DATABASE_VAR).is_ok_and(|url| !url.is_empty())
+}
+
+/// The environment that points hop at a data directory's database (none on SQLite).
+pub fn database_env(data_dir: &Path) -> Vec<(String, String)> {
+    match std::fs::read_to_string(data_dir.join(DATABASE_MARKER)) {
+        Ok(url) => vec![("HOP_DATABASE_URL".to_owned(), url)],
+        Err(_) => Vec::new(),
+    }
+}
+
+/// A PostgreSQL database made for one test, dropped (with any connection still open
+/// to it) when the test ends.
+struct TestDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl TestDatabase {
+    fn create(admin_url: &str) -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let name = format!("hop_test_{}_{n}_{nanos}", std::process::id());
+        pg_execute(admin_url, &format!("CREATE DATABASE {name}"));
+        let mut url = url::Url::parse(admin_url).expect("HOP_TEST_DATABASE_URL is a URL");
+        url.set_path(&format!("/{name}"));
+        Self {
+            admin_url: admin_url.to_owned(),
+            name,
+            url: url.to_string(),
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        pg_execute(
+            &self.admin_url,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+/// Runs `work` on a connection to `url` on a thread of its own, so that it can be
+/// called from sync code, async tests and `Drop` alike.
+fn on_pg<T: Send + 'static>(
+    url: &str,
+    work: impl FnOnce(
+        tokio_postgres::Client,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>
+    + Send
+    + 'static,
+) -> T {
+    let url = url.to_owned();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap_or_else(|e| panic!("test database {url}: {e}"));
+            tokio::spawn(connection);
+            work(client).await
+        })
+    })
+    .join()
+    .unwrap()
+}
+
+fn pg_execute(url: &str, sql: &str) {
+    let sql = sql.to_owned();
+    on_pg(url, move |client| {
+        Box::pin(async move {
+            client.batch_execute(&sql).await.unwrap();
+        })
+    })
+}
+
+/// Bytes of everything stored: on SQLite the database file and its log; on
+/// PostgreSQL every row of every table as text, plus the raw bytes of visit blocks.
+pub fn stored_bytes(data_dir: &Path) -> Vec<u8> {
+    if let Some((_, url)) = database_env(data_dir).pop() {
+        return on_pg(&url, |client| {
+            Box::pin(async move {
+                let mut bytes = Vec::new();
+                let tables = client
+                    .query(
+                        "SELECT quote_ident(table_name) FROM information_schema.tables \
+                         WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
+                        &[],
+                    )
+                    .await
+                    .unwrap();
+                for table in tables {
+                    let table: String = table.get(0);
+                    for row in client
+                        .query(&format!("SELECT t::text FROM {table} t"), &[])
+                        .await
+                        .unwrap()
+                    {
+                        bytes.extend(row.get::<_, String>(0).into_bytes());
+                    }
+                }
+                for row in client
+                    .query("SELECT data FROM visit_blocks", &[])
+                    .await
+                    .unwrap()
+                {
+                    bytes.extend(row.get::<_, Vec<u8>>(0));
+                }
+                bytes
+            })
+        });
+    }
+    let mut bytes = Vec::new();
+    for file in ["hop.db", "hop.db-wal"] {
+        bytes.extend(std::fs::read(data_dir.join(file)).unwrap_or_default());
+    }
+    bytes
+}
+
 /// A server running inside the test process.
 pub struct TestServer {
     pub base: String,
     pub admin_key: String,
     pub state: hop::http::AppState,
     pub client: reqwest::Client,
-    pub dir: TempDir,
+    pub dir: TestDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
-/// A config for tests: loopback, temporary data dir, quick click flushes.
+/// A config for tests: loopback, temporary data dir (and its database), quick click
+/// flushes.
 pub fn test_config(dir: &Path, extra_env: &[(&str, &str)]) -> Config {
     let mut env = vec![
         ("HOP_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
         ("HOP_CLICK_FLUSH_INTERVAL_MS".to_owned(), "100".to_owned()),
     ];
+    env.extend(database_env(dir));
     env.extend(
         extra_env
             .iter()
@@ -53,7 +227,7 @@ impl TestServer {
     }
 
     pub async fn start_with(extra_env: &[(&str, &str)]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = data_dir();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let mut config = test_config(dir.path(), extra_env);
@@ -130,12 +304,9 @@ impl TestServer {
             .unwrap()
     }
 
-    /// Rows in the links table, read straight from the database file.
+    /// Rows in the links table, read straight from the database.
     pub fn link_rows(&self) -> i64 {
-        count_rows(
-            &self.dir.path().join("hop.db"),
-            "SELECT COUNT(*) FROM links",
-        )
+        count_rows(self.dir.path(), "SELECT COUNT(*) FROM links")
     }
 }
 
@@ -148,9 +319,25 @@ pub async fn create_key(state: &hop::http::AppState, name: &str, admin: bool) ->
     secret
 }
 
-pub fn count_rows(db: &Path, sql: &str) -> i64 {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    conn.query_row(sql, [], |row| row.get(0)).unwrap()
+/// The one integer `sql` selects, read straight from a data directory's database
+/// (SQLite or PostgreSQL): write it in SQL both understand, e.g. `CAST(SUM(x) AS BIGINT)`.
+pub fn count_rows(data_dir: &Path, sql: &str) -> i64 {
+    if let Some((_, url)) = database_env(data_dir).pop() {
+        let sql = sql.to_owned();
+        return on_pg(&url, move |client| {
+            Box::pin(async move {
+                let row = client
+                    .query_one(&sql, &[])
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+                row.get::<_, Option<i64>>(0).unwrap_or(0)
+            })
+        });
+    }
+    let conn = rusqlite::Connection::open(data_dir.join("hop.db")).unwrap();
+    conn.query_row(sql, [], |row| row.get::<_, Option<i64>>(0))
+        .unwrap()
+        .unwrap_or(0)
 }
 
 /// Waits until `check` holds, up to `limit`.
@@ -174,6 +361,14 @@ pub fn hop_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_hop"))
 }
 
+/// A command running the `hop` binary. The suite's own variable is not passed on:
+/// hop refuses `HOP_*` variables it does not know.
+pub fn hop_command() -> Command {
+    let mut command = Command::new(hop_binary());
+    command.env_remove(TEST_DATABASE_VAR);
+    command
+}
+
 /// A `hop serve` child process.
 pub struct HopProcess {
     pub child: Child,
@@ -187,7 +382,7 @@ pub struct HopProcess {
 impl HopProcess {
     /// Starts `hop serve` on a free port with JSON logs and waits until it serves.
     pub fn start(data_dir: &Path, extra_env: &[(&str, &str)]) -> Self {
-        Self::start_command(Command::new(hop_binary()), data_dir, extra_env)
+        Self::start_command(hop_command(), data_dir, extra_env)
     }
 
     /// Like [`HopProcess::start`], with the open-file limit (soft and hard) set to
@@ -201,7 +396,8 @@ impl HopProcess {
         command
             .arg("-c")
             .arg(format!("ulimit -n {file_limit} && exec \"$0\" \"$@\""))
-            .arg(hop_binary());
+            .arg(hop_binary())
+            .env_remove(TEST_DATABASE_VAR);
         Self::start_command(command, data_dir, extra_env)
     }
 
@@ -217,6 +413,7 @@ impl HopProcess {
             .arg("--data-dir")
             .arg(data_dir)
             .env("HOP_CLICK_FLUSH_INTERVAL_MS", "100")
+            .envs(database_env(data_dir))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (k, v) in extra_env {

@@ -131,7 +131,8 @@ fn on_pg<T: Send + 'static>(
     .unwrap()
 }
 
-fn pg_execute(url: &str, sql: &str) {
+/// Runs `sql` on the PostgreSQL database at `url`.
+pub fn pg_execute(url: &str, sql: &str) {
     let sql = sql.to_owned();
     on_pg(url, move |client| {
         Box::pin(async move {

@@ -1,0 +1,320 @@
+//! What only a shared database can show: several hop processes on one PostgreSQL
+//! database (exact click limits, unique codes, migrations run once), schema versions,
+//! connection errors at start, and retention by whole partitions.
+//!
+//! The tests that need PostgreSQL run when `HOP_TEST_DATABASE_URL` names a server
+//! (CI sets it; see tests/common); without it they say so and pass. The checks of
+//! bad URLs and of a SQLite database from a newer hop need no server.
+
+mod common;
+
+use common::{HopProcess, TestServer, client, hop_command};
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Whether PostgreSQL is configured; says what enables the test when it is not.
+fn postgres_or_say(test: &str) -> bool {
+    if common::on_postgres() {
+        return true;
+    }
+    eprintln!(
+        "{test}: runs on PostgreSQL only; set {}",
+        common::TEST_DATABASE_VAR
+    );
+    false
+}
+
+fn hop_in(data_dir: &Path, args: &[&str]) -> std::process::Output {
+    hop_command()
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .envs(common::database_env(data_dir))
+        .output()
+        .unwrap()
+}
+
+fn admin_key(data_dir: &Path) -> String {
+    let output = hop_in(data_dir, &["keys", "create", "--name", "ops", "--admin"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    stdout.lines().last().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_processes_keep_click_limits_exact_and_codes_unique() {
+    if !postgres_or_say("four_processes_keep_click_limits_exact_and_codes_unique") {
+        return;
+    }
+    let dir = common::data_dir();
+    let key = admin_key(dir.path());
+    let nodes: Vec<HopProcess> = (0..4)
+        .map(|_| HopProcess::start(dir.path(), &[("HOP_RATE_LIMIT_REDIRECT_PER_MINUTE", "0")]))
+        .collect();
+    let limited = nodes[0]
+        .create_link(
+            &key,
+            json!({"url": "https://example.com/limited", "alias": "hundred", "maxClicks": 100}),
+        )
+        .await;
+    assert_eq!(limited["maxClicks"], 100);
+
+    // 4 nodes × 60 concurrent clicks on a link that allows 100.
+    let http = client();
+    let mut tasks = Vec::new();
+    for node in &nodes {
+        for _ in 0..60 {
+            let request = http.get(node.url("/hundred"));
+            tasks.push(tokio::spawn(async move {
+                request.send().await.unwrap().status().as_u16()
+            }));
+        }
+    }
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    let redirected = statuses.iter().filter(|s| **s == 302).count();
+    let gone = statuses.iter().filter(|s| **s == 410).count();
+    assert_eq!((redirected, gone), (100, 140), "{statuses:?}");
+    assert_eq!(
+        common::count_rows(
+            dir.path(),
+            "SELECT c.clicks FROM link_clicks c JOIN links l ON l.id = c.link_id \
+             WHERE l.code = 'hundred'"
+        ),
+        100
+    );
+    assert_eq!(
+        common::count_rows(
+            dir.path(),
+            "SELECT CAST(SUM(h.clicks) AS BIGINT) FROM link_clicks_hourly h \
+             JOIN links l ON l.id = h.link_id WHERE l.code = 'hundred'"
+        ),
+        100
+    );
+
+    // Generated codes from every node at once: all distinct, each from its own lease.
+    let mut tasks = Vec::new();
+    for (n, node) in nodes.iter().enumerate() {
+        for i in 0..50 {
+            let request = http
+                .post(node.url("/api/v1/links"))
+                .bearer_auth(&key)
+                .json(&json!({"url": format!("https://example.com/{n}/{i}")}));
+            tasks.push(tokio::spawn(async move {
+                let response = request.send().await.unwrap();
+                assert_eq!(response.status(), 201);
+                let body: Value = response.json().await.unwrap();
+                body["code"].as_str().unwrap().to_owned()
+            }));
+        }
+    }
+    let mut codes = HashSet::new();
+    for task in tasks {
+        assert!(
+            codes.insert(task.await.unwrap()),
+            "a code was handed out twice"
+        );
+    }
+    assert_eq!(codes.len(), 200);
+    // One block of 4096 values per node, none shared.
+    assert_eq!(
+        common::count_rows(dir.path(), "SELECT CAST(SUM(next) AS BIGINT) FROM counters"),
+        4 * 4096
+    );
+    for code in &codes {
+        let response = http
+            .get(nodes[3].url(&format!("/{code}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 302, "{code}");
+    }
+}
+
+#[test]
+fn nodes_starting_together_migrate_once() {
+    if !postgres_or_say("nodes_starting_together_migrate_once") {
+        return;
+    }
+    let dir = common::data_dir();
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            hop_command()
+                .arg("migrate")
+                .envs(common::database_env(dir.path()))
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut migrated = 0;
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        if stdout.contains("migrated from schema version 0") {
+            migrated += 1;
+        } else {
+            assert!(stdout.contains("is up to date"), "{stdout}");
+        }
+    }
+    assert_eq!(migrated, 1);
+    assert_eq!(
+        common::count_rows(dir.path(), "SELECT COUNT(*) FROM schema_version"),
+        1
+    );
+    assert_eq!(
+        common::count_rows(
+            dir.path(),
+            "SELECT COUNT(*) FROM pg_inherits WHERE inhparent = 'links'::regclass"
+        ),
+        16
+    );
+}
+
+/// `hop serve` on `dir`'s database fails with exactly one line on stderr, returned.
+fn serve_fails(dir: &Path, env: &[(&str, &str)]) -> String {
+    let output = hop_command()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .envs(common::database_env(dir))
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    stderr
+}
+
+#[test]
+fn a_database_from_a_newer_hop_is_refused() {
+    let dir = common::data_dir();
+    let output = hop_in(dir.path(), &["migrate"]);
+    assert!(output.status.success());
+    if common::on_postgres() {
+        let url = dir.database_url().unwrap();
+        common::pg_execute(url, "INSERT INTO schema_version VALUES (99, 0)");
+    } else {
+        let conn = rusqlite::Connection::open(dir.path().join("hop.db")).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+    }
+    let line = serve_fails(dir.path(), &[]);
+    assert!(
+        line.contains("version 99") && line.contains("newer"),
+        "{line}"
+    );
+    let output = hop_in(dir.path(), &["migrate"]);
+    assert!(!output.status.success());
+}
+
+#[test]
+fn wrong_database_urls_stop_the_start_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = serve_fails(dir.path(), &[("HOP_DATABASE_URL", "mysql://db/hop")]);
+    assert!(
+        line.contains("unsupported database URL scheme `mysql`"),
+        "{line}"
+    );
+    let line = serve_fails(
+        dir.path(),
+        &[("HOP_DATABASE_URL", "postgres://hop:secret@127.0.0.1:1/hop")],
+    );
+    assert!(
+        line.contains("cannot connect to PostgreSQL at 127.0.0.1:1/hop")
+            && line.contains("refused"),
+        "{line}"
+    );
+    assert!(
+        !line.contains("secret"),
+        "the password is never shown: {line}"
+    );
+    if let Ok(admin) = std::env::var(common::TEST_DATABASE_VAR) {
+        let mut url = url::Url::parse(&admin).unwrap();
+        url.set_path("/hop_no_such_database");
+        let line = serve_fails(dir.path(), &[("HOP_DATABASE_URL", url.as_str())]);
+        assert!(
+            line.contains("database \"hop_no_such_database\" does not exist"),
+            "{line}"
+        );
+    }
+}
+
+fn visits_at(link_id: i64, times: Vec<i64>) -> hop::analytics::enrich::VisitGroup {
+    hop::analytics::enrich::VisitGroup {
+        profile: hop::analytics::enrich::Profile {
+            link_id,
+            browser: "Firefox",
+            os: "Linux",
+            device: "desktop",
+            bot: false,
+            language: None,
+            referrer_host: None,
+            referrer_url: None,
+            country: None,
+            region: None,
+            city: None,
+            ip: None,
+            qr: false,
+        },
+        times,
+    }
+}
+
+#[tokio::test]
+async fn retention_drops_whole_months_of_raw_visits() {
+    if !postgres_or_say("retention_drops_whole_months_of_raw_visits") {
+        return;
+    }
+    let server = TestServer::start().await;
+    let analytics = server.state.stores.analytics.clone();
+    // 2025-03-10 and 2025-04-20 (UTC): months with no partition yet, made on demand.
+    let march = 1_741_564_800_000;
+    let april = 1_745_107_200_000;
+    let now = hop::domain::link::now_ms();
+    analytics
+        .record_visits(
+            Arc::new(vec![
+                // A link's visits of one batch share a block: one link per month.
+                visits_at(1, vec![march, march + 1000]),
+                visits_at(2, vec![april]),
+                visits_at(3, vec![now]),
+            ]),
+            true,
+        )
+        .await
+        .unwrap();
+    let partition = |name: &str| {
+        common::count_rows(
+            server.dir.path(),
+            &format!("SELECT COUNT(*) FROM pg_class WHERE relname = '{name}'"),
+        )
+    };
+    assert_eq!(partition("visit_blocks_y2025m03"), 1);
+    assert_eq!(partition("visit_blocks_y2025m04"), 1);
+    // The window ends inside April: March goes whole, April loses its older visits.
+    let (deleted, _) = analytics.prune(april + 1, 0).await.unwrap();
+    assert_eq!(deleted, 3);
+    assert_eq!(partition("visit_blocks_y2025m03"), 0);
+    assert_eq!(partition("visit_blocks_y2025m04"), 1);
+    for (link, left) in [(1, 0), (2, 0), (3, 1)] {
+        let visits = analytics
+            .visits(hop::domain::link::LinkId(link), None, 10)
+            .await
+            .unwrap();
+        assert_eq!(visits.len(), left, "link {link}");
+    }
+}

@@ -43,6 +43,10 @@ pub struct Config {
     /// created (later changes do not re-partition an existing database).
     #[serde(deserialize_with = "lenient")]
     pub database_link_partitions: u32,
+    /// PostgreSQL: longest a database operation may take before the request gets a
+    /// 503, in milliseconds.
+    #[serde(deserialize_with = "lenient")]
+    pub database_timeout_ms: u64,
     /// Public URL that short links start with; empty means `http://<listen>`.
     pub base_url: String,
     /// `text` or `json`.
@@ -178,6 +182,7 @@ impl Default for Config {
             startup_check_max_ms: 10_000,
             database_max_connections: 16,
             database_link_partitions: 16,
+            database_timeout_ms: 5000,
             base_url: String::new(),
             log_format: LogFormat::Text,
             log_level: "info".into(),
@@ -247,6 +252,10 @@ database_max_connections = 16
 # PostgreSQL only: hash partitions of the links table. Takes effect when hop creates
 # the schema in an empty database; an existing database keeps its partitions.
 database_link_partitions = 16
+
+# PostgreSQL only: longest a database operation (connecting included) may take, in
+# milliseconds. Past it, a request answers 503 with Retry-After instead of waiting.
+database_timeout_ms = 5000
 
 # Public URL that short links start with, e.g. "https://sho.rt". Empty means
 # http://<listen>. Links to this host are refused (they would loop).
@@ -712,6 +721,7 @@ impl Config {
             sqlite: crate::store::ConnectOptions {
                 startup_check_max: std::time::Duration::from_millis(self.startup_check_max_ms),
             },
+            timeout: std::time::Duration::from_millis(self.database_timeout_ms),
         }
     }
 

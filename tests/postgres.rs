@@ -2,6 +2,9 @@
 //! database (exact click limits, unique codes, migrations run once), schema versions,
 //! connection errors at start, and retention by whole partitions.
 //!
+//! The outage test starts a PostgreSQL server of its own (initdb and pg_ctl from
+//! /usr/lib/postgresql) and stops it mid-test; it never touches the machine's server.
+//!
 //! The tests that need PostgreSQL run when `HOP_TEST_DATABASE_URL` names a server
 //! (CI sets it; see tests/common); without it they say so and pass. The checks of
 //! bad URLs and of a SQLite database from a newer hop need no server.
@@ -317,4 +320,72 @@ async fn retention_drops_whole_months_of_raw_visits() {
             .unwrap();
         assert_eq!(visits.len(), left, "link {link}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_costs_only_what_needs_the_database_and_heals_by_itself() {
+    let server_db = match common::PrivatePostgres::start() {
+        Ok(server) => server,
+        Err(why) => {
+            eprintln!("an outage test needs PostgreSQL server binaries: {why}");
+            return;
+        }
+    };
+    let url = server_db.url();
+    let server = TestServer::start_with(&[
+        ("HOP_DATABASE_URL", url.as_str()),
+        ("HOP_DATABASE_TIMEOUT_MS", "1000"),
+    ])
+    .await;
+    server
+        .create_ok(json!({"url": "https://example.com/warm", "alias": "warm"}))
+        .await;
+    server_db.halt();
+
+    // Cached redirects do not need the database.
+    assert_eq!(server.get("/warm").await.status(), 302);
+    // What needs it answers 503 with Retry-After, and never waits past the timeout.
+    let json = |request: reqwest::RequestBuilder| {
+        request
+            .header("accept", "application/json")
+            .bearer_auth(&server.admin_key)
+    };
+    let started = std::time::Instant::now();
+    let miss = json(server.client.get(server.url("/cold123")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(miss.status(), 503);
+    assert_eq!(miss.headers()["retry-after"], "1");
+    assert_eq!(miss.headers()["content-type"], "application/problem+json");
+    let problem: Value = miss.json().await.unwrap();
+    assert_eq!(problem["type"], "urn:hop:problem:unavailable");
+    let create = json(server.client.post(server.url("/api/v1/links")))
+        .json(&json!({"url": "https://example.com/new", "alias": "during"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(create.status(), 503);
+    assert_eq!(create.headers()["retry-after"], "1");
+    assert_eq!(server.get("/readyz").await.status(), 503);
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(3 * 1500),
+        "three answers took {:?}",
+        started.elapsed()
+    );
+
+    // Back: hop recovers without a restart.
+    server_db.resume();
+    let healed = common::eventually(std::time::Duration::from_secs(10), || async {
+        server.get("/readyz").await.status() == 200
+    })
+    .await;
+    assert!(healed, "/readyz did not recover");
+    assert_eq!(server.get("/cold123").await.status(), 404);
+    let created = server
+        .create_ok(json!({"url": "https://example.com/new", "alias": "during"}))
+        .await;
+    assert_eq!(created["code"], "during");
+    assert_eq!(server.get("/during").await.status(), 302);
+    assert_eq!(server.get("/warm").await.status(), 302);
 }

@@ -284,6 +284,12 @@ pub fn negotiate(headers: &HeaderMap, error: ApiError) -> Response {
     );
     let mut response = (status, Html(page)).into_response();
     secure_page(response.headers_mut());
+    if status == axum::http::StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            problem::RETRY_UNAVAILABLE_S,
+        );
+    }
     if let ApiError::Unavailable(cause) | ApiError::Internal(cause) | ApiError::Storage(_, cause) =
         error
     {

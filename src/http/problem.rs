@@ -348,6 +348,10 @@ impl ApiError {
     }
 }
 
+/// `Retry-After` of a 503: the database is usually back (or a connection to it
+/// replaced) within about a second.
+pub const RETRY_UNAVAILABLE_S: HeaderValue = HeaderValue::from_static("1");
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.kind().0;
@@ -360,6 +364,9 @@ impl IntoResponse for ApiError {
         );
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, RETRY_UNAVAILABLE_S);
         }
         if let Self::Unavailable(cause) | Self::Internal(cause) | Self::Storage(_, cause) = self {
             response.extensions_mut().insert(InternalCause(cause));

@@ -463,6 +463,9 @@ pub struct StoreOptions {
     pub link_partitions: u32,
     /// SQLite: how to open the file.
     pub sqlite: ConnectOptions,
+    /// Longest a PostgreSQL operation may take, connecting included
+    /// (`database_timeout_ms`): past it the operation fails instead of hanging.
+    pub timeout: std::time::Duration,
 }
 
 impl Default for StoreOptions {
@@ -471,6 +474,7 @@ impl Default for StoreOptions {
             max_connections: 16,
             link_partitions: 16,
             sqlite: ConnectOptions::default(),
+            timeout: std::time::Duration::from_millis(5000),
         }
     }
 }

@@ -508,3 +508,124 @@ impl Drop for HopProcess {
         let _ = self.child.kill();
     }
 }
+
+/// A PostgreSQL server of the test's own (initdb in a temporary directory, on a free
+/// port), which the test may stop and start at will; never the machine's server.
+/// Stopped when dropped.
+pub struct PrivatePostgres {
+    dir: TempDir,
+    bin: PathBuf,
+    pub port: u16,
+    /// Run the server's tools as this user (initdb refuses root).
+    user: Option<String>,
+}
+
+impl PrivatePostgres {
+    /// Creates and starts one, or `None` (with the reason) if this machine has no
+    /// PostgreSQL server binaries.
+    pub fn start() -> Result<Self, String> {
+        let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .map_err(|e| format!("no /usr/lib/postgresql: {e}"))?
+            .filter_map(|entry| entry.ok().map(|e| e.path().join("bin")))
+            .filter(|bin| bin.join("initdb").exists() && bin.join("pg_ctl").exists())
+            .collect();
+        versions.sort();
+        let bin = versions
+            .pop()
+            .ok_or("no initdb and pg_ctl under /usr/lib/postgresql/*/bin")?;
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        let user = root.then(|| "postgres".to_owned());
+        let dir = tempfile::tempdir().unwrap();
+        if let Some(user) = &user {
+            let status = Command::new("chown")
+                .arg(user)
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(status.success(), "chown of the private server's directory");
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = Self {
+            dir,
+            bin,
+            port,
+            user,
+        };
+        let data = server.dir.path().join("data");
+        let output = server
+            .tool("initdb")
+            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        server.resume();
+        Ok(server)
+    }
+
+    fn tool(&self, name: &str) -> Command {
+        let path = self.bin.join(name);
+        match &self.user {
+            Some(user) => {
+                let mut command = Command::new("runuser");
+                command.args(["-u", user, "--"]).arg(path);
+                command
+            }
+            None => Command::new(path),
+        }
+    }
+
+    /// `postgres://postgres@127.0.0.1:PORT/postgres`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Starts the server and waits until it accepts connections.
+    pub fn resume(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let status = self
+            .tool("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .arg("-l")
+            .arg(self.dir.path().join("server.log"))
+            .args(["-w", "-o", &options, "start"])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "starting the private PostgreSQL");
+    }
+
+    /// Stops the server at once (as a crash would), closing every connection.
+    pub fn halt(&self) {
+        let _ = self
+            .tool("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "-w", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}

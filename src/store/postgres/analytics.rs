@@ -24,8 +24,8 @@ use crate::store::{AnalyticsStore, PeriodCounts, StatsRows, StatsScope, StoreErr
 use async_trait::async_trait;
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{GenericClient, Row};
 
 /// SQL: the first day of `day_start`'s UTC month, in Unix seconds.
 const MONTH_START: &str = "(extract(epoch FROM date_trunc('month', \
@@ -244,45 +244,44 @@ fn period_counts(rows: &[Row]) -> Result<Vec<PeriodCounts>, tokio_postgres::Erro
 }
 
 async fn read_stats(
-    client: &impl GenericClient,
+    client: &deadpool_postgres::Client,
     scope: StatsScope,
     from: i64,
     to: i64,
     top: usize,
 ) -> Result<StatsRows, tokio_postgres::Error> {
     let (filter, param) = scope_filter(scope);
+    // The SQL differs only by the scope's fixed filter: a few cached statements.
     let hourly = client
-        .query(
-            &format!(
-                "SELECT hour_start, SUM(humans)::bigint, SUM(bots)::bigint FROM visit_hourly \
-                 WHERE hour_start >= $1 AND hour_start < $2 AND {filter} \
-                 GROUP BY hour_start ORDER BY hour_start"
-            ),
-            &[&from, &to, &param],
-        )
+        .prepare_cached(&format!(
+            "SELECT hour_start, SUM(humans)::bigint, SUM(bots)::bigint FROM visit_hourly \
+             WHERE hour_start >= $1 AND hour_start < $2 AND {filter} \
+             GROUP BY hour_start ORDER BY hour_start"
+        ))
         .await?;
+    let hourly = client.query(&hourly, &[&from, &to, &param]).await?;
     // Folded days count whole: a range that starts mid-day takes that day from its
     // start (hourly rows older than the hourly window no longer exist).
     let day_from = floor_to(from, DAY_S);
     let daily = client
-        .query(
-            &format!(
-                "SELECT day_start, SUM(humans)::bigint, SUM(bots)::bigint FROM visit_daily \
-                 WHERE day_start >= $1 AND day_start < $2 AND {filter} \
-                 GROUP BY day_start ORDER BY day_start"
-            ),
-            &[&day_from, &to, &param],
-        )
+        .prepare_cached(&format!(
+            "SELECT day_start, SUM(humans)::bigint, SUM(bots)::bigint FROM visit_daily \
+             WHERE day_start >= $1 AND day_start < $2 AND {filter} \
+             GROUP BY day_start ORDER BY day_start"
+        ))
+        .await?;
+    let daily = client.query(&daily, &[&day_from, &to, &param]).await?;
+    let by_dim = client
+        .prepare_cached(&format!(
+            "SELECT dim, value, SUM(clicks)::bigint FROM visit_dims \
+             WHERE dim = $4 AND day_start >= $1 AND day_start < $2 AND {filter} \
+             GROUP BY dim, value ORDER BY value COLLATE \"C\""
+        ))
         .await?;
     let mut dims = Vec::new();
-    let dim_sql = format!(
-        "SELECT dim, value, SUM(clicks)::bigint FROM visit_dims \
-         WHERE dim = $4 AND day_start >= $1 AND day_start < $2 AND {filter} \
-         GROUP BY dim, value ORDER BY value COLLATE \"C\""
-    );
     for dim in DIMENSIONS {
         for row in client
-            .query(&dim_sql, &[&day_from, &to, &param, &dim])
+            .query(&by_dim, &[&day_from, &to, &param, &dim])
             .await?
         {
             dims.push((
@@ -295,19 +294,19 @@ async fn read_stats(
     let top_links = if top == 0 {
         Vec::new()
     } else {
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT link_id, SUM(n)::bigint AS total FROM ( \
+                   SELECT link_id, humans + bots AS n FROM visit_hourly \
+                     WHERE hour_start >= $1 AND hour_start < $2 AND {filter} \
+                   UNION ALL \
+                   SELECT link_id, humans + bots FROM visit_daily \
+                     WHERE day_start >= $1 AND day_start < $2 AND {filter}) AS periods \
+                 GROUP BY link_id ORDER BY total DESC, link_id LIMIT $4"
+            ))
+            .await?;
         let rows = client
-            .query(
-                &format!(
-                    "SELECT link_id, SUM(n)::bigint AS total FROM ( \
-                       SELECT link_id, humans + bots AS n FROM visit_hourly \
-                         WHERE hour_start >= $1 AND hour_start < $2 AND {filter} \
-                       UNION ALL \
-                       SELECT link_id, humans + bots FROM visit_daily \
-                         WHERE day_start >= $1 AND day_start < $2 AND {filter}) AS periods \
-                     GROUP BY link_id ORDER BY total DESC, link_id LIMIT $4"
-                ),
-                &[&from, &to, &param, &(top as i64)],
-            )
+            .query(&statement, &[&from, &to, &param, &(top as i64)])
             .await?;
         rows.iter()
             .map(|row| Ok((LinkId(row.try_get(0)?), row.try_get::<_, i64>(1)? as u64)))
@@ -338,19 +337,22 @@ impl AnalyticsStore for PgStore {
             Vec::new()
         };
         let rollups = Rollups::of(&groups);
-        let mut client = self.client().await?;
-        match write_visits(&mut client, &blocks, &rollups).await {
-            // 23514 here: a block of a month that has no partition yet.
-            Err(error) if error.code() == Some(&SqlState::CHECK_VIOLATION) => {
-                let months: BTreeSet<Month> = blocks
-                    .iter()
-                    .filter_map(|b| Month::of_ms(b.last_at))
-                    .collect();
-                create_partitions(&mut client, &months).await?;
-                Ok(write_visits(&mut client, &blocks, &rollups).await?)
+        self.timed(async {
+            let mut client = self.client().await?;
+            match write_visits(&mut client, &blocks, &rollups).await {
+                // 23514 here: a block of a month that has no partition yet.
+                Err(error) if error.code() == Some(&SqlState::CHECK_VIOLATION) => {
+                    let months: BTreeSet<Month> = blocks
+                        .iter()
+                        .filter_map(|b| Month::of_ms(b.last_at))
+                        .collect();
+                    create_partitions(&mut client, &months).await?;
+                    Ok(write_visits(&mut client, &blocks, &rollups).await?)
+                }
+                other => Ok(other?),
             }
-            other => Ok(other?),
-        }
+        })
+        .await
     }
 
     async fn stats(
@@ -360,8 +362,11 @@ impl AnalyticsStore for PgStore {
         to: i64,
         top: usize,
     ) -> Result<StatsRows, StoreError> {
-        let client = self.client().await?;
-        Ok(read_stats(&**client, scope, from, to, top).await?)
+        self.timed(async {
+            let client = self.client().await?;
+            Ok(read_stats(&client, scope, from, to, top).await?)
+        })
+        .await
     }
 
     async fn visits(

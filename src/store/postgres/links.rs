@@ -9,13 +9,14 @@
 //! is skipped by `ON CONFLICT DO NOTHING` (and reported as a conflict), an unknown
 //! domain is found before the insert, with the domains locked until commit.
 
-use super::{PgStore, pool_error};
+use super::{PgStore, pool_error, within};
 use crate::domain::link::{Link, LinkChanges, LinkId, RedirectType, UserId, now_ms};
 use crate::store::{LinkQuery, LinkSort, LinkStore, NewLink, RedirectRecord, StoreError};
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
@@ -35,7 +36,11 @@ pub(super) struct InsertJob {
 }
 
 /// Gathers waiting creates into batches until every sender is gone.
-pub(super) async fn run_inserter(pool: Pool, mut jobs: mpsc::Receiver<InsertJob>) {
+pub(super) async fn run_inserter(
+    pool: Pool,
+    mut jobs: mpsc::Receiver<InsertJob>,
+    timeout: Duration,
+) {
     let permits = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
     while let Some(first) = jobs.recv().await {
         // Wait for a free transaction before gathering: creates that arrive meanwhile
@@ -54,7 +59,7 @@ pub(super) async fn run_inserter(pool: Pool, mut jobs: mpsc::Receiver<InsertJob>
         tokio::spawn(async move {
             let (links, replies): (Vec<NewLink>, Vec<_>) =
                 batch.into_iter().map(|job| (job.link, job.reply)).unzip();
-            match insert_batch(&pool, links).await {
+            match within(timeout, insert_batch(&pool, links)).await {
                 Ok(outcomes) => {
                     for (reply, outcome) in replies.into_iter().zip(outcomes) {
                         let _ = reply.send(outcome);
@@ -243,21 +248,25 @@ fn links_from_rows(rows: &[Row]) -> Result<Vec<Link>, StoreError> {
 #[async_trait]
 impl LinkStore for PgStore {
     async fn insert_link(&self, link: NewLink) -> Result<Link, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.inserts
-            .send(InsertJob { link, reply })
-            .await
-            .map_err(|_| StoreError::Database("link inserter has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Database("link inserter dropped a create".into()))?
+        // The batch has the same limit; this one also covers the wait for a batch.
+        self.timed(async {
+            let (reply, answer) = oneshot::channel();
+            self.inserts
+                .send(InsertJob { link, reply })
+                .await
+                .map_err(|_| StoreError::Database("link inserter has stopped".into()))?;
+            answer
+                .await
+                .map_err(|_| StoreError::Database("link inserter dropped a create".into()))?
+        })
+        .await
     }
 
     async fn insert_links(
         &self,
         links: Vec<NewLink>,
     ) -> Result<Vec<Result<Link, StoreError>>, StoreError> {
-        insert_batch(&self.pool, links).await
+        self.timed(insert_batch(&self.pool, links)).await
     }
 
     async fn link_by_code(&self, domain: &str, code: &str) -> Result<Option<Link>, StoreError> {
@@ -408,13 +417,14 @@ impl LinkStore for PgStore {
         id: LinkId,
         changes: LinkChanges,
     ) -> Result<Option<Link>, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        // One statement for any combination of fields: each field comes with a flag
-        // saying whether to set it, so NULL can mean "clear".
-        let update = tx
-            .prepare_cached(
-                "UPDATE links SET \
+        self.timed(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            // One statement for any combination of fields: each field comes with a flag
+            // saying whether to set it, so NULL can mean "clear".
+            let update = tx
+                .prepare_cached(
+                    "UPDATE links SET \
                  url = CASE WHEN $2 THEN $3 ELSE url END, \
                  title = CASE WHEN $4 THEN $5 ELSE title END, \
                  expires_at = CASE WHEN $6 THEN $7 ELSE expires_at END, \
@@ -424,63 +434,65 @@ impl LinkStore for PgStore {
                  updated_at = $12, \
                  password_hash = CASE WHEN $13 THEN $14 ELSE password_hash END \
                  WHERE id = $1 AND deleted_at IS NULL",
-            )
-            .await?;
-        let url = changes.url.as_ref().map(|u| u.as_str());
-        let title = changes.title.clone().flatten();
-        let expires = changes.expires_at.flatten();
-        let max = changes
-            .max_clicks
-            .flatten()
-            .map(|n| i64::try_from(n).unwrap_or(i64::MAX));
-        let status = changes.redirect.map(|r| i32::from(r.code()));
-        let password = changes.password_hash.clone().flatten();
-        let changed = tx
-            .execute(
-                &update,
-                &[
-                    &id.0,
-                    &changes.url.is_some(),
-                    &url,
-                    &changes.title.is_some(),
-                    &title,
-                    &changes.expires_at.is_some(),
-                    &expires,
-                    &changes.max_clicks.is_some(),
-                    &max,
-                    &status,
-                    &changes.disabled,
-                    &now_ms(),
-                    &changes.password_hash.is_some(),
-                    &password,
-                ],
-            )
-            .await?;
-        if changed == 0 {
-            return Ok(None);
-        }
-        if let Some(tags) = &changes.tags {
-            tx.execute("DELETE FROM link_tags WHERE link_id = $1", &[&id.0])
-                .await?;
-            if !tags.is_empty() {
-                let links = vec![id.0; tags.len()];
-                tx.execute(
-                    "INSERT INTO link_tags (link_id, tag) \
-                     SELECT * FROM unnest($1::bigint[], $2::text[]) ON CONFLICT DO NOTHING",
-                    &[&links, tags],
                 )
                 .await?;
+            let url = changes.url.as_ref().map(|u| u.as_str());
+            let title = changes.title.clone().flatten();
+            let expires = changes.expires_at.flatten();
+            let max = changes
+                .max_clicks
+                .flatten()
+                .map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+            let status = changes.redirect.map(|r| i32::from(r.code()));
+            let password = changes.password_hash.clone().flatten();
+            let changed = tx
+                .execute(
+                    &update,
+                    &[
+                        &id.0,
+                        &changes.url.is_some(),
+                        &url,
+                        &changes.title.is_some(),
+                        &title,
+                        &changes.expires_at.is_some(),
+                        &expires,
+                        &changes.max_clicks.is_some(),
+                        &max,
+                        &status,
+                        &changes.disabled,
+                        &now_ms(),
+                        &changes.password_hash.is_some(),
+                        &password,
+                    ],
+                )
+                .await?;
+            if changed == 0 {
+                return Ok(None);
             }
-        }
-        let row = tx
-            .query_opt(
-                concat!("SELECT ", link_columns!(), " FROM links WHERE id = $1"),
-                &[&id.0],
-            )
-            .await?;
-        let link = row.map(|row| link_from_row(&row)).transpose()?;
-        tx.commit().await?;
-        Ok(link)
+            if let Some(tags) = &changes.tags {
+                tx.execute("DELETE FROM link_tags WHERE link_id = $1", &[&id.0])
+                    .await?;
+                if !tags.is_empty() {
+                    let links = vec![id.0; tags.len()];
+                    tx.execute(
+                        "INSERT INTO link_tags (link_id, tag) \
+                     SELECT * FROM unnest($1::bigint[], $2::text[]) ON CONFLICT DO NOTHING",
+                        &[&links, tags],
+                    )
+                    .await?;
+                }
+            }
+            let row = tx
+                .query_opt(
+                    concat!("SELECT ", link_columns!(), " FROM links WHERE id = $1"),
+                    &[&id.0],
+                )
+                .await?;
+            let link = row.map(|row| link_from_row(&row)).transpose()?;
+            tx.commit().await?;
+            Ok(link)
+        })
+        .await
     }
 
     async fn delete_link(&self, id: LinkId) -> Result<bool, StoreError> {

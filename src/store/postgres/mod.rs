@@ -33,6 +33,7 @@ use crate::domain::link::{KeyId, LinkId, UnixMillis, UserId, now_ms};
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::ops::Range;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -49,12 +50,10 @@ const LOCK_MIGRATE: i64 = 0x686f_7000_0001;
 const LOCK_PARTITIONS: i64 = 0x686f_7000_0002;
 const LOCK_RETENTION: i64 = 0x686f_7000_0003;
 
-/// How long opening a connection, or waiting for a free one, may take before the
-/// operation fails instead of hanging.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
 pub struct PgStore {
     pool: Pool,
+    /// Longest any operation may take (`database_timeout_ms`).
+    timeout: Duration,
     /// Single creates, gathered into shared transactions by [`links::run_inserter`].
     inserts: mpsc::Sender<links::InsertJob>,
 }
@@ -119,9 +118,13 @@ fn target(config: &tokio_postgres::Config) -> String {
 async fn open(url: &str, options: &StoreOptions) -> Result<(Pool, (u32, u32)), ConnectError> {
     let mut config = tokio_postgres::Config::from_str(url)
         .map_err(|e| ConnectError::Open(format!("invalid PostgreSQL URL: {e}")))?;
+    // A server that is down, or up but silent, costs a request at most the timeout:
+    // connecting, waiting for a pooled connection and unacknowledged sends all stop
+    // there (and every operation is bounded by it, see `PgStore::timed`).
     if config.get_connect_timeout().is_none() {
-        config.connect_timeout(CONNECT_TIMEOUT);
+        config.connect_timeout(options.timeout);
     }
+    config.tcp_user_timeout(options.timeout);
     // A 2xx must mean committed to disk, whatever the server's default says.
     let mut session = config.get_options().unwrap_or("").to_owned();
     session.push_str(" -c synchronous_commit=on");
@@ -137,9 +140,9 @@ async fn open(url: &str, options: &StoreOptions) -> Result<(Pool, (u32, u32)), C
     let pool = Pool::builder(manager)
         .max_size(options.max_connections)
         .runtime(Runtime::Tokio1)
-        .wait_timeout(Some(CONNECT_TIMEOUT))
-        .create_timeout(Some(CONNECT_TIMEOUT))
-        .recycle_timeout(Some(CONNECT_TIMEOUT))
+        .wait_timeout(Some(options.timeout))
+        .create_timeout(Some(options.timeout))
+        .recycle_timeout(Some(options.timeout))
         .build()
         .map_err(|e| ConnectError::Open(format!("PostgreSQL pool: {e}")))?;
     let mut client = pool.get().await.map_err(|e| {
@@ -164,8 +167,12 @@ impl PgStore {
     pub async fn connect(url: &str, options: &StoreOptions) -> Result<Arc<Self>, ConnectError> {
         let (pool, _) = open(url, options).await?;
         let (inserts, jobs) = mpsc::channel(links::QUEUE_DEPTH);
-        tokio::spawn(links::run_inserter(pool.clone(), jobs));
-        Ok(Arc::new(Self { pool, inserts }))
+        tokio::spawn(links::run_inserter(pool.clone(), jobs, options.timeout));
+        Ok(Arc::new(Self {
+            pool,
+            timeout: options.timeout,
+            inserts,
+        }))
     }
 
     /// Applies pending migrations to the database at `url` and returns the schema
@@ -182,14 +189,25 @@ impl PgStore {
         self.pool.get().await.map_err(pool_error)
     }
 
+    /// Runs `work`, failing with a clear error if it takes longer than the timeout.
+    async fn timed<T>(
+        &self,
+        work: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        within(self.timeout, work).await
+    }
+
     async fn query(
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, StoreError> {
-        let client = self.client().await?;
-        let statement = client.prepare_cached(sql).await?;
-        Ok(client.query(&statement, params).await?)
+        self.timed(async {
+            let client = self.client().await?;
+            let statement = client.prepare_cached(sql).await?;
+            Ok(client.query(&statement, params).await?)
+        })
+        .await
     }
 
     async fn query_opt(
@@ -197,16 +215,36 @@ impl PgStore {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>, StoreError> {
-        let client = self.client().await?;
-        let statement = client.prepare_cached(sql).await?;
-        Ok(client.query_opt(&statement, params).await?)
+        self.timed(async {
+            let client = self.client().await?;
+            let statement = client.prepare_cached(sql).await?;
+            Ok(client.query_opt(&statement, params).await?)
+        })
+        .await
     }
 
     async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
-        let client = self.client().await?;
-        let statement = client.prepare_cached(sql).await?;
-        Ok(client.execute(&statement, params).await?)
+        self.timed(async {
+            let client = self.client().await?;
+            let statement = client.prepare_cached(sql).await?;
+            Ok(client.execute(&statement, params).await?)
+        })
+        .await
     }
+}
+
+/// `work`, or a database error once `limit` has passed. Dropping an unfinished
+/// transaction rolls it back, so nothing is half-written.
+async fn within<T>(
+    limit: Duration,
+    work: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+        Err(StoreError::Database(format!(
+            "PostgreSQL did not answer within {} ms",
+            limit.as_millis()
+        )))
+    })
 }
 
 /// Columns read by [`key_from_row`]: the key joined with its user as `u`.
@@ -285,31 +323,34 @@ impl DomainStore for PgStore {
     }
 
     async fn remove_domain(&self, name: &str) -> Result<DomainRemoval, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        // The row lock first: inserts into the domain hold it FOR KEY SHARE until
-        // they commit (the links trigger), so once we have it every committed link is
-        // counted below and no new one can start until we are done.
-        let locked = tx
-            .query_opt("SELECT 1 FROM domains WHERE name = $1 FOR UPDATE", &[&name])
-            .await?;
-        if locked.is_none() {
-            return Ok(DomainRemoval::NotFound);
-        }
-        let links: i64 = tx
-            .query_one(
-                "SELECT COUNT(*) FROM links WHERE domain = $1 AND deleted_at IS NULL",
-                &[&name],
-            )
-            .await?
-            .try_get(0)?;
-        if links > 0 {
-            return Ok(DomainRemoval::InUse(links as u64));
-        }
-        tx.execute("DELETE FROM domains WHERE name = $1", &[&name])
-            .await?;
-        tx.commit().await?;
-        Ok(DomainRemoval::Removed)
+        self.timed(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            // The row lock first: inserts into the domain hold it FOR KEY SHARE until
+            // they commit (the links trigger), so once we have it every committed link is
+            // counted below and no new one can start until we are done.
+            let locked = tx
+                .query_opt("SELECT 1 FROM domains WHERE name = $1 FOR UPDATE", &[&name])
+                .await?;
+            if locked.is_none() {
+                return Ok(DomainRemoval::NotFound);
+            }
+            let links: i64 = tx
+                .query_one(
+                    "SELECT COUNT(*) FROM links WHERE domain = $1 AND deleted_at IS NULL",
+                    &[&name],
+                )
+                .await?
+                .try_get(0)?;
+            if links > 0 {
+                return Ok(DomainRemoval::InUse(links as u64));
+            }
+            tx.execute("DELETE FROM domains WHERE name = $1", &[&name])
+                .await?;
+            tx.commit().await?;
+            Ok(DomainRemoval::Removed)
+        })
+        .await
     }
 }
 
@@ -334,6 +375,7 @@ impl ClickStore for PgStore {
             hour_starts.push(hour);
             hour_clicks.push(clicks);
         }
+        self.timed(async {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let total = tx
@@ -355,6 +397,8 @@ impl ClickStore for PgStore {
             .await?;
         tx.commit().await?;
         Ok(())
+        })
+        .await
     }
 
     async fn reserve_click(
@@ -437,27 +481,30 @@ impl KeyStore for PgStore {
     }
 
     async fn remove_user(&self, name: &str) -> Result<bool, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let now = now_ms();
-        let removed = tx
-            .query_opt(
-                "UPDATE users SET removed_at = $2 WHERE name = $1 AND removed_at IS NULL \
+        self.timed(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            let now = now_ms();
+            let removed = tx
+                .query_opt(
+                    "UPDATE users SET removed_at = $2 WHERE name = $1 AND removed_at IS NULL \
                  RETURNING id",
-                &[&name, &now],
+                    &[&name, &now],
+                )
+                .await?;
+            let Some(row) = removed else {
+                return Ok(false);
+            };
+            let user: i64 = row.try_get(0)?;
+            tx.execute(
+                "UPDATE api_keys SET revoked_at = $1 WHERE revoked_at IS NULL AND user_id = $2",
+                &[&now, &user],
             )
             .await?;
-        let Some(row) = removed else {
-            return Ok(false);
-        };
-        let user: i64 = row.try_get(0)?;
-        tx.execute(
-            "UPDATE api_keys SET revoked_at = $1 WHERE revoked_at IS NULL AND user_id = $2",
-            &[&now, &user],
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(true)
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
     }
 
     async fn insert_key(&self, key: NewApiKey) -> Result<ApiKey, StoreError> {

@@ -47,6 +47,12 @@ pub struct Config {
     /// 503, in milliseconds.
     #[serde(deserialize_with = "lenient")]
     pub database_timeout_ms: u64,
+    /// PostgreSQL read replicas (URLs) for redirect misses, listings, stats and visits.
+    #[serde(deserialize_with = "string_list")]
+    pub database_replica_urls: Vec<String>,
+    /// A replica further behind the primary than this is skipped, in milliseconds.
+    #[serde(deserialize_with = "lenient")]
+    pub replica_max_lag_ms: u64,
     /// Public URL that short links start with; empty means `http://<listen>`.
     pub base_url: String,
     /// `text` or `json`.
@@ -183,6 +189,8 @@ impl Default for Config {
             database_max_connections: 16,
             database_link_partitions: 16,
             database_timeout_ms: 5000,
+            database_replica_urls: Vec::new(),
+            replica_max_lag_ms: 5000,
             base_url: String::new(),
             log_format: LogFormat::Text,
             log_level: "info".into(),
@@ -256,6 +264,17 @@ database_link_partitions = 16
 # PostgreSQL only: longest a database operation (connecting included) may take, in
 # milliseconds. Past it, a request answers 503 with Retry-After instead of waiting.
 database_timeout_ms = 5000
+
+# PostgreSQL only: streaming replicas of database_url, e.g.
+# ["postgres://hop@replica1:5432/hop"] (HOP_DATABASE_REPLICA_URLS: comma-separated).
+# Redirect misses, listings, stats and visits read from a healthy one (a redirect a
+# replica does not know is asked of the primary before it is a 404); writes and reads
+# of what was just written go to the primary.
+database_replica_urls = []
+
+# A replica that is down or further behind than this (milliseconds) is skipped until
+# it catches up; with no usable replica, reads go to the primary.
+replica_max_lag_ms = 5000
 
 # Public URL that short links start with, e.g. "https://sho.rt". Empty means
 # http://<listen>. Links to this host are refused (they would loop).
@@ -628,6 +647,19 @@ impl Config {
                 }
             }
         }
+        let postgres =
+            |url: &str| url.starts_with("postgres://") || url.starts_with("postgresql://");
+        if let Some(bad) = self.database_replica_urls.iter().find(|url| !postgres(url)) {
+            return invalid(format!(
+                "database_replica_urls entry `{}` is not a postgres:// URL",
+                crate::store::redacted(bad)
+            ));
+        }
+        if !self.database_replica_urls.is_empty() && !postgres(&self.database_url) {
+            return invalid(
+                "database_replica_urls needs a PostgreSQL database_url (postgres://…)".into(),
+            );
+        }
         if !(1..=1024).contains(&self.database_link_partitions) {
             return invalid(format!(
                 "database_link_partitions {} is outside 1..=1024",
@@ -722,6 +754,8 @@ impl Config {
                 startup_check_max: std::time::Duration::from_millis(self.startup_check_max_ms),
             },
             timeout: std::time::Duration::from_millis(self.database_timeout_ms),
+            replica_urls: self.database_replica_urls.clone(),
+            replica_max_lag: std::time::Duration::from_millis(self.replica_max_lag_ms),
         }
     }
 
@@ -872,7 +906,7 @@ mod tests {
         let from_file = Config::from_table(DEFAULT_TOML.parse().unwrap()).unwrap();
         let defaults = Config::default();
         assert_eq!(format!("{from_file:?}"), format!("{defaults:?}"));
-        assert_eq!(Config::keys().len(), 42);
+        assert_eq!(Config::keys().len(), 44);
     }
 
     #[test]

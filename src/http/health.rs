@@ -72,8 +72,9 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiErr
 /// Counters for monitoring, in the Prometheus text format.
 ///
 /// The analytics pipeline (visits waiting, stored, dropped because the queue was full
-/// or the database kept failing) and the redirect cache (bytes and entries). Counts
-/// only: no link, key or visitor appears here.
+/// or the database kept failing), the redirect cache (bytes and entries) and, on
+/// PostgreSQL with replicas, each replica's use, lag and reads. Counts only: no link,
+/// key or visitor appears here.
 #[utoipa::path(
     get,
     path = "/metrics",
@@ -149,6 +150,42 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     }
     state.metrics.render(&mut out);
     process_metrics(&mut out, &state);
+    let replicas = state.stores.meta.replicas();
+    if !replicas.is_empty() {
+        let label = |name: &str| name.replace('\\', "\\\\").replace('"', "\\\"");
+        let families: [(&str, &str, &str); 3] = [
+            (
+                "hop_database_replica_in_use",
+                "gauge",
+                "Whether reads go to this replica (0: down, or behind by more than replica_max_lag_ms).",
+            ),
+            (
+                "hop_database_replica_lag_ms",
+                "gauge",
+                "How far the replica's replay was behind at the last check, in milliseconds.",
+            ),
+            (
+                "hop_database_replica_reads_total",
+                "counter",
+                "Reads the replica answered since start.",
+            ),
+        ];
+        for (i, (name, kind, help)) in families.iter().enumerate() {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for replica in &replicas {
+                let value = match i {
+                    0 => u64::from(replica.in_use),
+                    1 => replica.lag_ms,
+                    _ => replica.reads,
+                };
+                let _ = writeln!(
+                    out,
+                    "{name}{{replica=\"{}\"}} {value}",
+                    label(&replica.name)
+                );
+            }
+        }
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,

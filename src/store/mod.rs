@@ -306,6 +306,23 @@ pub trait MetaStore: Send + Sync {
     /// or when recent writes failed for lack of room, an I/O error or damage (a
     /// [`StoreError::Storage`] saying which), until a write succeeds again.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// The read replicas and how they are doing (none for a backend without them).
+    fn replicas(&self) -> Vec<ReplicaStatus> {
+        Vec::new()
+    }
+}
+
+/// One read replica, as `/metrics` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaStatus {
+    /// `host:port/database`, never a password.
+    pub name: String,
+    /// Whether reads go to it now (up, and behind by no more than the limit).
+    pub in_use: bool,
+    /// How far its replay is behind, in milliseconds, at the last check.
+    pub lag_ms: u64,
+    /// Reads it has answered since start.
+    pub reads: u64,
 }
 
 /// What a stored idempotency key says about a new request that carries it.
@@ -466,6 +483,10 @@ pub struct StoreOptions {
     /// Longest a PostgreSQL operation may take, connecting included
     /// (`database_timeout_ms`): past it the operation fails instead of hanging.
     pub timeout: std::time::Duration,
+    /// PostgreSQL streaming replicas for reads that may lag (`database_replica_urls`).
+    pub replica_urls: Vec<String>,
+    /// A replica further behind than this is skipped (`replica_max_lag_ms`).
+    pub replica_max_lag: std::time::Duration,
 }
 
 impl Default for StoreOptions {
@@ -475,6 +496,8 @@ impl Default for StoreOptions {
             link_partitions: 16,
             sqlite: ConnectOptions::default(),
             timeout: std::time::Duration::from_millis(5000),
+            replica_urls: Vec::new(),
+            replica_max_lag: std::time::Duration::from_millis(5000),
         }
     }
 }

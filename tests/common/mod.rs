@@ -574,6 +574,55 @@ impl PrivatePostgres {
         Ok(server)
     }
 
+    /// A streaming replica of this server (pg_basebackup into a directory of its
+    /// own, on another free port), started.
+    pub fn start_replica(&self) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        if let Some(user) = &self.user {
+            let status = Command::new("chown")
+                .arg(user)
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let replica = Self {
+            dir,
+            bin: self.bin.clone(),
+            port,
+            user: self.user.clone(),
+        };
+        let output = replica
+            .tool("pg_basebackup")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-X",
+                "stream",
+                "-R",
+                "-p",
+            ])
+            .arg(self.port.to_string())
+            .arg("-D")
+            .arg(replica.dir.path().join("data"))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "pg_basebackup: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        replica.resume();
+        replica
+    }
+
     fn tool(&self, name: &str) -> Command {
         let path = self.bin.join(name);
         match &self.user {

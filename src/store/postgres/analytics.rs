@@ -15,7 +15,7 @@
 //! months), and trims the one month the window's edge falls in by its `last_at`
 //! index, so the window stays exact.
 
-use super::{LOCK_PARTITIONS, LOCK_RETENTION, PgStore};
+use super::{LOCK_PARTITIONS, LOCK_RETENTION, PgStore, pool_error, within};
 use crate::analytics::block::{self, EncodedBlock, ID_SHIFT, MAX_VISITS};
 use crate::analytics::enrich::VisitGroup;
 use crate::analytics::rollup::{DAY_S, DIMENSIONS, Rollups, floor_to};
@@ -362,6 +362,20 @@ impl AnalyticsStore for PgStore {
         to: i64,
         top: usize,
     ) -> Result<StatsRows, StoreError> {
+        if let Some(replica) = self.replicas.pick() {
+            let answer = within(self.timeout, async {
+                let client = replica.pool.get().await.map_err(pool_error)?;
+                Ok(read_stats(&client, scope, from, to, top).await?)
+            })
+            .await;
+            match answer {
+                Ok(rows) => {
+                    replica.answered();
+                    return Ok(rows);
+                }
+                Err(error) => replica.failed(&error),
+            }
+        }
         self.timed(async {
             let client = self.client().await?;
             Ok(read_stats(&client, scope, from, to, top).await?)
@@ -381,7 +395,7 @@ impl AnalyticsStore for PgStore {
         };
         // A block holds at least one visit: `limit` blocks are always enough.
         let rows = self
-            .query(
+            .read_rows(
                 "SELECT id, first_at, data FROM visit_blocks \
                  WHERE link_id = $1 AND id <= $2 ORDER BY id DESC LIMIT $3",
                 &[&link.0, &last_block, &(limit as i64)],

@@ -302,7 +302,7 @@ impl LinkStore for PgStore {
 
     async fn tag_counts(&self, owner: Option<UserId>) -> Result<Vec<(String, u64)>, StoreError> {
         let rows = self
-            .query(
+            .read_rows(
                 "SELECT t.tag, COUNT(*) FROM link_tags t JOIN links l ON l.id = t.link_id \
                  WHERE l.deleted_at IS NULL AND ($1::bigint IS NULL OR l.owner_user_id = $1) \
                  GROUP BY t.tag ORDER BY COUNT(*) DESC, t.tag COLLATE \"C\"",
@@ -381,7 +381,7 @@ impl LinkStore for PgStore {
             .iter()
             .map(|b| b.as_ref() as &(dyn ToSql + Sync))
             .collect();
-        let rows = self.query(&sql, &params).await?;
+        let rows = self.read_rows(&sql, &params).await?;
         links_from_rows(&rows)
     }
 
@@ -390,15 +390,17 @@ impl LinkStore for PgStore {
         domain: &str,
         code: &str,
     ) -> Result<Option<RedirectRecord>, StoreError> {
-        let row = self
-            .query_opt(
-                "SELECT id, url, expires_at, max_clicks, redirect_status, disabled, password_hash, \
-                 CASE WHEN max_clicks IS NULL THEN 0 ELSE \
-                 COALESCE((SELECT clicks FROM link_clicks WHERE link_id = links.id), 0) END \
-                 FROM links WHERE domain = $1 AND code = $2 AND deleted_at IS NULL",
-                &[&domain, &code],
-            )
-            .await?;
+        const SQL: &str = "SELECT id, url, expires_at, max_clicks, redirect_status, disabled, \
+             password_hash, CASE WHEN max_clicks IS NULL THEN 0 ELSE \
+             COALESCE((SELECT clicks FROM link_clicks WHERE link_id = links.id), 0) END \
+             FROM links WHERE domain = $1 AND code = $2 AND deleted_at IS NULL";
+        let params: [&(dyn ToSql + Sync); 2] = [&domain, &code];
+        // A replica may not have a link created a moment ago: what it does not know,
+        // the primary decides.
+        let row = match self.replica_rows(SQL, &params).await {
+            Some(rows) if !rows.is_empty() => rows.into_iter().next(),
+            _ => self.query_opt(SQL, &params).await?,
+        };
         let Some(row) = row else { return Ok(None) };
         Ok(Some(RedirectRecord {
             id: LinkId(row.try_get(0)?),

@@ -23,11 +23,12 @@
 mod analytics;
 mod links;
 mod migrate;
+mod replicas;
 
 use super::{
     ApiKey, ClickDelta, ClickStore, ConnectError, Domain, DomainRemoval, DomainStore,
-    IdempotencyState, IdempotencyStore, KeyStore, MetaStore, NewApiKey, StoreError, StoreOptions,
-    User,
+    IdempotencyState, IdempotencyStore, KeyStore, MetaStore, NewApiKey, ReplicaStatus, StoreError,
+    StoreOptions, User,
 };
 use crate::domain::link::{KeyId, LinkId, UnixMillis, UserId, now_ms};
 use async_trait::async_trait;
@@ -56,6 +57,8 @@ pub struct PgStore {
     timeout: Duration,
     /// Single creates, gathered into shared transactions by [`links::run_inserter`].
     inserts: mpsc::Sender<links::InsertJob>,
+    /// Read replicas (possibly none), checked by [`replicas::run_monitor`].
+    replicas: Arc<replicas::Replicas>,
 }
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -113,11 +116,15 @@ fn target(config: &tokio_postgres::Config) -> String {
     format!("{host}:{port}/{database}")
 }
 
-/// Opens a pool on `url`, checks that the database answers, migrates it and makes
-/// sure this month's visit partitions exist.
-async fn open(url: &str, options: &StoreOptions) -> Result<(Pool, (u32, u32)), ConnectError> {
-    let mut config = tokio_postgres::Config::from_str(url)
-        .map_err(|e| ConnectError::Open(format!("invalid PostgreSQL URL: {e}")))?;
+/// A pool on `url` (no connection is opened yet) and the `host:port/database` it
+/// reaches, for messages.
+fn pool_for(url: &str, options: &StoreOptions) -> Result<(Pool, String), ConnectError> {
+    let mut config = tokio_postgres::Config::from_str(url).map_err(|e| {
+        ConnectError::Open(format!(
+            "invalid PostgreSQL URL {}: {e}",
+            super::redacted(url)
+        ))
+    })?;
     // A server that is down, or up but silent, costs a request at most the timeout:
     // connecting, waiting for a pooled connection and unacknowledged sends all stop
     // there (and every operation is bounded by it, see `PgStore::timed`).
@@ -145,6 +152,13 @@ async fn open(url: &str, options: &StoreOptions) -> Result<(Pool, (u32, u32)), C
         .recycle_timeout(Some(options.timeout))
         .build()
         .map_err(|e| ConnectError::Open(format!("PostgreSQL pool: {e}")))?;
+    Ok((pool, place))
+}
+
+/// Opens a pool on `url`, checks that the database answers, migrates it and makes
+/// sure this month's visit partitions exist.
+async fn open(url: &str, options: &StoreOptions) -> Result<(Pool, (u32, u32)), ConnectError> {
+    let (pool, place) = pool_for(url, options)?;
     let mut client = pool.get().await.map_err(|e| {
         let cause = match pool_error(e) {
             StoreError::Database(text) => text,
@@ -166,12 +180,31 @@ impl PgStore {
     /// batcher. Each failure is one line that names the problem.
     pub async fn connect(url: &str, options: &StoreOptions) -> Result<Arc<Self>, ConnectError> {
         let (pool, _) = open(url, options).await?;
+        let mut list = Vec::new();
+        for replica_url in &options.replica_urls {
+            let (replica_pool, name) = pool_for(replica_url, options)?;
+            list.push(replicas::Replica::new(name, replica_pool));
+        }
+        let replicas = Arc::new(replicas::Replicas::new(list));
+        if !replicas.list.is_empty() {
+            // A replica that is down does not stop the start: it is skipped until it
+            // answers.
+            replicas
+                .check_all(options.replica_max_lag, options.timeout)
+                .await;
+            tokio::spawn(replicas::run_monitor(
+                Arc::downgrade(&replicas),
+                options.replica_max_lag,
+                options.timeout,
+            ));
+        }
         let (inserts, jobs) = mpsc::channel(links::QUEUE_DEPTH);
         tokio::spawn(links::run_inserter(pool.clone(), jobs, options.timeout));
         Ok(Arc::new(Self {
             pool,
             timeout: options.timeout,
             inserts,
+            replicas,
         }))
     }
 
@@ -230,6 +263,43 @@ impl PgStore {
             Ok(client.execute(&statement, params).await?)
         })
         .await
+    }
+}
+
+impl PgStore {
+    /// Runs a read that may lag on a replica in use: `None` if there is none, or if
+    /// it failed (it is then out of use, and the caller asks the primary).
+    async fn replica_rows(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Option<Vec<Row>> {
+        let replica = self.replicas.pick()?;
+        let rows = within(self.timeout, async {
+            let client = replica.pool.get().await.map_err(pool_error)?;
+            let statement = client.prepare_cached(sql).await?;
+            Ok(client.query(&statement, params).await?)
+        })
+        .await;
+        match rows {
+            Ok(rows) => {
+                replica.answered();
+                Some(rows)
+            }
+            Err(error) => {
+                replica.failed(&error);
+                None
+            }
+        }
+    }
+
+    /// A read that may lag (listings, stats, visits): a replica's answer, else the
+    /// primary's.
+    async fn read_rows(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        match self.replica_rows(sql, params).await {
+            Some(rows) => Ok(rows),
+            None => self.query(sql, params).await,
+        }
     }
 }
 
@@ -713,5 +783,9 @@ impl MetaStore for PgStore {
             return Err(StoreError::Database("link inserter has stopped".into()));
         }
         Ok(())
+    }
+
+    fn replicas(&self) -> Vec<ReplicaStatus> {
+        self.replicas.list.iter().map(|r| r.status()).collect()
     }
 }

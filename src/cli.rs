@@ -1,4 +1,4 @@
-//! The command line: `hop serve`, `hop migrate`, `hop users …`, `hop keys …`,
+//! The command line: `hop serve`, `hop migrate`, `hop copy`, `hop users …`, `hop keys …`,
 //! `hop links …`, `hop domains …`, `hop config default`, `hop check`, `hop backup`,
 //! `hop restore`. Every command reads the same configuration (file, `HOP_*`
 //! environment, flags) as the server; those that change links or domains, `migrate`
@@ -69,6 +69,21 @@ pub enum Command {
     Domains(DomainsCommand),
     /// Apply pending database migrations and exit (serve also applies them at start).
     Migrate,
+    /// Copy an embedded install (SQLite) onto PostgreSQL: every link with its code,
+    /// user, key, domain, click count, rollup and raw visit. Resumes where an
+    /// interrupted copy stopped. Stop hop on the source first.
+    Copy {
+        /// The SQLite database, e.g. sqlite:///var/lib/hop/hop.db
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// The PostgreSQL database, e.g. postgres://hop@db.example:5432/hop
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// Copy even if the target already holds data (rows whose keys exist there
+        /// are kept as they are).
+        #[arg(long)]
+        allow_non_empty: bool,
+    },
     /// Configuration helpers.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -285,6 +300,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 app::serve(config, listener, app::shutdown_signal()).await
             })
         }
+        Command::Copy {
+            from,
+            to,
+            allow_non_empty,
+        } => {
+            let config = command_config(cli.config.as_deref(), &overrides)?;
+            // The source's writer lock: no server may change it while it is copied.
+            let _lock = crate::store::lock_for_writing(&from, "hop copy")?;
+            runtime()?.block_on(run_copy(&config, &from, &to, allow_non_empty))
+        }
         Command::Migrate => {
             let config = command_config(cli.config.as_deref(), &overrides)?;
             let _lock = app::lock_for_writing(&config, "hop migrate")?;
@@ -399,6 +424,79 @@ fn run_restore(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
         println!(
             "The database it replaced is kept as {}.",
             previous.display()
+        );
+    }
+    Ok(())
+}
+
+async fn run_copy(
+    config: &Config,
+    from: &str,
+    to: &str,
+    allow_non_empty: bool,
+) -> anyhow::Result<()> {
+    use std::io::{IsTerminal, Write};
+    let Some(path) = from.strip_prefix("sqlite://") else {
+        anyhow::bail!(
+            "--from must be a sqlite:// URL (the embedded database), not `{}`",
+            crate::store::redacted(from)
+        );
+    };
+    if !(to.starts_with("postgres://") || to.starts_with("postgresql://")) {
+        anyhow::bail!(
+            "--to must be a postgres:// URL, not `{}`",
+            crate::store::redacted(to)
+        );
+    }
+    let shown = crate::store::redacted(to);
+    let terminal = std::io::stderr().is_terminal();
+    let mut last_tenth = -1;
+    // A bar that redraws in place on a terminal; a line per tenth otherwise.
+    let show = |p: crate::store::postgres::copy::Progress| {
+        let percent = (p.next_link_id * 100)
+            .checked_div(p.end_link_id)
+            .unwrap_or(100);
+        let width = 30;
+        let filled = (percent * width / 100) as usize;
+        let bar = format!(
+            "[{}{}] {percent:>3}%  link ids {} of {}, {} rows",
+            "#".repeat(filled),
+            " ".repeat(width as usize - filled),
+            p.next_link_id,
+            p.end_link_id,
+            p.rows
+        );
+        if terminal {
+            eprint!("\r{bar}");
+            let _ = std::io::stderr().flush();
+        } else if percent / 10 != last_tenth {
+            last_tenth = percent / 10;
+            eprintln!("{bar}");
+        }
+    };
+    let report = crate::store::postgres::copy::copy_from_sqlite(
+        std::path::Path::new(path),
+        to,
+        &config.store_options(),
+        allow_non_empty,
+        show,
+    )
+    .await
+    .with_context(|| format!("copying {path} to {shown}"))?;
+    if terminal {
+        eprintln!();
+    }
+    if report.already_done {
+        println!("{path} was already copied to {shown}; nothing to do.");
+    } else {
+        let how = if report.resumed {
+            "Resumed and finished"
+        } else {
+            "Finished"
+        };
+        println!(
+            "{how} copying {path} to {shown}: {} rows written.",
+            report.rows
         );
     }
     Ok(())

@@ -497,3 +497,206 @@ async fn reads_go_to_a_replica_and_fall_back_to_the_primary() {
         0
     );
 }
+
+/// What a client sees of each code (HEAD: no click), and of each alias's stats and
+/// visits over a fixed range, from `base` with `key`.
+async fn answers(base: &str, key: &str, codes: &[String], aliases: &[&str]) -> Vec<String> {
+    let http = client();
+    let mut seen = Vec::new();
+    for code in codes {
+        let response = http.head(format!("{base}/{code}")).send().await.unwrap();
+        seen.push(format!(
+            "{code} {} {:?}",
+            response.status(),
+            response.headers().get("location")
+        ));
+    }
+    for alias in aliases {
+        for path in [
+            format!(
+                "/api/v1/links/{alias}/stats?from=2026-01-01T00:00:00Z&to=2030-01-01T00:00:00Z"
+            ),
+            format!("/api/v1/links/{alias}/visits"),
+            format!("/api/v1/links/{alias}"),
+        ] {
+            let response = http
+                .get(format!("{base}{path}"))
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            let mut body: Value = response.json().await.unwrap();
+            // The one field that names the server the answer came from.
+            if let Some(link) = body.as_object_mut() {
+                link.remove("shortUrl");
+                link.remove("domain");
+            }
+            seen.push(format!("{path} {status} {body}"));
+        }
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_moves_an_install_from_sqlite_and_every_answer_stays_the_same() {
+    if !postgres_or_say("copy_moves_an_install_from_sqlite_and_every_answer_stays_the_same") {
+        return;
+    }
+    // The source: an embedded install (an empty database_url is SQLite in data_dir).
+    let mut source = TestServer::start_with(&[("HOP_DATABASE_URL", "")]).await;
+    let key = source.admin_key.clone();
+    let mut codes = Vec::new();
+    for round in 0..3 {
+        let items: Vec<Value> = (0..900)
+            .map(|i| json!({"url": format!("https://example.com/{round}/{i}"), "tags": ["bulk"]}))
+            .collect();
+        let response = source
+            .client
+            .post(source.url("/api/v1/links/bulk"))
+            .bearer_auth(&key)
+            .json(&json!({ "links": items }))
+            .send()
+            .await
+            .unwrap();
+        let body: Value = response.json().await.unwrap();
+        for result in body["results"].as_array().unwrap() {
+            codes.push(result["link"]["code"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(codes.len(), 2700);
+    source
+        .create_ok(json!({"url": "https://example.com/a", "alias": "visited", "tags": ["x", "y"]}))
+        .await;
+    source
+        .create_ok(
+            json!({"url": "https://example.com/p", "alias": "secret", "password": "opensesame"}),
+        )
+        .await;
+    source
+        .create_ok(json!({"url": "https://example.com/l", "alias": "limited", "maxClicks": 3}))
+        .await;
+    source
+        .create_ok(json!({"url": "https://example.com/d", "alias": "gone"}))
+        .await;
+    let deleted = source
+        .client
+        .delete(source.url("/api/v1/links/gone"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    for agent in [
+        "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0",
+        "curl/8.0",
+    ] {
+        for _ in 0..3 {
+            let response = source
+                .client
+                .get(source.url("/visited"))
+                .header("user-agent", agent)
+                .header("referer", "https://news.example.org/item")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 302);
+        }
+    }
+    for _ in 0..5 {
+        source.get("/limited").await;
+    }
+    // Every visit stored, then the install is stopped (as an operator would).
+    let stored = common::eventually(std::time::Duration::from_secs(5), || async {
+        let stats: Value = source
+            .client
+            .get(source.url("/api/v1/links/visited/stats"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        stats["total"] == 6
+    })
+    .await;
+    assert!(stored);
+    codes.extend(["visited", "secret", "limited", "gone", "nothere"].map(String::from));
+    let aliases = ["visited", "limited", "secret"];
+    let before = answers(&source.base, &key, &codes, &aliases).await;
+    source.stop().await;
+    let sqlite = format!("sqlite://{}", source.dir.path().join("hop.db").display());
+
+    // The target: a fresh PostgreSQL database.
+    let target = common::data_dir();
+    let target_url = target.database_url().unwrap().to_owned();
+    let copy = |extra: &[&str]| {
+        hop_command()
+            .args(["copy", "--from", &sqlite, "--to", &target_url])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let output = copy(&[]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("Finished copying"), "{stdout}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("100%"));
+
+    // An interruption after the first range: the next run resumes there.
+    common::pg_execute(
+        &target_url,
+        "DELETE FROM link_tags WHERE link_id >= 1000; DELETE FROM links WHERE id >= 1000; \
+         UPDATE copy_progress SET next_link_id = 1000, done = false",
+    );
+    let output = copy(&[]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("Resumed and finished"));
+    let output = copy(&[]);
+    assert!(String::from_utf8_lossy(&output.stdout).contains("already copied"));
+    assert_eq!(
+        common::count_rows(target.path(), "SELECT COUNT(*) FROM links"),
+        2704
+    );
+
+    let node = HopProcess::start(target.path(), &[]);
+    let after = answers(&node.base, &key, &codes, &aliases).await;
+    assert_eq!(before.len(), after.len());
+    for (was, is) in before.iter().zip(&after) {
+        assert_eq!(was, is);
+    }
+    // The target goes on where the source stopped: new ids and codes do not collide.
+    let fresh = node
+        .create_link(&key, json!({"url": "https://example.com/after"}))
+        .await;
+    assert!(!codes.contains(&fresh["code"].as_str().unwrap().to_owned()));
+    assert_eq!(
+        common::count_rows(target.path(), "SELECT MAX(id) FROM links"),
+        2705
+    );
+
+    // A target that holds data is refused unless asked.
+    let again = common::data_dir();
+    let copied = again.path().join("hop.db");
+    std::fs::copy(source.dir.path().join("hop.db"), &copied).unwrap();
+    let output = hop_command()
+        .args(["copy", "--to", &target_url, "--from"])
+        .arg(format!("sqlite://{}", copied.display()))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("already holds") && stderr.contains("--allow-non-empty"),
+        "{stderr}"
+    );
+}

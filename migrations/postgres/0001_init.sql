@@ -117,7 +117,8 @@ CREATE INDEX links_by_owner ON links (owner_user_id, created_at, id);
 CREATE FUNCTION links_in_registered_domain() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF NEW.domain <> '' THEN
+    -- A deleted link may stay in a removed domain (a copy from SQLite brings such rows).
+    IF NEW.domain <> '' AND NEW.deleted_at IS NULL THEN
         PERFORM 1 FROM domains WHERE name = NEW.domain FOR KEY SHARE;
         IF NOT FOUND THEN
             RAISE EXCEPTION 'domain is not registered' USING ERRCODE = 'foreign_key_violation';
@@ -219,3 +220,13 @@ CREATE TABLE visit_dims (
     PRIMARY KEY (link_id, dim, day_start, value)
 );
 CREATE INDEX visit_dims_by_day ON visit_dims (day_start);
+
+-- Where `hop copy` (src/store/postgres/copy.rs) is in copying a SQLite database here:
+-- users, keys, domains and settings go first, then links in ranges of ids with
+-- everything keyed by them, each range in one transaction with its row here, so an
+-- interrupted copy resumes at the first range it had not committed.
+CREATE TABLE copy_progress (
+    source       text PRIMARY KEY, -- the SQLite file's path
+    next_link_id bigint NOT NULL,  -- every link id below this is copied
+    done         boolean NOT NULL
+);

@@ -79,6 +79,15 @@ async fn create_partitions(
     months: &BTreeSet<Month>,
 ) -> Result<(), tokio_postgres::Error> {
     let tx = client.transaction().await?;
+    create_in(&tx, months).await?;
+    tx.commit().await
+}
+
+/// Creates, inside `tx`, the partitions of `months` that do not exist yet.
+async fn create_in(
+    tx: &tokio_postgres::Transaction<'_>,
+    months: &BTreeSet<Month>,
+) -> Result<(), tokio_postgres::Error> {
     // `IF NOT EXISTS` alone still races between two nodes creating the same table.
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_PARTITIONS])
         .await?;
@@ -93,7 +102,17 @@ async fn create_partitions(
         ))
         .await?;
     }
-    tx.commit().await
+    Ok(())
+}
+
+/// Creates, inside `tx`, the partitions that blocks ending at `last_ats` (Unix ms)
+/// go to.
+pub(super) async fn ensure_months(
+    tx: &tokio_postgres::Transaction<'_>,
+    last_ats: &BTreeSet<i64>,
+) -> Result<(), tokio_postgres::Error> {
+    let months: BTreeSet<Month> = last_ats.iter().filter_map(|&at| Month::of_ms(at)).collect();
+    create_in(tx, &months).await
 }
 
 /// Creates this month's partition and the next ones ([`MONTHS_AHEAD`]).

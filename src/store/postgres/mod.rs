@@ -21,6 +21,7 @@
 //! partitions ahead of time and drops them whole when retention passes them.
 
 mod analytics;
+pub mod copy;
 mod links;
 mod migrate;
 mod replicas;

@@ -230,3 +230,11 @@ CREATE TABLE copy_progress (
     next_link_id bigint NOT NULL,  -- every link id below this is copied
     done         boolean NOT NULL
 );
+
+-- Written by every hop with read replicas once a second (Unix ms of its clock) and read
+-- back on each replica: how far behind the primary a replica's replay is
+-- (src/store/postgres/replicas.rs).
+CREATE TABLE replication_heartbeat (
+    id    integer PRIMARY KEY,
+    at_ms bigint NOT NULL
+);

@@ -186,7 +186,7 @@ impl PgStore {
             let (replica_pool, name) = pool_for(replica_url, options)?;
             list.push(replicas::Replica::new(name, replica_pool));
         }
-        let replicas = Arc::new(replicas::Replicas::new(list));
+        let replicas = Arc::new(replicas::Replicas::new(list, pool.clone()));
         if !replicas.list.is_empty() {
             // A replica that is down does not stop the start: it is skipped until it
             // answers.

@@ -3,13 +3,17 @@
 //! capacity for writes.
 //!
 //! A monitor task checks every replica each [`CHECK_INTERVAL`]: it must answer, and
-//! its replay must be within `replica_max_lag_ms` of what it has received (a replica
-//! that has replayed everything it received is not behind, however long ago the last
-//! write was). Reads go round-robin to the replicas in use; a read that fails on a
+//! be no more than `replica_max_lag_ms` behind. Lag: a replica that is streaming and
+//! has replayed all it received is current (0); otherwise it is the age of the newest
+//! heartbeat it has replayed — a row the monitor writes on the primary before each
+//! check (`replication_heartbeat`), so that a replica whose replay stopped, or which
+//! lost the primary, grows older by the second even when nothing else is written.
+//! Reads go round-robin to the replicas in use; a read that fails on a
 //! replica takes it out of use at once and is answered by the primary, so a replica
 //! going down fails no request. With no replica in use, reads go to the primary.
 
 use super::pool_error;
+use crate::domain::link::now_ms;
 use crate::store::{ReplicaStatus, StoreError};
 use deadpool_postgres::Pool;
 use std::sync::Weak;
@@ -19,13 +23,17 @@ use std::time::Duration;
 /// How often each replica's health and lag are checked.
 const CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
-/// How far behind a replica is, in milliseconds: 0 when it has replayed all it
-/// received (or is no replica at all), else the age of its last replayed commit.
-const LAG_SQL: &str = "SELECT CASE \
-     WHEN NOT pg_is_in_recovery() THEN 0 \
-     WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0 \
-     ELSE COALESCE((EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()) * 1000)::bigint, 0) \
-     END";
+/// On a replica: whether it is current (streaming, everything received replayed),
+/// the newest heartbeat it has replayed, and whether it is a replica at all.
+const LAG_SQL: &str = "SELECT \
+     (pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() \
+      AND EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming')), \
+     (SELECT at_ms FROM replication_heartbeat WHERE id = 1), \
+     pg_is_in_recovery()";
+
+/// On the primary: the heartbeat replicas are measured by.
+const HEARTBEAT_SQL: &str = "INSERT INTO replication_heartbeat AS h (id, at_ms) VALUES (1, $1) \
+     ON CONFLICT (id) DO UPDATE SET at_ms = GREATEST(h.at_ms, excluded.at_ms)";
 
 pub(super) struct Replica {
     /// `host:port/database`, for logs and metrics.
@@ -75,12 +83,19 @@ impl Replica {
         let lag = tokio::time::timeout(timeout, async {
             let client = self.pool.get().await.map_err(pool_error)?;
             let row = client.query_one(LAG_SQL, &[]).await?;
-            Ok::<i64, StoreError>(row.try_get(0)?)
+            let current: bool = row.try_get(0)?;
+            let beat: Option<i64> = row.try_get(1)?;
+            let replica: bool = row.try_get(2)?;
+            Ok::<Option<u64>, StoreError>(if current || !replica {
+                Some(0)
+            } else {
+                // No heartbeat replayed yet: how far behind is unknown, so too far.
+                beat.map(|at| (now_ms() - at).max(0) as u64)
+            })
         })
         .await;
         match lag {
-            Ok(Ok(lag)) => {
-                let lag = lag.max(0) as u64;
+            Ok(Ok(Some(lag))) => {
                 let usable = u128::from(lag) <= max_lag.as_millis();
                 self.set(
                     usable,
@@ -88,6 +103,7 @@ impl Replica {
                     "behind the primary by more than replica_max_lag_ms",
                 );
             }
+            Ok(Ok(None)) => self.set(false, 0, "has not replayed a heartbeat yet"),
             Ok(Err(error)) => self.set(false, 0, &error.to_string()),
             Err(_) => self.set(false, 0, "did not answer in time"),
         }
@@ -107,13 +123,16 @@ impl Replica {
 pub(super) struct Replicas {
     pub list: Vec<Replica>,
     next: AtomicUsize,
+    /// Where heartbeats are written.
+    primary: Pool,
 }
 
 impl Replicas {
-    pub fn new(list: Vec<Replica>) -> Self {
+    pub fn new(list: Vec<Replica>, primary: Pool) -> Self {
         Self {
             list,
             next: AtomicUsize::new(0),
+            primary,
         }
     }
 
@@ -129,8 +148,19 @@ impl Replicas {
             .find(|replica| replica.in_use.load(Ordering::Acquire))
     }
 
-    /// Checks every replica once.
+    /// Writes a heartbeat on the primary, then checks every replica once.
     pub async fn check_all(&self, max_lag: Duration, timeout: Duration) {
+        let beat = tokio::time::timeout(timeout, async {
+            let client = self.primary.get().await.map_err(pool_error)?;
+            client.execute(HEARTBEAT_SQL, &[&now_ms()]).await?;
+            Ok::<(), StoreError>(())
+        })
+        .await;
+        // The primary down: the replicas' heartbeats age, and they are skipped once
+        // past the limit, since nothing says how much they miss.
+        if let Ok(Err(error)) = &beat {
+            tracing::debug!(%error, "replica heartbeat not written");
+        }
         for replica in &self.list {
             replica.check(max_lag, timeout).await;
         }

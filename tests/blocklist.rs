@@ -89,7 +89,7 @@ async fn listed_hosts_are_refused_and_existing_links_to_them_stop() {
 
 #[tokio::test]
 async fn an_unreadable_blocklist_stops_the_start() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::data_dir();
     let config = common::test_config(
         dir.path(),
         &[("HOP_BLOCKLIST_FILES", "/nonexistent/blocklist.txt")],

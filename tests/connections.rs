@@ -147,7 +147,7 @@ Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\np
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_address_with_stalled_bodies_cannot_keep_others_out() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::data_dir();
     let server =
         HopProcess::start_with_file_limit(dir.path(), &[("HOP_REQUEST_TIMEOUT_MS", "3000")], 512);
     let to = address(&server);
@@ -197,7 +197,7 @@ async fn one_address_with_stalled_bodies_cannot_keep_others_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_addresses_together_cannot_take_the_last_connections() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::data_dir();
     let server = HopProcess::start_with_file_limit(dir.path(), &[], 512);
     let to = address(&server);
     let start_kib = baseline_rss(&server, to).await;
@@ -224,7 +224,7 @@ async fn many_addresses_together_cannot_take_the_last_connections() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headers_are_capped_in_size_and_time() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::data_dir();
     let server = HopProcess::start_with_file_limit(
         dir.path(),
         &[
@@ -288,7 +288,7 @@ async fn headers_are_capped_in_size_and_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn running_out_of_descriptors_neither_stops_accepting_nor_floods_the_log() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::data_dir();
     // A max_connections above the descriptor limit lets accept() itself fail.
     let server = HopProcess::start_with_file_limit(
         dir.path(),
@@ -332,7 +332,7 @@ async fn running_out_of_descriptors_neither_stops_accepting_nor_floods_the_log()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_upload_does_not_hold_up_shutdown() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::data_dir();
     let server = HopProcess::start(
         dir.path(),
         &[

@@ -829,7 +829,7 @@ fn a_geoip_database_that_cannot_be_used_stops_the_start() {
 
 #[tokio::test]
 async fn links_to_hop_itself_are_refused_in_every_spelling() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::data_dir();
     let key = new_key(dir.path(), true);
     let server = HopProcess::start(dir.path(), &[("HOP_BASE_URL", "https://sho.rt")]);
     let port: u16 = server.base.rsplit(':').next().unwrap().parse().unwrap();
@@ -870,7 +870,7 @@ async fn links_to_hop_itself_are_refused_in_every_spelling() {
 fn config_errors_name_their_source_once() {
     let dir = tempfile::tempdir().unwrap();
     let serve_with = |file: Option<&str>, env: &[(&str, &str)]| {
-        let mut command = Command::new(hop_binary());
+        let mut command = hop_command();
         command.arg("serve").arg("--data-dir").arg(dir.path());
         if let Some(text) = file {
             let path = dir.path().join("hop.toml");
@@ -908,7 +908,7 @@ fn config_errors_name_their_source_once() {
         "{message}"
     );
     // A missing file is reported once.
-    let output = Command::new(hop_binary())
+    let output = hop_command()
         .args(["serve", "--config", "/nonexistent/hop.toml"])
         .output()
         .unwrap();
@@ -920,7 +920,7 @@ fn config_errors_name_their_source_once() {
 #[test]
 fn listen_takes_a_host_name() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(hop_binary())
+    let mut child = hop_command()
         .args(["serve", "--listen", "localhost:0", "--log-format", "json"])
         .arg("--data-dir")
         .arg(dir.path())

@@ -272,6 +272,7 @@ fn visits_at(link_id: i64, times: Vec<i64>) -> hop::analytics::enrich::VisitGrou
             city: None,
             ip: None,
             qr: false,
+            counted: false,
         },
         times,
     }

@@ -1,10 +1,15 @@
 //! Crashes and the data directory, through the real binary: click limits that hold
 //! across `kill -9`, click totals that agree with the stats after one, one server per
 //! data directory, integrity checks, damaged data directories, backup and restore.
+//!
+//! SQLite only, also when the suite runs on PostgreSQL (`HOP_TEST_DATABASE_URL`): these
+//! tests are about the embedded database's own file (its writer lock, damage, a full
+//! disk, `hop backup`). Their PostgreSQL counterparts (kill -9 with concurrent
+//! creators, click limits across processes) are in process.rs and postgres.rs.
 
 mod common;
 
-use common::{HopProcess, client, hop_binary};
+use common::{HopProcess, client, hop_binary, hop_command};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::{Command, Output};
@@ -13,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 fn hop(args: &[&str], data_dir: &Path) -> Output {
-    Command::new(hop_binary())
+    hop_command()
         .args(args)
         .arg("--data-dir")
         .arg(data_dir)
@@ -277,7 +282,7 @@ async fn one_server_per_data_dir() {
     let first = HopProcess::start(dir.path(), &[]);
     let holder = format!("in use by process {} (`hop serve`", first.child.id());
     // A second server is refused before it binds a port, and says who holds the dir.
-    let second = Command::new(hop_binary())
+    let second = hop_command()
         .args(["serve", "--listen", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(dir.path())
@@ -335,7 +340,7 @@ async fn create_many(server: &HopProcess, key: &str, n: usize) {
 
 /// The stderr of a `hop serve` that must refuse to start.
 fn refused_start(data_dir: &Path) -> String {
-    let output = Command::new(hop_binary())
+    let output = hop_command()
         .args(["serve", "--listen", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(data_dir)
@@ -452,6 +457,7 @@ async fn a_full_disk_says_disk_full_and_readyz_fails() {
         .args(["--mount", "--propagation", "private", "sh", "-c"])
         .arg("mount -t tmpfs -o size=2m hop-full \"$FULL_DIR\" && exec \"$0\" \"$@\"")
         .arg(hop_binary())
+        .env_remove(common::TEST_DATABASE_VAR)
         .env("FULL_DIR", dir.path());
     let server = HopProcess::start_command(command, dir.path(), &[]);
     let key = server

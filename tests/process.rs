@@ -694,14 +694,18 @@ async fn links_from_the_cli() {
     let http = client();
     let response = http.get(server.url("/from-cli")).send().await.unwrap();
     assert_eq!(response.headers()["location"], "https://example.com/cli");
-    let refused = run_err(&["links", "delete", &code], d);
-    assert!(
-        refused.contains(&format!(
-            "in use by process {} (`hop serve`",
-            server.child.id()
-        )),
-        "{refused}"
-    );
+    // (A PostgreSQL database has no writer lock: it is made for many processes, the
+    // CLI being one more.)
+    if !common::on_postgres() {
+        let refused = run_err(&["links", "delete", &code], d);
+        assert!(
+            refused.contains(&format!(
+                "in use by process {} (`hop serve`",
+                server.child.id()
+            )),
+            "{refused}"
+        );
+    }
     assert!(run_ok(&["links", "get", &code], d).contains(&code));
     server.signal("TERM");
     assert!(server.wait().0);
@@ -781,8 +785,10 @@ async fn domains_from_the_cli() {
         .unwrap();
     assert_eq!(response.headers()["location"], "https://example.com/go");
 
-    let refused = run_err(&["domains", "remove", "go.example.com"], d);
-    assert!(refused.contains("`hop serve`"), "{refused}");
+    if !common::on_postgres() {
+        let refused = run_err(&["domains", "remove", "go.example.com"], d);
+        assert!(refused.contains("`hop serve`"), "{refused}");
+    }
     assert!(run_ok(&["domains", "list"], d).contains("go.example.com"));
     server.signal("TERM");
     assert!(server.wait().0);

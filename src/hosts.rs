@@ -82,10 +82,15 @@ impl Hosts {
             return Some(Site::Default);
         }
         let named = self.named.read().expect("domain set poisoned");
+        // Without its port, a host can only be a name registered without one: `a:1:2`
+        // must not reach `a:1` (found by fuzz/fuzz_targets/host.rs).
         let lookup = |host: &str| {
             named
                 .get(host)
-                .or_else(|| named.get(without_port(host)))
+                .or_else(|| {
+                    let bare = without_port(host);
+                    (!bare.contains(':')).then(|| named.get(bare)).flatten()
+                })
                 .cloned()
         };
         let found = if host.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -168,6 +173,7 @@ mod tests {
             (Some("links.example:8443"), named("links.example:8443")),
             (Some("links.example"), None),
             (Some("links.example:80"), None),
+            (Some("links.example:8443:80"), None),
             (Some("evil.example"), None),
         ] {
             assert_eq!(hosts.site_for_host(host), site, "{host:?}");

@@ -131,7 +131,9 @@ pub fn encode(
                         *slot = used.len() as u32;
                         used.push(profiles[profile as usize].clone());
                     }
-                    let delta = (at - previous) as u64;
+                    // `at >= previous` (sorted), but the difference of two i64 can
+                    // exceed i64::MAX: taken as u64, which holds any such gap.
+                    let delta = at.abs_diff(previous);
                     previous = at;
                     (delta, *slot)
                 })
@@ -338,6 +340,21 @@ mod tests {
             "{}",
             blocks[0].data.len()
         );
+    }
+
+    #[test]
+    fn times_at_the_ends_of_the_range_round_trip() {
+        // Found by fuzz/fuzz_targets/block.rs: a gap wider than i64::MAX overflowed.
+        let firefox = profile(1, "Firefox", None);
+        let profiles = [block_profile(&firefox, None)];
+        let mut visits = vec![(i64::MAX, 0), (i64::MIN, 0), (0, 0)];
+        let blocks = encode(1, &profiles, &mut visits);
+        assert_eq!(
+            (blocks[0].first_at, blocks[0].last_at),
+            (i64::MIN, i64::MAX)
+        );
+        let decoded = decode(blocks[0].first_at, &blocks[0].data).unwrap();
+        assert_eq!(decoded.visits, [(i64::MIN, 0), (0, 0), (i64::MAX, 0)]);
     }
 
     #[test]

@@ -90,12 +90,10 @@ impl DomainName {
                 )));
             }
         }
-        // All digits in the last label would make it look like an IPv4 address.
-        if ascii
-            .rsplit('.')
-            .next()
-            .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
-        {
+        // A last label that is a number makes URL parsers read the whole host as an IPv4
+        // address (WHATWG URL's "ends in a number"). Checked after the trailing dots
+        // are gone: `0x..` is a domain to the parser, but `0x` (what is stored) is 0.0.0.0.
+        if ascii.rsplit('.').next().is_some_and(is_number_label) {
             return Err(HostError::Literal);
         }
         Ok(Self(match port {
@@ -110,6 +108,15 @@ impl DomainName {
 
     pub fn into_string(self) -> String {
         self.0
+    }
+}
+
+/// Whether a (lower-case) label is a number to the IPv4 parser of WHATWG URL: decimal
+/// (`123`, octal `017` too) or hexadecimal (`0x1f`, and `0x` alone, which is 0).
+fn is_number_label(label: &str) -> bool {
+    match label.strip_prefix("0x") {
+        Some(hex) => hex.bytes().all(|b| b.is_ascii_hexdigit()),
+        None => !label.is_empty() && label.bytes().all(|b| b.is_ascii_digit()),
     }
 }
 
@@ -181,8 +188,16 @@ mod tests {
             ("10.0.0.1:80", HostError::Literal),
             ("localhost", HostError::Literal),
             ("LocalHost:8080", HostError::Literal),
+            // Found by fuzz/fuzz_targets/host.rs: stored without its dots, `0x` is an
+            // address (0.0.0.0) and would not parse again as a name.
+            ("0X..", HostError::Literal),
+            ("go.0x1f..", HostError::Literal),
+            ("go.017..", HostError::Literal),
         ] {
             assert_eq!(DomainName::parse(input), Err(error), "{input}");
+        }
+        for name in ["0xg.example", "go.x0", "0x1g", "go.0xabc-d"] {
+            assert!(DomainName::parse(name).is_ok(), "{name}");
         }
         for input in [
             "x.123",

@@ -202,6 +202,38 @@ pub struct Decoded<'a> {
     pub visits: Vec<(i64, u32)>,
 }
 
+/// Where a `/visits` cursor (the listing id of the last visit shown) points: the block
+/// and the position in it; no cursor starts from the newest block's end.
+pub fn cursor_position(before: Option<i64>) -> (i64, usize) {
+    match before {
+        Some(id) => (id >> ID_SHIFT, (id & ((1 << ID_SHIFT) - 1)) as usize),
+        None => (i64::MAX, usize::MAX),
+    }
+}
+
+impl Decoded<'_> {
+    /// Appends block `id`'s visits to `out`, newest first, until `out` holds `limit`;
+    /// in the cursor's own block (`last_block`), only those before `position`.
+    pub fn page_into(
+        &self,
+        id: i64,
+        (last_block, position): (i64, usize),
+        limit: usize,
+        out: &mut Vec<crate::store::StoredVisit>,
+    ) {
+        let end = if id == last_block {
+            position.min(self.visits.len())
+        } else {
+            self.visits.len()
+        };
+        for at in (0..end).rev().take(limit.saturating_sub(out.len())) {
+            let (at_ms, profile) = self.visits[at];
+            let visit_id = id << ID_SHIFT | at as i64;
+            out.push(self.profiles[profile as usize].visit(Some(visit_id), at_ms));
+        }
+    }
+}
+
 /// Reads back a block stored with `first_at`.
 pub fn decode(first_at: i64, data: &[u8]) -> Result<Decoded<'_>, BlockError> {
     let (&format, rest) = data

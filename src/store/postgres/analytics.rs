@@ -16,7 +16,7 @@
 //! index, so the window stays exact.
 
 use super::{LOCK_PARTITIONS, LOCK_RETENTION, PgStore, pool_error, within};
-use crate::analytics::block::{self, EncodedBlock, ID_SHIFT, MAX_VISITS};
+use crate::analytics::block::{self, EncodedBlock, MAX_VISITS};
 use crate::analytics::enrich::VisitGroup;
 use crate::analytics::rollup::{DAY_S, DIMENSIONS, Rollups, floor_to};
 use crate::domain::link::{LinkId, now_ms};
@@ -408,10 +408,8 @@ impl AnalyticsStore for PgStore {
         before: Option<i64>,
         limit: usize,
     ) -> Result<Vec<StoredVisit>, StoreError> {
-        let (last_block, position) = match before {
-            Some(id) => (id >> ID_SHIFT, (id & ((1 << ID_SHIFT) - 1)) as usize),
-            None => (i64::MAX, usize::MAX),
-        };
+        let cursor = block::cursor_position(before);
+        let last_block = cursor.0;
         // A block holds at least one visit: `limit` blocks are always enough.
         let rows = self
             .read_rows(
@@ -428,16 +426,7 @@ impl AnalyticsStore for PgStore {
             let id: i64 = row.try_get(0)?;
             let data: &[u8] = row.try_get(2)?;
             let decoded = block::decode(row.try_get(1)?, data).map_err(damaged)?;
-            let end = if id == last_block {
-                position.min(decoded.visits.len())
-            } else {
-                decoded.visits.len()
-            };
-            for at in (0..end).rev().take(limit - visits.len()) {
-                let (at_ms, profile) = decoded.visits[at];
-                let visit_id = id << ID_SHIFT | at as i64;
-                visits.push(decoded.profiles[profile as usize].visit(Some(visit_id), at_ms));
-            }
+            decoded.page_into(id, cursor, limit, &mut visits);
         }
         Ok(visits)
     }

@@ -13,7 +13,7 @@
 
 use super::{SqliteStore, in_savepoint};
 use crate::analytics::block::{
-    self, BlockError, BlockProfile, EncodedBlock, ID_SHIFT, MAX_VISITS, ProfileTable,
+    self, BlockError, BlockProfile, EncodedBlock, MAX_VISITS, ProfileTable,
 };
 use crate::analytics::enrich::VisitGroup;
 use crate::analytics::rollup::{DAY_S, DIMENSIONS, Rollups, floor_to};
@@ -102,10 +102,8 @@ fn read_visits(
     before: Option<i64>,
     limit: usize,
 ) -> rusqlite::Result<Vec<StoredVisit>> {
-    let (last_block, position) = match before {
-        Some(id) => (id >> ID_SHIFT, (id & ((1 << ID_SHIFT) - 1)) as usize),
-        None => (i64::MAX, usize::MAX),
-    };
+    let cursor = block::cursor_position(before);
+    let last_block = cursor.0;
     let mut statement = conn.prepare_cached(
         "SELECT id, first_at, data FROM visit_blocks \
          WHERE link_id = ?1 AND id <= ?2 ORDER BY id DESC",
@@ -116,16 +114,7 @@ fn read_visits(
         let Some(row) = rows.next()? else { break };
         let id: i64 = row.get(0)?;
         let decoded = block::decode(row.get(1)?, row.get_ref(2)?.as_blob()?).map_err(damaged)?;
-        let end = if id == last_block {
-            position.min(decoded.visits.len())
-        } else {
-            decoded.visits.len()
-        };
-        for at in (0..end).rev().take(limit - visits.len()) {
-            let (at_ms, profile) = decoded.visits[at];
-            let visit_id = id << ID_SHIFT | at as i64;
-            visits.push(decoded.profiles[profile as usize].visit(Some(visit_id), at_ms));
-        }
+        decoded.page_into(id, cursor, limit, &mut visits);
     }
     Ok(visits)
 }

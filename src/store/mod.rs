@@ -72,6 +72,20 @@ pub enum LinkSort {
     LeastClicked,
 }
 
+impl LinkSort {
+    /// The listing's sort key in SQL, which both backends share: the value expression
+    /// (over `links` and the `link_clicks c` join), its direction, and whether the next
+    /// page lies below the cursor (`true` for descending orders).
+    pub fn sql_key(self) -> (&'static str, &'static str, bool) {
+        match self {
+            Self::NewestFirst => ("links.created_at", "DESC", true),
+            Self::OldestFirst => ("links.created_at", "ASC", false),
+            Self::MostClicked => ("COALESCE(c.clicks, 0)", "DESC", true),
+            Self::LeastClicked => ("COALESCE(c.clicks, 0)", "ASC", false),
+        }
+    }
+}
+
 /// Where the previous page of a listing ended: the last row's sort value and id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListPosition {

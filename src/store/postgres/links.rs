@@ -11,7 +11,7 @@
 
 use super::{PgStore, pool_error, within};
 use crate::domain::link::{Link, LinkChanges, LinkId, RedirectType, UserId, now_ms};
-use crate::store::{LinkQuery, LinkSort, LinkStore, NewLink, RedirectRecord, StoreError};
+use crate::store::{LinkQuery, LinkStore, NewLink, RedirectRecord, StoreError};
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use std::collections::{HashMap, HashSet};
@@ -318,12 +318,7 @@ impl LinkStore for PgStore {
         // The sort key: a value and the id as tie-breaker, compared as a row value so
         // that a page starts exactly after the previous one (keyset pagination). The
         // SQL is put together from fixed fragments; every value is a bind parameter.
-        let (value, order, before) = match query.sort {
-            LinkSort::NewestFirst => ("links.created_at", "DESC", true),
-            LinkSort::OldestFirst => ("links.created_at", "ASC", false),
-            LinkSort::MostClicked => ("COALESCE(c.clicks, 0)", "DESC", true),
-            LinkSort::LeastClicked => ("COALESCE(c.clicks, 0)", "ASC", false),
-        };
+        let (value, order, before) = query.sort.sql_key();
         let mut sql = format!(
             "SELECT {} FROM links LEFT JOIN link_clicks c ON c.link_id = links.id \
              WHERE links.deleted_at IS NULL",

@@ -24,7 +24,7 @@ pub mod lock;
 
 use super::{
     ApiKey, ClickDelta, ClickStore, Domain, DomainRemoval, DomainStore, IdempotencyState,
-    IdempotencyStore, KeyStore, LinkQuery, LinkSort, LinkStore, MetaStore, NewApiKey, NewLink,
+    IdempotencyStore, KeyStore, LinkQuery, LinkStore, MetaStore, NewApiKey, NewLink,
     RedirectRecord, StorageFailure, StoreError, User,
 };
 use crate::domain::link::{
@@ -683,12 +683,7 @@ impl LinkStore for SqliteStore {
         // The sort key: a value and the id as tie-breaker, compared as a row value so
         // that a page starts exactly after the previous one, whatever was inserted
         // meanwhile (keyset pagination: no OFFSET, no duplicates, no gaps).
-        let (value, order, before) = match query.sort {
-            LinkSort::NewestFirst => ("links.created_at", "DESC", true),
-            LinkSort::OldestFirst => ("links.created_at", "ASC", false),
-            LinkSort::MostClicked => ("COALESCE(c.clicks, 0)", "DESC", true),
-            LinkSort::LeastClicked => ("COALESCE(c.clicks, 0)", "ASC", false),
-        };
+        let (value, order, before) = query.sort.sql_key();
         let mut sql = format!(
             "SELECT {} FROM links LEFT JOIN link_clicks c ON c.link_id = links.id \
              WHERE links.deleted_at IS NULL",

@@ -50,8 +50,9 @@ pub struct CachedLink {
     pub disabled: bool,
     /// Set for a password-protected link: GET shows a form, POST checks against it.
     pub password_hash: Option<Arc<str>>,
-    /// The target's host is on the blocklist (checked when the entry is made; a new
-    /// blocklist empties the cache).
+    /// Visitors get the neutral 410: the target's host is on the blocklist (checked
+    /// when the entry is made; a new blocklist empties the cache), or an admin
+    /// disabled the link with a reason.
     pub blocked: bool,
 }
 
@@ -68,7 +69,7 @@ impl CachedLink {
             stored_clicks: link.clicks,
             disabled: link.disabled,
             password_hash: link.password_hash.as_deref().map(Arc::from),
-            blocked: false,
+            blocked: link.disabled_reason.is_some(),
         })
     }
 
@@ -83,7 +84,7 @@ impl CachedLink {
             stored_clicks: record.limited_clicks,
             disabled: record.disabled,
             password_hash: record.password_hash.as_deref().map(Arc::from),
-            blocked: false,
+            blocked: record.admin_disabled,
         })
     }
 }
@@ -206,6 +207,7 @@ mod tests {
             clicks: 0,
             owner: None,
             disabled: false,
+            disabled_reason: None,
             updated_at: 0,
             tags: Vec::new(),
             password_hash: None,

@@ -8,7 +8,9 @@
 use crate::app;
 use crate::config::{Config, DEFAULT_TOML, LogFormat, Overrides};
 use crate::domain::host::DomainName;
-use crate::domain::link::{Link, LinkRequest, UnixMillis, format_ms, now_ms, valid_tags};
+use crate::domain::link::{
+    Link, LinkRequest, PatchRequest, UnixMillis, format_ms, now_ms, valid_tags,
+};
 use crate::hosts::Site;
 use crate::store::{DomainRemoval, LinkQuery, StoreError, Stores, User};
 use anyhow::Context;
@@ -237,6 +239,25 @@ pub enum LinksCommand {
         #[arg(long, value_name = "HOST")]
         domain: Option<String>,
     },
+    /// Disable a link as an admin, saying why: visitors get a neutral 410 and only an
+    /// admin can enable it again (the API's PATCH with `disabledReason` acts while
+    /// the server runs).
+    Disable {
+        code: String,
+        /// Why (shown to the link's owner, never to visitors).
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+        /// The link's domain (default: base_url's host).
+        #[arg(long, value_name = "HOST")]
+        domain: Option<String>,
+    },
+    /// Enable a disabled link again (and clear an admin's reason).
+    Enable {
+        code: String,
+        /// The link's domain (default: base_url's host).
+        #[arg(long, value_name = "HOST")]
+        domain: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -333,6 +354,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 LinksCommand::List { .. } | LinksCommand::Get { .. } => None,
                 LinksCommand::Create { .. } => app::lock_for_writing(&config, "hop links create")?,
                 LinksCommand::Delete { .. } => app::lock_for_writing(&config, "hop links delete")?,
+                LinksCommand::Disable { .. } => {
+                    app::lock_for_writing(&config, "hop links disable")?
+                }
+                LinksCommand::Enable { .. } => app::lock_for_writing(&config, "hop links enable")?,
             };
             runtime()?.block_on(run_links(command, &config))
         }
@@ -757,8 +782,10 @@ fn print_link(link: &Link, settings: &crate::http::Settings) {
         println!("max clicks:   {max}");
     }
     println!("redirect:     {}", link.redirect.code());
-    if link.disabled {
-        println!("disabled:     yes");
+    match (&link.disabled_reason, link.disabled) {
+        (Some(reason), _) => println!("disabled:     by an admin: {reason}"),
+        (None, true) => println!("disabled:     yes"),
+        (None, false) => {}
     }
     if !link.tags.is_empty() {
         println!("tags:         {}", link.tags.join(", "));
@@ -870,8 +897,51 @@ async fn links_command(command: LinksCommand, state: &crate::http::AppState) -> 
             state.stores.links.delete_link(link.id).await?;
             println!("Deleted {code}.");
         }
+        LinksCommand::Disable {
+            code,
+            reason,
+            domain,
+        } => {
+            let request = PatchRequest {
+                disabled_reason: Some(Some(reason)),
+                ..PatchRequest::default()
+            };
+            let link = change_link(state, &code, domain.as_deref(), request).await?;
+            print_link(&link, settings);
+        }
+        LinksCommand::Enable { code, domain } => {
+            let request = PatchRequest {
+                disabled: Some(false),
+                ..PatchRequest::default()
+            };
+            let link = change_link(state, &code, domain.as_deref(), request).await?;
+            print_link(&link, settings);
+        }
     }
     Ok(())
+}
+
+/// Applies a change validated as the API validates it to the link `code`.
+async fn change_link(
+    state: &crate::http::AppState,
+    code: &str,
+    domain: Option<&str>,
+    request: PatchRequest,
+) -> anyhow::Result<Link> {
+    let site = site_option(state, domain)?;
+    let changes = request.validate(&state.settings.url_policy, now_ms())?;
+    let link = state
+        .stores
+        .links
+        .link_by_code(site.as_str(), code)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no link with code `{code}`"))?;
+    state
+        .stores
+        .links
+        .update_link(link.id, changes)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no link with code `{code}`"))
 }
 
 fn parse_future_time(flag: &str, text: &str) -> anyhow::Result<UnixMillis> {

@@ -100,3 +100,143 @@ async fn an_unreadable_blocklist_stops_the_start() {
         "{error:#}"
     );
 }
+
+async fn patch(server: &TestServer, key: &str, code: &str, body: Value) -> reqwest::Response {
+    server
+        .client
+        .patch(server.url(&format!("/api/v1/links/{code}")))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn problem_type(response: reqwest::Response) -> String {
+    let problem: Value = response.json().await.unwrap();
+    problem["type"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn an_admin_disables_a_link_with_a_reason_only_an_admin_can_lift() {
+    let server = TestServer::start().await;
+    let ana = common::create_key(&server.state, "ana", false).await;
+    let created = server
+        .create_as(
+            &ana,
+            json!({"url": "https://ana.example/page", "alias": "ana-page"}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    assert_eq!(server.get("/ana-page").await.status(), 302);
+
+    // Owners may disable their own links, but not give (or clear) an admin's reason.
+    let refused = patch(&server, &ana, "ana-page", json!({"disabledReason": "mine"})).await;
+    assert_eq!(refused.status(), 403);
+    assert_eq!(problem_type(refused).await, "urn:hop:problem:forbidden");
+    let refused = patch(&server, &ana, "ana-page", json!({"disabledReason": null})).await;
+    assert_eq!(refused.status(), 403);
+    // Bad reasons are refused with the field named, and change nothing.
+    for bad in [
+        json!(""),
+        json!("   "),
+        json!("a\u{7}b"),
+        json!("x".repeat(501)),
+    ] {
+        let response = patch(
+            &server,
+            &server.admin_key,
+            "ana-page",
+            json!({ "disabledReason": bad }),
+        )
+        .await;
+        assert_eq!(response.status(), 400, "{bad}");
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["type"], "urn:hop:problem:invalid-disabled-reason");
+        assert_eq!(problem["field"], "disabledReason");
+    }
+    let contradictory = patch(
+        &server,
+        &server.admin_key,
+        "ana-page",
+        json!({"disabled": false, "disabledReason": "phishing"}),
+    )
+    .await;
+    assert_eq!(contradictory.status(), 400);
+    assert_eq!(server.get("/ana-page").await.status(), 302);
+
+    // The admin's reason disables the link; visitors see the neutral page.
+    let disabled: Value = patch(
+        &server,
+        &server.admin_key,
+        "ana-page",
+        json!({"disabledReason": "  reported as phishing (ticket 4411)  "}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(disabled["disabled"], true);
+    assert_eq!(
+        disabled["disabledReason"],
+        "reported as phishing (ticket 4411)"
+    );
+    let visitor = server.get("/ana-page").await;
+    assert_eq!(visitor.status(), 410);
+    let page = visitor.text().await.unwrap();
+    assert!(
+        !page.contains("phishing") && !page.contains("ana.example"),
+        "{page}"
+    );
+    let problem: Value = server
+        .client
+        .get(server.url("/ana-page"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(problem["type"], "urn:hop:problem:link-unavailable");
+
+    // The owner sees why, may edit other fields, and cannot enable it.
+    let owned: Value = server
+        .client
+        .get(server.url("/api/v1/links/ana-page"))
+        .bearer_auth(&ana)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        owned["disabledReason"],
+        "reported as phishing (ticket 4411)"
+    );
+    let refused = patch(&server, &ana, "ana-page", json!({"disabled": false})).await;
+    assert_eq!(refused.status(), 403);
+    let retitled = patch(&server, &ana, "ana-page", json!({"title": "Mine"})).await;
+    assert_eq!(retitled.status(), 200);
+    assert_eq!(server.get("/ana-page").await.status(), 410);
+
+    // The reason survives a restart of the cache (the store has it).
+    server.state.cache.clear();
+    assert_eq!(server.get("/ana-page").await.status(), 410);
+
+    // An admin enabling the link clears the reason.
+    let enabled: Value = patch(
+        &server,
+        &server.admin_key,
+        "ana-page",
+        json!({"disabled": false}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(enabled["disabled"], false);
+    assert_eq!(enabled["disabledReason"], Value::Null);
+    assert_eq!(server.get("/ana-page").await.status(), 302);
+}

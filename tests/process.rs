@@ -1023,3 +1023,54 @@ fn cli_lists_say_enough_and_the_last_admin_stays_without_force() {
     run_ok(&["users", "remove", "ops", "--force"], path);
     assert!(!run_ok(&["users", "list"], path).contains("ops"));
 }
+
+#[tokio::test]
+async fn an_admin_disables_and_enables_a_link_from_the_cli() {
+    let dir = common::data_dir();
+    let d = dir.path();
+    run_ok(&["users", "add", "ana"], d);
+    run_ok(
+        &[
+            "links",
+            "create",
+            "https://example.com/takedown",
+            "--user",
+            "ana",
+            "--alias",
+            "takedown",
+        ],
+        d,
+    );
+    assert!(run_err(&["links", "disable", "takedown"], d).contains("--reason"));
+    assert!(
+        run_err(&["links", "disable", "takedown", "--reason", " "], d)
+            .contains("disabledReason must be 1 to 500 characters")
+    );
+    assert!(
+        run_err(&["links", "disable", "nothing", "--reason", "spam"], d)
+            .contains("no link with code `nothing`")
+    );
+    let shown = run_ok(
+        &["links", "disable", "takedown", "--reason", "spam report"],
+        d,
+    );
+    assert!(
+        shown.contains("disabled:     by an admin: spam report"),
+        "{shown}"
+    );
+
+    let server = HopProcess::start(d, &[]);
+    let http = client();
+    let response = http.get(server.url("/takedown")).send().await.unwrap();
+    assert_eq!(response.status(), 410);
+    server.signal("TERM");
+    assert!(server.wait().0);
+
+    let shown = run_ok(&["links", "enable", "takedown"], d);
+    assert!(!shown.contains("disabled:"), "{shown}");
+    let server = HopProcess::start(d, &[]);
+    let response = http.get(server.url("/takedown")).send().await.unwrap();
+    assert_eq!(response.status(), 302);
+    server.signal("TERM");
+    assert!(server.wait().0);
+}

@@ -109,6 +109,8 @@ pub struct Link {
     pub owner: Option<UserId>,
     /// A disabled link answers 410 instead of redirecting.
     pub disabled: bool,
+    /// Why an admin disabled the link (set only by admins; only they can enable it).
+    pub disabled_reason: Option<String>,
     pub updated_at: UnixMillis,
     /// Sorted, lower-case.
     pub tags: Vec<String>,
@@ -184,6 +186,10 @@ pub enum DraftError {
         super::password::MAX_CHARS
     )]
     Password,
+    #[error("disabledReason must be 1 to {MAX_REASON_CHARS} characters without control characters")]
+    Reason,
+    #[error("disabledReason disables the link; it cannot come with `disabled: false`")]
+    ReasonWhileEnabling,
 }
 
 impl DraftError {
@@ -198,11 +204,26 @@ impl DraftError {
             Self::RedirectType(_) => "redirectType",
             Self::Tags(_) => "tags",
             Self::Password => "password",
+            Self::Reason | Self::ReasonWhileEnabling => "disabledReason",
         }
     }
 }
 
 /// A title as stored: `None` for an empty one; too long or control characters refused.
+/// Longest reason an admin may give for disabling a link.
+pub const MAX_REASON_CHARS: usize = 500;
+
+fn valid_reason(reason: String) -> Result<String, DraftError> {
+    let reason = reason.trim();
+    if reason.is_empty()
+        || reason.chars().count() > MAX_REASON_CHARS
+        || reason.chars().any(char::is_control)
+    {
+        return Err(DraftError::Reason);
+    }
+    Ok(reason.to_owned())
+}
+
 fn valid_title(title: Option<String>) -> Result<Option<String>, DraftError> {
     match title {
         Some(title)
@@ -302,6 +323,9 @@ pub struct PatchRequest {
     pub max_clicks: Option<Option<i64>>,
     pub redirect_type: Option<u16>,
     pub disabled: Option<bool>,
+    /// Why an admin disables the link; `null` clears the reason (the link stays
+    /// disabled). Only admins may send it; the HTTP layer checks.
+    pub disabled_reason: Option<Option<String>>,
     pub tags: Option<Vec<String>>,
     pub password: Option<Option<String>>,
 }
@@ -315,6 +339,9 @@ pub struct LinkChanges {
     pub max_clicks: Option<Option<u64>>,
     pub redirect: Option<RedirectType>,
     pub disabled: Option<bool>,
+    /// `Some(Some(_))` sets an admin's reason (and disables); `Some(None)` clears it,
+    /// as enabling a link always does.
+    pub disabled_reason: Option<Option<String>>,
     /// Replaces the link's tags.
     pub tags: Option<Vec<String>>,
     /// A new password in clear (`Some(None)` removes protection); the HTTP layer
@@ -334,6 +361,7 @@ impl LinkChanges {
             max_clicks,
             redirect,
             disabled,
+            disabled_reason,
             tags,
             password,
             password_hash,
@@ -344,6 +372,7 @@ impl LinkChanges {
             && max_clicks.is_none()
             && redirect.is_none()
             && disabled.is_none()
+            && disabled_reason.is_none()
             && tags.is_none()
             && password.is_none()
             && password_hash.is_none()
@@ -365,7 +394,17 @@ impl PatchRequest {
                 .map(|m| m.map(valid_max_clicks).transpose())
                 .transpose()?,
             redirect: self.redirect_type.map(valid_redirect).transpose()?,
-            disabled: self.disabled,
+            disabled: match (&self.disabled_reason, self.disabled) {
+                (Some(Some(_)), Some(false)) => return Err(DraftError::ReasonWhileEnabling),
+                (Some(Some(_)), _) => Some(true),
+                (_, disabled) => disabled,
+            },
+            disabled_reason: match (self.disabled_reason, self.disabled) {
+                (Some(reason), _) => Some(reason.map(valid_reason).transpose()?),
+                // Enabling a link ends an admin's reason too.
+                (None, Some(false)) => Some(None),
+                (None, _) => None,
+            },
             tags: self.tags.map(valid_tags).transpose()?,
             password: self
                 .password

@@ -192,6 +192,9 @@ pub struct LinkBody {
     /// Redirects served so far (counted within about a second).
     pub clicks: u64,
     pub disabled: bool,
+    /// Why an admin disabled the link, shown to its owner and admins (never to
+    /// visitors, who get a neutral `410`). Only an admin can enable such a link.
+    pub disabled_reason: Option<String>,
     #[schema(format = DateTime)]
     pub updated_at: String,
     pub tags: Vec<String>,
@@ -213,6 +216,7 @@ impl LinkBody {
             redirect_type: link.redirect.code(),
             clicks: link.clicks,
             disabled: link.disabled,
+            disabled_reason: link.disabled_reason,
             updated_at: format_ms(link.updated_at),
             tags: link.tags,
             password_protected: link.password_hash.is_some(),
@@ -245,10 +249,17 @@ pub struct UpdateLinkBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = RedirectStatus)]
     pub redirect_type: Option<Option<u16>>,
-    /// A disabled link answers `410` instead of redirecting.
+    /// A disabled link answers `410` instead of redirecting. Enabling a link an admin
+    /// disabled takes an admin (and clears the reason).
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = bool)]
     pub disabled: Option<Option<bool>>,
+    /// Admins only: disables the link for this reason (abuse, a complaint). Visitors
+    /// get a neutral `410`; the owner sees the reason and cannot enable the link.
+    /// `null` clears the reason and leaves the link disabled.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 500)]
+    pub disabled_reason: Option<Option<String>>,
     /// Replaces the link's tags (`[]` removes them all).
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Vec<String>, max_items = 20)]
@@ -290,6 +301,7 @@ impl UpdateLinkBody {
             max_clicks: self.max_clicks,
             redirect_type: not_null(self.redirect_type, "redirectType")?,
             disabled: not_null(self.disabled, "disabled")?,
+            disabled_reason: self.disabled_reason,
             tags: not_null(self.tags, "tags")?,
             password: self.password,
         })
@@ -1012,6 +1024,7 @@ pub async fn get_link(
     responses(
         (status = 200, description = "The changed link", body = LinkBody),
         (status = 400, response = BadRequest),
+        (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
         (status = 413, response = PayloadTooLarge),
     )
@@ -1024,9 +1037,13 @@ pub async fn update_link(
     AppJson(body): AppJson<UpdateLinkBody>,
 ) -> Result<Json<LinkBody>, ApiError> {
     let site = site_of(&state, domain.as_deref())?;
-    let mut changes = body
-        .into_request()?
-        .validate(&state.settings.url_policy, now_ms())?;
+    let request = body.into_request()?;
+    if request.disabled_reason.is_some() && !caller.is_admin() {
+        return Err(ApiError::Forbidden(
+            "only an admin can set or clear `disabledReason`",
+        ));
+    }
+    let mut changes = request.validate(&state.settings.url_policy, now_ms())?;
     if let Some(url) = &changes.url {
         check_target(&state, url.as_str())?;
     }
@@ -1037,6 +1054,11 @@ pub async fn update_link(
         });
     }
     let link = owned_link(&state, &caller, &site, &code).await?;
+    if link.disabled_reason.is_some() && changes.disabled == Some(false) && !caller.is_admin() {
+        return Err(ApiError::Forbidden(
+            "an admin disabled this link (see `disabledReason`); only an admin can enable it",
+        ));
+    }
     if changes.is_empty() {
         // Nothing to change: nothing is written, and updatedAt stays.
         return Ok(Json(LinkBody::new(link, &state)));

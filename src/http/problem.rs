@@ -191,6 +191,11 @@ impl ApiError {
                     "invalid-redirect-type",
                     "Redirect type is not supported",
                 ),
+                DraftError::Reason | DraftError::ReasonWhileEnabling => (
+                    S::BAD_REQUEST,
+                    "invalid-disabled-reason",
+                    "Reason for disabling is not valid",
+                ),
             },
             Self::AliasTaken(_) => (S::CONFLICT, "alias-taken", "Alias is already taken"),
             Self::Forbidden(_) => (S::FORBIDDEN, "forbidden", "Not allowed for this key"),

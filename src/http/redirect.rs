@@ -398,7 +398,7 @@ async fn load(state: &AppState, site: &Site, code: &str) -> Result<Entry, ApiErr
     let entry = match state.stores.links.redirect_by_code(domain, code).await? {
         Some(record) => match CachedLink::from_record(&record) {
             Some(mut cached) => {
-                cached.blocked = state.blocklist.blocks_url(&record.url);
+                cached.blocked |= state.blocklist.blocks_url(&record.url);
                 let cached = Arc::new(cached);
                 state.cache.insert_link(domain, code, cached.clone());
                 Entry::Link(cached)

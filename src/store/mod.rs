@@ -141,6 +141,8 @@ pub struct RedirectRecord {
     /// Stored clicks; read only for links with a click limit (0 otherwise), since
     /// nothing else on the redirect path needs them.
     pub limited_clicks: u64,
+    /// Disabled by an admin with a reason: visitors get the neutral 410.
+    pub admin_disabled: bool,
 }
 
 /// Clicks to add to one link in one UTC hour.

@@ -177,6 +177,7 @@ const LINK_TABLES: &[Table] = &[
             ("disabled", Bool),
             ("password_hash", Text),
             ("deleted_at", Int8),
+            ("disabled_reason", Text),
         ],
         by: Some("id"),
         conflict: DO_NOTHING,

@@ -200,6 +200,7 @@ fn new_link(id: LinkId, link: NewLink) -> Link {
         clicks: 0,
         owner: link.owner,
         disabled: false,
+        disabled_reason: None,
         updated_at: link.created_at,
         tags: link.tags,
         password_hash: link.password_hash,
@@ -214,7 +215,7 @@ macro_rules! link_columns {
          COALESCE((SELECT clicks FROM link_clicks WHERE link_id = links.id), 0), \
          links.owner_user_id, links.disabled, links.updated_at, \
          ARRAY(SELECT tag FROM link_tags WHERE link_id = links.id ORDER BY tag COLLATE \"C\"), \
-         links.password_hash, links.domain"
+         links.password_hash, links.domain, links.disabled_reason"
     };
 }
 
@@ -236,6 +237,7 @@ fn link_from_row(row: &Row) -> Result<Link, tokio_postgres::Error> {
         updated_at: row.try_get(11)?,
         tags: row.try_get(12)?,
         password_hash: row.try_get(13)?,
+        disabled_reason: row.try_get(15)?,
     })
 }
 
@@ -387,7 +389,8 @@ impl LinkStore for PgStore {
     ) -> Result<Option<RedirectRecord>, StoreError> {
         const SQL: &str = "SELECT id, url, expires_at, max_clicks, redirect_status, disabled, \
              password_hash, CASE WHEN max_clicks IS NULL THEN 0 ELSE \
-             COALESCE((SELECT clicks FROM link_clicks WHERE link_id = links.id), 0) END \
+             COALESCE((SELECT clicks FROM link_clicks WHERE link_id = links.id), 0) END, \
+             disabled_reason IS NOT NULL \
              FROM links WHERE domain = $1 AND code = $2 AND deleted_at IS NULL";
         let params: [&(dyn ToSql + Sync); 2] = [&domain, &code];
         // A replica may not have a link created a moment ago: what it does not know,
@@ -406,6 +409,7 @@ impl LinkStore for PgStore {
             disabled: row.try_get(5)?,
             password_hash: row.try_get(6)?,
             limited_clicks: row.try_get::<_, i64>(7)? as u64,
+            admin_disabled: row.try_get(8)?,
         }))
     }
 
@@ -429,7 +433,8 @@ impl LinkStore for PgStore {
                  redirect_status = COALESCE($10, redirect_status), \
                  disabled = COALESCE($11, disabled), \
                  updated_at = $12, \
-                 password_hash = CASE WHEN $13 THEN $14 ELSE password_hash END \
+                 password_hash = CASE WHEN $13 THEN $14 ELSE password_hash END, \
+                 disabled_reason = CASE WHEN $15 THEN $16 ELSE disabled_reason END \
                  WHERE id = $1 AND deleted_at IS NULL",
                 )
                 .await?;
@@ -442,6 +447,7 @@ impl LinkStore for PgStore {
                 .map(|n| i64::try_from(n).unwrap_or(i64::MAX));
             let status = changes.redirect.map(|r| i32::from(r.code()));
             let password = changes.password_hash.clone().flatten();
+            let reason = changes.disabled_reason.clone().flatten();
             let changed = tx
                 .execute(
                     &update,
@@ -460,6 +466,8 @@ impl LinkStore for PgStore {
                         &now_ms(),
                         &changes.password_hash.is_some(),
                         &password,
+                        &changes.disabled_reason.is_some(),
+                        &reason,
                     ],
                 )
                 .await?;

@@ -12,7 +12,10 @@ use crate::domain::link::now_ms;
 use crate::store::ConnectError;
 
 /// Schema migrations, applied in order; never edit one that has been released.
-pub const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/postgres/0001_init.sql")];
+pub const MIGRATIONS: &[&str] = &[
+    include_str!("../../../migrations/postgres/0001_init.sql"),
+    include_str!("../../../migrations/postgres/0002_disabled_reason.sql"),
+];
 
 fn failed(error: tokio_postgres::Error) -> ConnectError {
     ConnectError::Migrate(describe(&error))

@@ -52,6 +52,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0002_domains.sql"),
     include_str!("../../../migrations/sqlite/0003_analytics.sql"),
     include_str!("../../../migrations/sqlite/0004_visit_blocks.sql"),
+    include_str!("../../../migrations/sqlite/0005_disabled_reason.sql"),
 ];
 
 type MigrationStep = fn(&Connection) -> rusqlite::Result<()>;
@@ -462,7 +463,7 @@ macro_rules! link_columns {
          COALESCE((SELECT clicks FROM link_clicks WHERE link_id = links.id), 0), owner_user_id, \
          disabled, updated_at, \
          (SELECT group_concat(tag, char(31)) FROM link_tags WHERE link_id = links.id), \
-         password_hash, domain"
+         password_hash, domain, disabled_reason"
     };
 }
 
@@ -505,6 +506,7 @@ fn insert_one(conn: &Connection, link: NewLink) -> rusqlite::Result<Link> {
         clicks: 0,
         owner: link.owner,
         disabled: false,
+        disabled_reason: None,
         updated_at: link.created_at,
         tags: link.tags,
         password_hash: link.password_hash,
@@ -546,6 +548,7 @@ fn link_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Link> {
         updated_at: row.get(11)?,
         tags: split_tags(row.get::<_, Option<String>>(12)?),
         password_hash: row.get(13)?,
+        disabled_reason: row.get(15)?,
     })
 }
 
@@ -646,7 +649,8 @@ impl LinkStore for SqliteStore {
             conn.prepare_cached(
                 "SELECT id, url, expires_at, max_clicks, redirect_status, disabled, password_hash, \
                  CASE WHEN max_clicks IS NULL THEN 0 ELSE \
-                 COALESCE((SELECT clicks FROM link_clicks WHERE link_id = links.id), 0) END \
+                 COALESCE((SELECT clicks FROM link_clicks WHERE link_id = links.id), 0) END, \
+                 disabled_reason IS NOT NULL \
                  FROM links WHERE domain = ?1 AND code = ?2 AND deleted_at IS NULL",
             )?
             .query_row([domain, code], |row| {
@@ -659,6 +663,7 @@ impl LinkStore for SqliteStore {
                     disabled: row.get(5)?,
                     password_hash: row.get(6)?,
                     limited_clicks: row.get::<_, i64>(7)? as u64,
+                    admin_disabled: row.get(8)?,
                 })
             })
             .optional()
@@ -765,7 +770,8 @@ impl LinkStore for SqliteStore {
                          redirect_status = COALESCE(?10, redirect_status), \
                          disabled = COALESCE(?11, disabled), \
                          updated_at = ?12, \
-                         password_hash = CASE WHEN ?13 THEN ?14 ELSE password_hash END \
+                         password_hash = CASE WHEN ?13 THEN ?14 ELSE password_hash END, \
+                         disabled_reason = CASE WHEN ?15 THEN ?16 ELSE disabled_reason END \
                          WHERE id = ?1 AND deleted_at IS NULL",
                     )?
                     .execute(params![
@@ -783,6 +789,8 @@ impl LinkStore for SqliteStore {
                         now_ms(),
                         changes.password_hash.is_some(),
                         changes.password_hash.clone().flatten(),
+                        changes.disabled_reason.is_some(),
+                        changes.disabled_reason.clone().flatten(),
                     ])?;
                 if changed == 0 {
                     return Ok(None);

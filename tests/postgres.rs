@@ -269,6 +269,49 @@ fn wrong_database_urls_stop_the_start_with_one_line() {
     }
 }
 
+#[test]
+fn a_wrong_password_stops_the_start_with_one_line() {
+    let server_db = match common::PrivatePostgres::start() {
+        Ok(server) => server,
+        Err(why) => {
+            eprintln!("a password test needs PostgreSQL server binaries: {why}");
+            return;
+        }
+    };
+    server_db.require_password("right-one");
+    let dir = tempfile::tempdir().unwrap();
+    let url = |password: &str| {
+        format!(
+            "postgres://postgres:{password}@127.0.0.1:{}/postgres",
+            server_db.port
+        )
+    };
+    let line = serve_fails(
+        dir.path(),
+        &[("HOP_DATABASE_URL", url("wrong-one").as_str())],
+    );
+    assert!(
+        line.contains("cannot connect to PostgreSQL")
+            && line.contains("password authentication failed"),
+        "{line}"
+    );
+    assert!(
+        !line.contains("wrong-one"),
+        "the password is never shown: {line}"
+    );
+    // The right one works (hop migrate connects, migrates and exits).
+    let output = hop_command()
+        .arg("migrate")
+        .env("HOP_DATABASE_URL", url("right-one"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 fn visits_at(link_id: i64, times: Vec<i64>) -> hop::analytics::enrich::VisitGroup {
     hop::analytics::enrich::VisitGroup {
         profile: hop::analytics::enrich::Profile {
@@ -407,6 +450,77 @@ async fn an_outage_costs_only_what_needs_the_database_and_heals_by_itself() {
     assert_eq!(created["code"], "during");
     assert_eq!(server.get("/during").await.status(), 302);
     assert_eq!(server.get("/warm").await.status(), 302);
+}
+
+#[tokio::test]
+async fn a_frozen_database_costs_at_most_the_timeout_and_heals_by_itself() {
+    let server_db = match common::PrivatePostgres::start() {
+        Ok(server) => server,
+        Err(why) => {
+            eprintln!("a frozen-database test needs PostgreSQL server binaries: {why}");
+            return;
+        }
+    };
+    let url = server_db.url();
+    let server = TestServer::start_with(&[
+        ("HOP_DATABASE_URL", url.as_str()),
+        ("HOP_DATABASE_TIMEOUT_MS", "1000"),
+    ])
+    .await;
+    server
+        .create_ok(json!({"url": "https://example.com/warm", "alias": "warm"}))
+        .await;
+    // Connections stay open and nothing answers: only the timeout can end a wait.
+    server_db.freeze();
+    assert_eq!(server.get("/warm").await.status(), 302);
+    for (n, request) in [
+        server.client.get(server.url("/cold123")),
+        server
+            .client
+            .post(server.url("/api/v1/links"))
+            .bearer_auth(&server.admin_key)
+            .json(&json!({"url": "https://example.com/frozen", "alias": "frozen"})),
+        server
+            .client
+            .get(server.url("/api/v1/links"))
+            .bearer_auth(&server.admin_key),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let started = std::time::Instant::now();
+        let response = request
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+        let took = started.elapsed();
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()["retry-after"], "1");
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["type"], "urn:hop:problem:unavailable", "{problem}");
+        assert!(
+            took < std::time::Duration::from_millis(1000 + 700),
+            "a frozen database held request {n} for {took:?} (database_timeout_ms 1000)"
+        );
+    }
+    let started = std::time::Instant::now();
+    assert_eq!(server.get("/readyz").await.status(), 503);
+    assert!(started.elapsed() < std::time::Duration::from_millis(1700));
+
+    server_db.thaw();
+    let healed = common::eventually(std::time::Duration::from_secs(15), || async {
+        server.get("/readyz").await.status() == 200
+    })
+    .await;
+    assert!(healed, "/readyz did not recover after the freeze");
+    // The create that timed out may or may not have committed; a new one must work.
+    let created = server
+        .create_ok(json!({"url": "https://example.com/after", "alias": "after"}))
+        .await;
+    assert_eq!(created["code"], "after");
+    assert_eq!(server.get("/after").await.status(), 302);
+    assert_eq!(server.get("/cold123").await.status(), 404);
 }
 
 /// This replica's value of one `/metrics` family.

@@ -660,8 +660,77 @@ impl PrivatePostgres {
         assert!(status.success(), "starting the private PostgreSQL");
     }
 
+    /// The server's processes: the postmaster and its children.
+    fn processes(&self) -> Vec<String> {
+        let pid_file = std::fs::read_to_string(self.dir.path().join("data/postmaster.pid"))
+            .expect("the private server runs");
+        let main = pid_file.lines().next().unwrap().trim().to_owned();
+        let children = Command::new("pgrep").args(["-P", &main]).output().unwrap();
+        let mut pids = vec![main];
+        pids.extend(
+            String::from_utf8_lossy(&children.stdout)
+                .split_whitespace()
+                .map(str::to_owned),
+        );
+        pids
+    }
+
+    /// Freezes the server (SIGSTOP to every process of it): connections stay open and
+    /// nothing answers, as with a hung host or a full network buffer.
+    pub fn freeze(&self) {
+        let status = Command::new("kill")
+            .arg("-STOP")
+            .args(self.processes())
+            .status()
+            .unwrap();
+        assert!(status.success(), "freezing the private PostgreSQL");
+    }
+
+    /// Lets a frozen server go on.
+    pub fn thaw(&self) {
+        let status = Command::new("kill")
+            .arg("-CONT")
+            .args(self.processes())
+            .status()
+            .unwrap();
+        assert!(status.success(), "thawing the private PostgreSQL");
+    }
+
+    /// From now on TCP connections must give `password` (SCRAM) for `postgres`.
+    pub fn require_password(&self, password: &str) {
+        let data = self.dir.path().join("data");
+        let sql = format!("ALTER USER postgres PASSWORD '{password}'");
+        let status = self
+            .tool("psql")
+            .args(["-h", &self.dir.path().display().to_string()])
+            .args(["-p", &self.port.to_string(), "-U", "postgres", "-qc", &sql])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "setting the password");
+        let hba = "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n";
+        std::fs::write(data.join("pg_hba.conf"), hba).unwrap();
+        let status = self
+            .tool("pg_ctl")
+            .arg("-D")
+            .arg(&data)
+            .arg("reload")
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "reloading pg_hba.conf");
+    }
+
     /// Stops the server at once (as a crash would), closing every connection.
     pub fn halt(&self) {
+        // A frozen server (a test that failed before thawing it) would ignore the stop.
+        if self.dir.path().join("data/postmaster.pid").exists() {
+            let _ = Command::new("kill")
+                .arg("-CONT")
+                .args(self.processes())
+                .stderr(Stdio::null())
+                .status();
+        }
         let _ = self
             .tool("pg_ctl")
             .arg("-D")

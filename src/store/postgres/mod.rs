@@ -39,6 +39,7 @@ use std::future::Future;
 use std::ops::Range;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_postgres::error::SqlState;
@@ -60,6 +61,52 @@ pub struct PgStore {
     inserts: mpsc::Sender<links::InsertJob>,
     /// Read replicas (possibly none), checked by [`replicas::run_monitor`].
     replicas: Arc<replicas::Replicas>,
+    /// Open while the primary is silent: see [`Breaker`].
+    breaker: Breaker,
+}
+
+/// A circuit breaker on the primary's silence. When an operation runs out of time
+/// (a frozen server or a black-holed network: connections stay open, nothing
+/// answers), every operation would wait the whole timeout again, one after another
+/// within a request and all at once across requests. Once one times out, the breaker
+/// opens for one timeout: operations fail at once (503 with Retry-After); then one
+/// operation is let through as a probe, and the first answer the server gives closes
+/// it. A server that refuses connections fails fast by itself and does not open it.
+#[derive(Debug, Default)]
+struct Breaker {
+    /// Unix milliseconds until which operations fail at once; 0 when closed.
+    open_until: AtomicI64,
+}
+
+impl Breaker {
+    /// Whether an operation may run now (the one probe, when the breaker has just
+    /// turned half-open).
+    fn admit(&self, now: i64, window: i64) -> bool {
+        let until = self.open_until.load(Ordering::Acquire);
+        if until == 0 {
+            return true;
+        }
+        if now < until {
+            return false;
+        }
+        self.open_until
+            .compare_exchange(until, now + window, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    fn answered(&self) {
+        if self.open_until.load(Ordering::Relaxed) != 0 {
+            self.open_until.store(0, Ordering::Release);
+        }
+    }
+
+    fn timed_out(&self, now: i64, window: i64) {
+        if self.open_until.swap(now + window, Ordering::AcqRel) == 0 {
+            tracing::warn!(
+                "PostgreSQL did not answer in time; failing fast until it answers a probe"
+            );
+        }
+    }
 }
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -206,6 +253,7 @@ impl PgStore {
             timeout: options.timeout,
             inserts,
             replicas,
+            breaker: Breaker::default(),
         }))
     }
 
@@ -223,12 +271,28 @@ impl PgStore {
         self.pool.get().await.map_err(pool_error)
     }
 
-    /// Runs `work`, failing with a clear error if it takes longer than the timeout.
+    /// Runs `work`, failing with a clear error if it takes longer than the timeout,
+    /// or at once while the [`Breaker`] is open.
     async fn timed<T>(
         &self,
         work: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        within(self.timeout, work).await
+        let window = self.timeout.as_millis() as i64;
+        if !self.breaker.admit(now_ms(), window) {
+            return Err(StoreError::Database(format!(
+                "PostgreSQL has not answered within {window} ms; waiting for it to answer again"
+            )));
+        }
+        match tokio::time::timeout(self.timeout, work).await {
+            Ok(result) => {
+                self.breaker.answered();
+                result
+            }
+            Err(_) => {
+                self.breaker.timed_out(now_ms(), window);
+                Err(timed_out(self.timeout))
+            }
+        }
     }
 
     async fn query(
@@ -310,12 +374,16 @@ async fn within<T>(
     limit: Duration,
     work: impl Future<Output = Result<T, StoreError>>,
 ) -> Result<T, StoreError> {
-    tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
-        Err(StoreError::Database(format!(
-            "PostgreSQL did not answer within {} ms",
-            limit.as_millis()
-        )))
-    })
+    tokio::time::timeout(limit, work)
+        .await
+        .unwrap_or_else(|_| Err(timed_out(limit)))
+}
+
+fn timed_out(limit: Duration) -> StoreError {
+    StoreError::Database(format!(
+        "PostgreSQL did not answer within {} ms",
+        limit.as_millis()
+    ))
 }
 
 /// Columns read by [`key_from_row`]: the key joined with its user as `u`.
@@ -788,5 +856,31 @@ impl MetaStore for PgStore {
 
     fn replicas(&self) -> Vec<ReplicaStatus> {
         self.replicas.list.iter().map(|r| r.status()).collect()
+    }
+}
+
+#[cfg(test)]
+mod breaker_tests {
+    use super::Breaker;
+
+    #[test]
+    fn opens_on_a_timeout_lets_one_probe_through_and_closes_on_an_answer() {
+        let breaker = Breaker::default();
+        assert!(breaker.admit(1_000, 500));
+        breaker.timed_out(1_000, 500);
+        // Open: everything fails at once for one window.
+        assert!(!breaker.admit(1_001, 500));
+        assert!(!breaker.admit(1_499, 500));
+        // Half-open: one probe, the others still fail fast.
+        assert!(breaker.admit(1_500, 500));
+        assert!(!breaker.admit(1_501, 500));
+        // The probe timed out too: open again from then.
+        breaker.timed_out(2_000, 500);
+        assert!(!breaker.admit(2_499, 500));
+        assert!(breaker.admit(2_500, 500));
+        // The probe got an answer: closed.
+        breaker.answered();
+        assert!(breaker.admit(2_501, 500));
+        assert!(breaker.admit(2_502, 500));
     }
 }

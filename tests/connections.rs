@@ -66,7 +66,9 @@ async fn others_are_served(to: SocketAddr, rounds: usize) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     latencies.sort();
-    let p99 = latencies[latencies.len() * 99 / 100];
+    // Nearest rank: with 200 rounds the second slowest, so one scheduling hiccup on a
+    // shared machine is not mistaken for a client that was kept waiting.
+    let p99 = latencies[(latencies.len() * 99).div_ceil(100) - 1];
     assert!(
         p99 < Duration::from_millis(50),
         "p99 {p99:?} during the attack; slowest {:?}",
@@ -149,7 +151,7 @@ async fn one_address_with_stalled_bodies_cannot_keep_others_out() {
     let _one = ONE_AT_A_TIME.lock().await;
     let dir = common::data_dir();
     let server =
-        HopProcess::start_with_file_limit(dir.path(), &[("HOP_REQUEST_TIMEOUT_MS", "3000")], 512);
+        HopProcess::start_with_file_limit(dir.path(), &[("HOP_REQUEST_TIMEOUT_MS", "4000")], 512);
     let to = address(&server);
     assert_eq!(metric(to, "hop_connections_max").await, 448);
     let start_kib = baseline_rss(&server, to).await;
@@ -164,7 +166,7 @@ async fn one_address_with_stalled_bodies_cannot_keep_others_out() {
         }
     }
     let attack_started = Instant::now();
-    others_are_served(to, 100).await;
+    others_are_served(to, 200).await;
     let open = metric(to, "hop_connections_open").await;
     assert!((129..=130).contains(&open), "{open} open");
     assert!(
@@ -215,7 +217,7 @@ async fn many_addresses_together_cannot_take_the_last_connections() {
     let open = metric(to, "hop_connections_open").await;
     assert!(open <= 448, "{open} open");
     assert!(metric(to, "hop_connections_refused_total{limit=\"nearly_full\"}").await > 0);
-    others_are_served(to, 100).await;
+    others_are_served(to, 200).await;
     drop(held);
     connections_drop_to(to, 0, Duration::from_secs(5)).await;
     assert_memory_returned(&server, start_kib).await;
@@ -228,7 +230,7 @@ async fn headers_are_capped_in_size_and_time() {
     let server = HopProcess::start_with_file_limit(
         dir.path(),
         &[
-            ("HOP_HEADER_READ_TIMEOUT_MS", "2000"),
+            ("HOP_HEADER_READ_TIMEOUT_MS", "3000"),
             ("HOP_MAX_CONNECTIONS_PER_CLIENT", "0"),
         ],
         1024,
@@ -266,20 +268,20 @@ async fn headers_are_capped_in_size_and_time() {
         slow.push(stream);
     }
     let started = Instant::now();
-    others_are_served(to, 60).await;
+    others_are_served(to, 200).await;
     let during_kib = rss_kib(&server);
     // Each connection holds at most its 16 KiB buffer and bookkeeping.
     assert!(
         during_kib < start_kib + 300 * 40,
         "{during_kib} KiB with 300 slow headers, {start_kib} KiB before"
     );
-    // Cut off at header_read_timeout_ms (2 s), well before the old 30 s.
+    // Cut off at header_read_timeout_ms (3 s), well before the old 30 s.
     for stream in &mut slow {
         let mut rest = Vec::new();
-        let read = tokio::time::timeout(Duration::from_secs(6), stream.read_to_end(&mut rest));
-        assert!(read.await.is_ok(), "slow headers were held past 6 s");
+        let read = tokio::time::timeout(Duration::from_secs(8), stream.read_to_end(&mut rest));
+        assert!(read.await.is_ok(), "slow headers were held past 8 s");
     }
-    assert!(started.elapsed() < Duration::from_secs(6));
+    assert!(started.elapsed() < Duration::from_secs(8));
     drop(slow);
     connections_drop_to(to, 0, Duration::from_secs(5)).await;
     assert_memory_returned(&server, start_kib).await;

@@ -632,11 +632,39 @@ async fn reads_go_to_a_replica_and_fall_back_to_the_primary() {
     );
 }
 
-/// What a client sees of each code (HEAD: no click), and of each alias's stats and
-/// visits over a fixed range, from `base` with `key`.
+/// What a client sees of each code (HEAD: no click), of every link in the listing
+/// (page by page, newest first), and of each alias's stats and visits over a fixed
+/// range, from `base` with `key`.
 async fn answers(base: &str, key: &str, codes: &[String], aliases: &[&str]) -> Vec<String> {
     let http = client();
     let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut page_url = format!("{base}/api/v1/links?limit=100");
+        if let Some(cursor) = &cursor {
+            page_url.push_str(&format!("&cursor={cursor}"));
+        }
+        let page: Value = http
+            .get(page_url)
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for link in page["items"].as_array().unwrap() {
+            let mut link = link.clone();
+            let link = link.as_object_mut().unwrap();
+            link.remove("shortUrl");
+            link.remove("domain");
+            seen.push(serde_json::to_string(link).unwrap());
+        }
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
     for code in codes {
         let response = http.head(format!("{base}/{code}")).send().await.unwrap();
         seen.push(format!(
@@ -681,8 +709,10 @@ async fn copy_moves_an_install_from_sqlite_and_every_answer_stays_the_same() {
     let mut source = TestServer::start_with(&[("HOP_DATABASE_URL", "")]).await;
     let key = source.admin_key.clone();
     let mut codes = Vec::new();
-    for round in 0..3 {
-        let items: Vec<Value> = (0..900)
+    // 100,000 links: the listing compares every one of them; redirects are checked
+    // for one in 50 and for every alias.
+    for round in 0..100 {
+        let items: Vec<Value> = (0..1000)
             .map(|i| json!({"url": format!("https://example.com/{round}/{i}"), "tags": ["bulk"]}))
             .collect();
         let response = source
@@ -698,7 +728,9 @@ async fn copy_moves_an_install_from_sqlite_and_every_answer_stays_the_same() {
             codes.push(result["link"]["code"].as_str().unwrap().to_owned());
         }
     }
-    assert_eq!(codes.len(), 2700);
+    assert_eq!(codes.len(), 100_000);
+    let generated = codes.clone();
+    let mut codes: Vec<String> = codes.into_iter().step_by(50).collect();
     source
         .create_ok(json!({"url": "https://example.com/a", "alias": "visited", "tags": ["x", "y"]}))
         .await;
@@ -799,7 +831,7 @@ async fn copy_moves_an_install_from_sqlite_and_every_answer_stays_the_same() {
     assert!(String::from_utf8_lossy(&output.stdout).contains("already copied"));
     assert_eq!(
         common::count_rows(target.path(), "SELECT COUNT(*) FROM links"),
-        2704
+        100_004
     );
 
     let node = HopProcess::start(target.path(), &[]);
@@ -812,10 +844,10 @@ async fn copy_moves_an_install_from_sqlite_and_every_answer_stays_the_same() {
     let fresh = node
         .create_link(&key, json!({"url": "https://example.com/after"}))
         .await;
-    assert!(!codes.contains(&fresh["code"].as_str().unwrap().to_owned()));
+    assert!(!generated.contains(&fresh["code"].as_str().unwrap().to_owned()));
     assert_eq!(
         common::count_rows(target.path(), "SELECT MAX(id) FROM links"),
-        2705
+        100_005
     );
 
     // A target that holds data is refused unless asked.

@@ -65,8 +65,15 @@ wait_http() {
 # http_status URL: the status code of one GET, redirects not followed.
 http_status() { curl -s -o /dev/null --max-time 5 -w '%{http_code}' "$1" || true; }
 
-# sql QUERY: a read on the benchmark database, next to the running hop (WAL mode).
-sql() { sqlite3 -cmd ".timeout 10000" "$DATA/hop.db" "$1"; }
+# sql QUERY: a read on the benchmark database, next to the running hop (SQLite in WAL
+# mode, or the PostgreSQL database of BENCH_DATABASE_URL).
+sql() {
+  if [ -n "${BENCH_PG_URL:-}" ]; then
+    psql -qAt -v ON_ERROR_STOP=1 "$BENCH_PG_URL" -c "$1"
+  else
+    sqlite3 -cmd ".timeout 10000" "$DATA/hop.db" "$1"
+  fi
+}
 links_stored() { sql "SELECT COUNT(*) FROM links"; }
 # Total stored clicks; "?" if the schema has changed under this script.
 clicks_stored() { sql "SELECT COALESCE(SUM(clicks), 0) FROM link_clicks" 2>/dev/null || echo "?"; }
@@ -112,6 +119,9 @@ cleanup() {
     stop_pid "$NGINX_PID" 10
     # If the master had to be killed, its worker is left behind: end it too.
     [ -n "$NGINX_WORKER" ] && kill -KILL "$NGINX_WORKER" 2>/dev/null || true
+  fi
+  if [ -n "${BENCH_PG_NAME:-}" ]; then
+    psql -qAt "$BENCH_DATABASE_URL" -c "DROP DATABASE IF EXISTS $BENCH_PG_NAME WITH (FORCE)" >/dev/null 2>&1 || true
   fi
   [ "$rc" -ne 0 ] && printf 'bench: stopped (exit %s); logs in %s\n' "$rc" "${WORK:-?}" >&2
   exit "$rc"
@@ -343,6 +353,22 @@ bench_prepare() {
   DATA=$WORK/data
   CODES=$WORK/codes.txt
   mkdir -p "$WORK/wrk" "$DATA"
+  # BENCH_DATABASE_URL (a PostgreSQL server, e.g. postgres://postgres@127.0.0.1:5432/postgres):
+  # the run gets a new database of its own there, dropped at the end, and every hop
+  # process of the run uses it instead of SQLite.
+  BACKEND=SQLite
+  if [ -n "${BENCH_DATABASE_URL:-}" ]; then
+    command -v psql >/dev/null || die "psql is not installed (Debian: apt-get install -y postgresql-client)"
+    local name
+    name=hop_bench_$(date +%Y%m%d%H%M%S)
+    psql -qAt -v ON_ERROR_STOP=1 "$BENCH_DATABASE_URL" -c "CREATE DATABASE $name" ||
+      die "could not create database $name on BENCH_DATABASE_URL"
+    BENCH_PG_URL=${BENCH_DATABASE_URL%/*}/$name
+    BENCH_PG_NAME=$name
+    export HOP_DATABASE_URL=$BENCH_PG_URL
+    BACKEND="PostgreSQL ($(psql -qAt "$BENCH_DATABASE_URL" -c 'SHOW server_version'), same machine, not pinned)"
+  fi
+  note "backend: $BACKEND"
   NGINX_PORT=$(free_port)
   HOP_PORT=$(free_port "$NGINX_PORT")
   note "work dir $WORK"

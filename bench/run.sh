@@ -11,6 +11,7 @@
 #   BENCH_RSS_REDIRECTS=1000000  random redirects served before RSS is read
 #   BENCH_COLD_CACHE_BYTES     cache for the cold run; default 5% of the links x 240 B
 #   BENCH_POPULATE_TIMEOUT=1800, BENCH_RSS_TIMEOUT=900   upper bounds, in seconds
+#   BENCH_DATABASE_URL         run on PostgreSQL: a new database on this server (bench/lib.sh)
 #
 # Scenarios, in order: nginx (fixed 302), hot (hop, one cached code), create (POST
 # /api/v1/links, empty table), populate to BENCH_LINKS links, create-full (creates on
@@ -196,6 +197,7 @@ describe() {
   echo "$(date -u '+%Y-%m-%d %H:%M UTC'), hop built from $COMMIT."
   echo "Machine: $(nproc --all) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, $(uname -sr)."
   echo "Servers pinned to CPU $SERVER_CPU (nginx: 1 worker, access_log off; hop: HOP_LOG_LEVEL=warn, so no request logs), wrk pinned to CPU $CLIENT_CPU."
+  echo "Backend: $BACKEND."
   echo "wrk: 1 thread, $CONNECTIONS connections, ${DURATION} s per scenario. $LINKS links; cold cache HOP_CACHE_MAX_BYTES=$COLD_CACHE_BYTES (~$COLD_ENTRIES entries, $(calc "100 * $COLD_ENTRIES / $CODE_COUNT" 1)% of the links)."
   echo
   echo "| scenario | what | req/s | p99 ms | server CPU µs/req | server CPU % | wrk CPU % | requests | errors |"

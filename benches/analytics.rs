@@ -12,6 +12,9 @@
 //!    retention job), then `GET /api/v1/links/{code}/stats`
 //!    through the router for the default 30 days, and for the whole year by day and by
 //!    week. Reported: p50 and p99 over repeated requests.
+//!    With `BENCH_DATABASE_URL=postgres://…` the stats part runs on PostgreSQL instead,
+//!    in a database of its own created on that server and dropped afterwards:
+//!    `BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo bench --bench analytics`.
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -146,6 +149,94 @@ async fn ingest() {
     );
 }
 
+/// The breakdowns of a busy link: dimension and distinct values per day.
+const DIMENSIONS: [(&str, i64); 8] = [
+    ("country", 60),
+    ("region", 150),
+    ("city", 400),
+    ("referrer", 100),
+    ("browser", 8),
+    ("os", 7),
+    ("device", 4),
+    ("language", 40),
+];
+
+/// [`populate`] on PostgreSQL: the same rows, with generate_series.
+async fn populate_pg(url: &str, link: i64) -> u64 {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let now_s = hop::domain::link::now_ms() / 1000;
+    let today = now_s.div_euclid(86_400) * 86_400;
+    let this_hour = now_s.div_euclid(3600) * 3600;
+    client.batch_execute("BEGIN").await.unwrap();
+    client
+        .execute(
+            "INSERT INTO visit_hourly (link_id, hour_start, humans, bots) \
+             SELECT $1, $2 - n * 3600, 1000, 141 FROM generate_series(0, 90 * 24 - 1) n",
+            &[&link, &this_hour],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO visit_daily (link_id, day_start, humans, bots) \
+             SELECT $1, $2 - n * 86400, 24000, 3401 FROM generate_series(90, 364) n",
+            &[&link, &today],
+        )
+        .await
+        .unwrap();
+    for (dim, values) in DIMENSIONS {
+        client
+            .execute(
+                "INSERT INTO visit_dims (link_id, dim, day_start, value, clicks) \
+                 SELECT $1, $2::text, $4 - n * 86400, $2::text || '-' || k, \
+                 24000 / $3 + (k = 0)::int * (24000 % $3) \
+                 FROM generate_series(0, 364) n, generate_series(0, $3 - 1) k",
+                &[&link, &dim, &values, &today],
+            )
+            .await
+            .unwrap();
+    }
+    client.batch_execute("COMMIT").await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT CAST((SELECT SUM(humans + bots) FROM visit_hourly WHERE link_id = $1) + \
+             (SELECT SUM(humans + bots) FROM visit_daily WHERE link_id = $1) AS BIGINT)",
+            &[&link],
+        )
+        .await
+        .unwrap();
+    row.get::<_, i64>(0) as u64
+}
+
+/// A new database on the server of `admin_url` (dropped by [`drop_database`]).
+async fn create_database(admin_url: &str, name: &str) -> String {
+    let (client, connection) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(admin_url).unwrap();
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+async fn drop_database(admin_url: &str, name: &str) {
+    let (client, connection) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await
+        .unwrap();
+}
+
 /// Fills the rollups of link `link` with 10M clicks over the last 365 days.
 fn populate(db: &std::path::Path, link: i64) -> u64 {
     let conn = rusqlite::Connection::open(db).unwrap();
@@ -171,16 +262,7 @@ fn populate(db: &std::path::Path, link: i64) -> u64 {
     )
     .unwrap();
     // Per-day breakdowns: cardinalities of a busy link.
-    for (dim, values) in [
-        ("country", 60),
-        ("region", 150),
-        ("city", 400),
-        ("referrer", 100),
-        ("browser", 8),
-        ("os", 7),
-        ("device", 4),
-        ("language", 40),
-    ] {
+    for (dim, values) in DIMENSIONS {
         conn.execute(
             "WITH RECURSIVE d(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM d WHERE n < 364), \
              v(k) AS (SELECT 0 UNION ALL SELECT k + 1 FROM v WHERE k < ?3 - 1) \
@@ -205,7 +287,16 @@ fn populate(db: &std::path::Path, link: i64) -> u64 {
 
 async fn stats() {
     let dir = tempfile::tempdir().unwrap();
-    let env = vec![("HOP_LOG_LEVEL".to_owned(), "warn".to_owned())];
+    let mut env = vec![("HOP_LOG_LEVEL".to_owned(), "warn".to_owned())];
+    let admin_url = std::env::var("BENCH_DATABASE_URL").ok();
+    let pg_name = format!("hop_bench_stats_{}", std::process::id());
+    let pg_url = match &admin_url {
+        Some(admin) => Some(create_database(admin, &pg_name).await),
+        None => None,
+    };
+    if let Some(url) = &pg_url {
+        env.push(("HOP_DATABASE_URL".to_owned(), url.clone()));
+    }
     let overrides = Overrides {
         data_dir: Some(dir.path().to_owned()),
         ..Overrides::default()
@@ -224,7 +315,10 @@ async fn stats() {
     let link = hop::http::links::create(&state, Some(user.id), hop::hosts::Site::Default, request)
         .await
         .unwrap();
-    let total = populate(&dir.path().join("hop.db"), link.id.0);
+    let total = match &pg_url {
+        Some(url) => populate_pg(url, link.id.0).await,
+        None => populate(&dir.path().join("hop.db"), link.id.0),
+    };
     // The retention job folds breakdowns older than the hourly window into months,
     // as it would have on a server running for the year.
     let now_s = hop::domain::link::now_ms() / 1000;
@@ -239,7 +333,10 @@ async fn stats() {
     let year_ago = jiff::Timestamp::from_second(hop::domain::link::now_ms() / 1000 - 365 * 86_400)
         .unwrap()
         .to_string();
-    println!("stats: one link with {total} clicks in its rollups over the last year");
+    println!(
+        "stats on {}: one link with {total} clicks in its rollups over the last year",
+        if pg_url.is_some() { "PostgreSQL" } else { "SQLite" }
+    );
     for query in [
         String::new(),
         format!("?from={year_ago}&interval=day"),
@@ -269,6 +366,11 @@ async fn stats() {
             times[times.len() * 99 / 100].as_secs_f64() * 1e3,
         );
     }
+    if let Some(admin) = &admin_url {
+        drop(router);
+        drop(state);
+        drop_database(admin, &pg_name).await;
+    }
 }
 
 fn main() {
@@ -277,7 +379,11 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        ingest().await;
+        // On PostgreSQL only the stats part runs: the ingest part measures the
+        // pipeline against the embedded store.
+        if std::env::var_os("BENCH_DATABASE_URL").is_none() {
+            ingest().await;
+        }
         stats().await;
     });
 }

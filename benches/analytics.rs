@@ -174,7 +174,7 @@ async fn populate_pg(url: &str, link: i64) -> u64 {
     client
         .execute(
             "INSERT INTO visit_hourly (link_id, hour_start, humans, bots) \
-             SELECT $1, $2 - n * 3600, 1000, 141 FROM generate_series(0, 90 * 24 - 1) n",
+             SELECT $1::bigint, $2::bigint - n * 3600, 1000, 141 FROM generate_series(0, 90 * 24 - 1) n",
             &[&link, &this_hour],
         )
         .await
@@ -182,7 +182,7 @@ async fn populate_pg(url: &str, link: i64) -> u64 {
     client
         .execute(
             "INSERT INTO visit_daily (link_id, day_start, humans, bots) \
-             SELECT $1, $2 - n * 86400, 24000, 3401 FROM generate_series(90, 364) n",
+             SELECT $1::bigint, $2::bigint - n * 86400, 24000, 3401 FROM generate_series(90, 364) n",
             &[&link, &today],
         )
         .await
@@ -191,9 +191,9 @@ async fn populate_pg(url: &str, link: i64) -> u64 {
         client
             .execute(
                 "INSERT INTO visit_dims (link_id, dim, day_start, value, clicks) \
-                 SELECT $1, $2::text, $4 - n * 86400, $2::text || '-' || k, \
-                 24000 / $3 + (k = 0)::int * (24000 % $3) \
-                 FROM generate_series(0, 364) n, generate_series(0, $3 - 1) k",
+                 SELECT $1, $2::text, $4::bigint - n * 86400, $2::text || '-' || k, \
+                 24000 / $3::bigint + (k = 0)::int * (24000 % $3::bigint) \
+                 FROM generate_series(0, 364) n, generate_series(0::bigint, $3::bigint - 1) k",
                 &[&link, &dim, &values, &today],
             )
             .await

@@ -335,7 +335,11 @@ async fn stats() {
         .to_string();
     println!(
         "stats on {}: one link with {total} clicks in its rollups over the last year",
-        if pg_url.is_some() { "PostgreSQL" } else { "SQLite" }
+        if pg_url.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        }
     );
     for query in [
         String::new(),

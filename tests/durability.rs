@@ -429,10 +429,14 @@ async fn a_half_present_data_dir_is_refused() {
     assert!(refused.contains("is not an SQLite database"), "{refused}");
     // A schema from a newer hop.
     std::fs::write(&db, &saved).unwrap();
-    {
+    let version: i64 = {
         let conn = rusqlite::Connection::open(&db).unwrap();
+        let version = conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap();
         conn.pragma_update(None, "user_version", 99).unwrap();
-    }
+        version
+    };
     let refused = refused_start(dir.path());
     assert!(
         refused.contains("newer hop (schema version 99"),
@@ -440,7 +444,7 @@ async fn a_half_present_data_dir_is_refused() {
     );
     {
         let conn = rusqlite::Connection::open(&db).unwrap();
-        conn.pragma_update(None, "user_version", 4).unwrap();
+        conn.pragma_update(None, "user_version", version).unwrap();
     }
     // Put back whole, it starts with every link, the ones only in the log too.
     let server = HopProcess::start(dir.path(), &[]);

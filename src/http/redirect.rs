@@ -26,6 +26,7 @@ use axum::http::{HeaderMap, Method, Request, Response, header};
 use axum::routing::get;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 pub fn router() -> Router<AppState> {
     // `get` also answers HEAD (without a body).
@@ -87,6 +88,9 @@ pub fn fast_path<B>(state: &AppState, request: &Request<B>, peer: IpAddr) -> Fas
     let Some(entry) = entry else {
         return FastPath::Miss(site, code.to_owned(), visitor);
     };
+    if let Some(tier) = &state.tier {
+        tier.counters.l1_hits.fetch_add(1, Ordering::Relaxed);
+    }
     let head = *method == Method::HEAD;
     match answer(state, head, code, entry, request.headers(), visitor) {
         Outcome::Ready(response) => {
@@ -395,6 +399,9 @@ pub async fn load_entry(state: &AppState, site: &Site, code: &str) -> Result<Ent
 /// Reads a code from the store and caches what was found, or that nothing was.
 async fn load(state: &AppState, site: &Site, code: &str) -> Result<Entry, ApiError> {
     let domain = site.as_str();
+    if let Some(tier) = &state.tier {
+        tier.counters.l1_misses.fetch_add(1, Ordering::Relaxed);
+    }
     let entry = match state.stores.links.redirect_by_code(domain, code).await? {
         Some(record) => match CachedLink::from_record(&record) {
             Some(mut cached) => {

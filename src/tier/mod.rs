@@ -1,0 +1,379 @@
+//! The Redis tier of a cluster, on when `redis_url` is set: what makes many `hop serve`
+//! nodes on one PostgreSQL database behave as one service.
+//!
+//! - **Invalidation** ([`RedisTier::announce`], [`run_subscriber`]): a node that
+//!   changes a link, a domain or a key deletes the link's shared cache entry and
+//!   publishes the change on `<prefix>invalidate` ([`message`]); every other node drops
+//!   it from its own cache. A node that (re)subscribes clears its cache, since it may
+//!   have missed messages; the cache TTL stays the backstop.
+//! - **Breaker** ([`breaker`]): every call is bounded by `redis_timeout_ms`; failures
+//!   open the breaker, and hop goes on without Redis (its own cache and limits, the
+//!   database) until [`run_probe`] finds Redis back.
+//!
+//! Without `redis_url` none of this exists: no connection, no task, and the redirect
+//! path checks one `Option`.
+//!
+//! Client: the `redis` crate's `ConnectionManager` (one multiplexed connection that
+//! reconnects itself) for commands, and a dedicated connection for the subscription,
+//! whose loss this module must see (to clear the cache on reconnect), which the
+//! manager's automatic resubscription would hide.
+
+pub mod breaker;
+pub mod message;
+
+use breaker::Breaker;
+use futures_util::StreamExt;
+use message::{Change, Message};
+use redis::RedisResult;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::fmt::Write;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How often an open breaker is probed, and a lost subscription retried.
+pub const PROBE_INTERVAL: Duration = Duration::from_millis(500);
+/// Longest a subscribed connection may stay silent to a ping before it is replaced.
+/// Well above `redis_timeout_ms`: a resubscription clears the cache, which a merely
+/// slow Redis must not cause.
+const SUBSCRIPTION_PING_TIMEOUT: Duration = Duration::from_secs(2);
+/// Changes kept while Redis cannot be reached, published when it is back; past this
+/// many, "everything" is published instead.
+const PENDING_MAX: usize = 10_000;
+
+/// Checks a `redis_url` without connecting: a clear error naming the setting.
+pub fn check_url(url: &str) -> Result<(), String> {
+    redis::Client::open(url).map(|_| ()).map_err(|e| {
+        format!(
+            "redis_url `{}` is not a Redis URL such as redis://127.0.0.1:6379/0: {e}",
+            crate::store::redacted(url)
+        )
+    })
+}
+
+/// The tier's settings, from the configuration.
+#[derive(Debug, Clone)]
+pub struct TierSettings {
+    pub url: String,
+    pub timeout: Duration,
+    pub prefix: String,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub l1_hits: AtomicU64,
+    pub l1_misses: AtomicU64,
+    pub published: AtomicU64,
+    pub received: AtomicU64,
+}
+
+/// Changes that could not be published (Redis unreachable), to publish once it is back.
+#[derive(Debug, Default)]
+struct Pending {
+    changes: Vec<Change>,
+    overflowed: bool,
+}
+
+/// The connection to Redis and everything that goes through it.
+pub struct RedisTier {
+    client: redis::Client,
+    manager: ConnectionManager,
+    breaker: Breaker,
+    /// This process's name on the channel, to skip its own messages.
+    node: String,
+    prefix: String,
+    channel: String,
+    timeout: Duration,
+    pub counters: Counters,
+    /// Whether the invalidation subscription is up.
+    subscribed: AtomicBool,
+    pending: Mutex<Pending>,
+}
+
+/// What the subscriber tells the node.
+#[derive(Debug)]
+pub enum Event {
+    /// Another node changed these.
+    Changes(Vec<Change>),
+    /// The subscription is (again) up: messages may have been missed before it.
+    Subscribed,
+}
+
+impl RedisTier {
+    /// Prepares the tier; connects lazily, so a Redis that is down at start only
+    /// means a node that starts without it (the breaker opens on the first calls).
+    pub fn new(settings: &TierSettings) -> anyhow::Result<Arc<Self>> {
+        check_url(&settings.url).map_err(anyhow::Error::msg)?;
+        let client = redis::Client::open(settings.url.as_str())?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(settings.timeout))
+            .set_connection_timeout(Some(settings.timeout.max(Duration::from_millis(500))))
+            .set_max_delay(PROBE_INTERVAL);
+        let manager = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        let node = format!("{:016x}", rand::random::<u64>());
+        Ok(Arc::new(Self {
+            client,
+            manager,
+            breaker: Breaker::default(),
+            node,
+            prefix: settings.prefix.clone(),
+            channel: format!("{}invalidate", settings.prefix),
+            timeout: settings.timeout,
+            counters: Counters::default(),
+            subscribed: AtomicBool::new(false),
+            pending: Mutex::new(Pending::default()),
+        }))
+    }
+
+    /// Whether calls go to Redis now (the breaker is closed).
+    pub fn available(&self) -> bool {
+        self.breaker.is_closed()
+    }
+
+    /// Runs one call under the timeout and the breaker: `None` when the breaker is
+    /// open, or the call failed or took too long (which counts towards opening it).
+    async fn call<T>(&self, work: impl Future<Output = RedisResult<T>>) -> Option<T> {
+        if !self.breaker.is_closed() {
+            return None;
+        }
+        let failure = match tokio::time::timeout(self.timeout, work).await {
+            Ok(Ok(value)) => {
+                self.breaker.succeeded();
+                return Some(value);
+            }
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => format!("no answer within {} ms", self.timeout.as_millis()),
+        };
+        if self.breaker.failed() {
+            tracing::warn!(error = %failure, "Redis is failing: breaker open, going on without it");
+        }
+        None
+    }
+
+    /// The connection to Redis is gone: open the breaker without waiting for calls to
+    /// fail.
+    fn lost(&self) {
+        if self.breaker.trip() {
+            tracing::warn!("Redis connection lost: breaker open, going on without it");
+        }
+    }
+
+    /// Tells every node that these changed. Waits at most `redis_timeout_ms`; what cannot be sent now is sent when
+    /// Redis is back.
+    pub async fn announce(&self, changes: Vec<Change>) {
+        if changes.is_empty() {
+            return;
+        }
+        if !self.breaker.is_closed() || !self.send(&changes).await {
+            self.keep(changes);
+        }
+    }
+
+    async fn send(&self, changes: &[Change]) -> bool {
+        let pipe = invalidation(&self.prefix, &self.node, changes);
+        let mut connection = self.manager.clone();
+        let sent = self
+            .call(pipe.query_async::<()>(&mut connection))
+            .await
+            .is_some();
+        if sent {
+            self.counters.published.fetch_add(1, Ordering::Relaxed);
+        }
+        sent
+    }
+
+    fn keep(&self, changes: Vec<Change>) {
+        let mut pending = self.pending.lock().expect("pending changes poisoned");
+        if pending.changes.len() + changes.len() > PENDING_MAX {
+            pending.changes.clear();
+            pending.overflowed = true;
+        } else if !pending.overflowed {
+            pending.changes.extend(changes);
+        }
+    }
+
+    /// Publishes what could not be sent while Redis was away.
+    async fn flush_pending(&self) {
+        let pending = std::mem::take(&mut *self.pending.lock().expect("pending changes poisoned"));
+        let changes = if pending.overflowed {
+            vec![Change::Everything]
+        } else {
+            pending.changes
+        };
+        if !changes.is_empty() {
+            tracing::info!(
+                changes = changes.len(),
+                "publishing the changes made while Redis was away"
+            );
+            self.announce(changes).await;
+        }
+    }
+
+    /// The tier's metrics in the Prometheus text format.
+    pub fn render_metrics(&self, out: &mut String) {
+        let counters = &self.counters;
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let _ = write!(
+            out,
+            "# HELP hop_redis_breaker_open Whether the Redis breaker is open (1: hop goes on without Redis).\n\
+             # TYPE hop_redis_breaker_open gauge\n\
+             hop_redis_breaker_open {}\n\
+             # HELP hop_redis_breaker_opened_total Times the Redis breaker opened since start.\n\
+             # TYPE hop_redis_breaker_opened_total counter\n\
+             hop_redis_breaker_opened_total {}\n\
+             # HELP hop_redis_subscribed Whether the invalidation channel is subscribed.\n\
+             # TYPE hop_redis_subscribed gauge\n\
+             hop_redis_subscribed {}\n\
+             # HELP hop_redis_invalidations_published_total Invalidation messages this node published.\n\
+             # TYPE hop_redis_invalidations_published_total counter\n\
+             hop_redis_invalidations_published_total {}\n\
+             # HELP hop_redis_invalidations_received_total Invalidation messages from other nodes.\n\
+             # TYPE hop_redis_invalidations_received_total counter\n\
+             hop_redis_invalidations_received_total {}\n\
+             # HELP hop_cache_lookups_total Redirect cache lookups by tier (l1: this node) and result.\n\
+             # TYPE hop_cache_lookups_total counter\n\
+             hop_cache_lookups_total{{tier=\"l1\",result=\"hit\"}} {}\n\
+             hop_cache_lookups_total{{tier=\"l1\",result=\"miss\"}} {}\n",
+            u8::from(!self.breaker.is_closed()),
+            self.breaker.opened_total(),
+            u8::from(self.subscribed.load(Ordering::Relaxed)),
+            load(&counters.published),
+            load(&counters.received),
+            load(&counters.l1_hits),
+            load(&counters.l1_misses),
+        );
+    }
+}
+
+/// The commands that announce `changes`.
+fn invalidation(prefix: &str, node: &str, changes: &[Change]) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    let message = Message {
+        node: node.to_owned(),
+        changes: changes.to_vec(),
+    };
+    pipe.cmd("PUBLISH")
+        .arg(format!("{prefix}invalidate"))
+        .arg(message.encode())
+        .ignore();
+    pipe
+}
+
+/// How long a command-line change waits for Redis to take its announcement.
+const NOTIFY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Announces changes made outside a server (`hop keys revoke`, `hop domains add`…)
+/// to the cluster's nodes, on a connection of its own.
+pub async fn notify(settings: &TierSettings, changes: &[Change]) -> anyhow::Result<()> {
+    let client = redis::Client::open(settings.url.as_str())?;
+    let node = format!("cli-{:016x}", rand::random::<u64>());
+    let pipe = invalidation(&settings.prefix, &node, changes);
+    let work = async {
+        let mut connection = client.get_multiplexed_async_connection().await?;
+        pipe.query_async::<()>(&mut connection).await
+    };
+    match tokio::time::timeout(NOTIFY_TIMEOUT, work).await {
+        Ok(result) => Ok(result?),
+        Err(_) => anyhow::bail!("Redis gave no answer within {} s", NOTIFY_TIMEOUT.as_secs()),
+    }
+}
+
+/// Pings Redis while the breaker is open and closes it when Redis answers; then
+/// publishes what was kept back meanwhile.
+pub async fn run_probe(tier: Arc<RedisTier>) {
+    let mut tick = tokio::time::interval(PROBE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if tier.breaker.is_closed() {
+            continue;
+        }
+        let mut connection = tier.manager.clone();
+        let ping = redis::cmd("PING");
+        let ping = ping.query_async::<String>(&mut connection);
+        if let Ok(Ok(_)) = tokio::time::timeout(tier.timeout, ping).await
+            && tier.breaker.close()
+        {
+            tracing::info!("Redis answers again: breaker closed");
+            tier.flush_pending().await;
+        }
+    }
+}
+
+/// Keeps the invalidation channel subscribed, on a connection of its own, and hands
+/// every other node's message to `apply`; on every (re)subscription `apply` gets
+/// [`Event::Subscribed`].
+pub async fn run_subscriber(tier: Arc<RedisTier>, apply: impl Fn(Event) + Send + Sync + 'static) {
+    let mut lost_logged = false;
+    loop {
+        let connect = tokio::time::timeout(SUBSCRIPTION_PING_TIMEOUT, async {
+            let mut pubsub = tier.client.get_async_pubsub().await?;
+            pubsub.subscribe(&tier.channel).await?;
+            RedisResult::Ok(pubsub)
+        });
+        let pubsub = match connect.await {
+            Ok(Ok(pubsub)) => pubsub,
+            failed => {
+                tier.lost();
+                if !lost_logged {
+                    let error = match failed {
+                        Ok(Err(error)) => error.to_string(),
+                        _ => "timed out".to_owned(),
+                    };
+                    tracing::warn!(%error, "cannot subscribe to the invalidation channel; retrying");
+                    lost_logged = true;
+                }
+                tokio::time::sleep(PROBE_INTERVAL).await;
+                continue;
+            }
+        };
+        tier.subscribed.store(true, Ordering::Relaxed);
+        apply(Event::Subscribed);
+        tracing::info!(channel = %tier.channel, "subscribed to the invalidation channel");
+        let (mut sink, mut stream) = pubsub.split();
+        let mut ping = tokio::time::interval(PROBE_INTERVAL);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                message = stream.next() => {
+                    let Some(message) = message else { break };
+                    let Some(message) = std::str::from_utf8(message.get_payload_bytes())
+                        .ok()
+                        .and_then(Message::decode)
+                    else {
+                        continue;
+                    };
+                    if message.node != tier.node {
+                        tier.counters.received.fetch_add(1, Ordering::Relaxed);
+                        apply(Event::Changes(message.changes));
+                    }
+                }
+                _ = ping.tick() => {
+                    let answered = tokio::time::timeout(SUBSCRIPTION_PING_TIMEOUT, sink.ping::<redis::Value>()).await;
+                    if !matches!(answered, Ok(Ok(_))) {
+                        break;
+                    }
+                }
+            }
+        }
+        tier.subscribed.store(false, Ordering::Relaxed);
+        tracing::warn!("invalidation channel lost; resubscribing");
+        lost_logged = true;
+        tier.lost();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_urls_name_the_setting_and_hide_the_password() {
+        let error = check_url("http://:secret@example.com").unwrap_err();
+        assert!(error.starts_with("redis_url `"), "{error}");
+        assert!(!error.contains("secret"), "{error}");
+        assert!(check_url("redis://127.0.0.1:6379/0").is_ok());
+    }
+}

@@ -54,7 +54,7 @@ pub struct Config {
     #[serde(deserialize_with = "lenient")]
     pub replica_max_lag_ms: u64,
     /// Redis shared by the nodes of a cluster (`redis://HOST:PORT/DB`): invalidation
-    /// across nodes; empty: none (every node on its own).
+    /// and rate limits across nodes; empty: none (every node on its own).
     pub redis_url: String,
     /// Longest a Redis call may take before hop goes on without it and opens the
     /// breaker, in milliseconds.
@@ -291,12 +291,13 @@ replica_max_lag_ms = 5000
 
 # Redis shared by every node of a cluster, e.g. "redis://127.0.0.1:6379/0" (a password
 # may be given as redis://:PASSWORD@host; it is never logged). With it, a change on
-# one node reaches every node's cache at once (pub/sub). Empty: none, each node on
+# one node reaches every node's cache at once (pub/sub), and rate limits (API calls,
+# redirects, password attempts) hold across the nodes. Empty: none, each node on
 # its own.
 redis_url = ""
 # Longest a Redis call may take, in milliseconds. Past it (or with Redis down) hop
-# opens a breaker and goes on with its own cache and the database, checking twice a
-# second whether Redis is back.
+# opens a breaker and goes on with its own cache, its own limits and the database,
+# checking twice a second whether Redis is back.
 redis_timeout_ms = 50
 # Prefix of every key and channel hop uses in Redis.
 redis_prefix = "hop:"

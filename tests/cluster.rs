@@ -481,3 +481,138 @@ async fn redis_killed_fails_no_redirect_and_invalidation_returns_with_it() {
     let took = propagation(&cluster, "target", "https://example.com/a2").await;
     assert!(took < Duration::from_millis(100), "{took:?}");
 }
+
+/// Sends `count` requests made by `request` (given the node and the request's
+/// number), spread evenly over the two nodes, four at a time per node; the statuses
+/// by node.
+async fn spread<F>(count: usize, request: F) -> [Vec<u16>; 2]
+where
+    F: Fn(usize, usize) -> reqwest::RequestBuilder + Send + Sync + 'static,
+{
+    let request = std::sync::Arc::new(request);
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for worker in 0..8 {
+        let node = worker % 2;
+        let (request, next) = (request.clone(), next.clone());
+        workers.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            loop {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n >= count {
+                    return (node, statuses);
+                }
+                let response = request(node, n).send().await.unwrap();
+                statuses.push(response.status().as_u16());
+            }
+        }));
+    }
+    let mut by_node = [Vec::new(), Vec::new()];
+    for worker in workers {
+        let (node, statuses) = worker.await.unwrap();
+        by_node[node].extend(statuses);
+    }
+    by_node
+}
+
+/// Checks that the two nodes together allowed `limit` per minute (plus what refilled
+/// while the requests ran) within 5 % of the limit, and that both took part.
+fn assert_shared(what: &str, allowed: [usize; 2], limit: usize, took: Duration) {
+    let refill = limit as f64 * took.as_secs_f64() / 60.0;
+    let total = (allowed[0] + allowed[1]) as f64;
+    let expected = limit as f64 + refill;
+    eprintln!(
+        "{what}: limit {limit}/min, allowed {allowed:?} = {total} in {took:?} (expected {expected:.1})"
+    );
+    assert!(
+        (total - expected).abs() <= 0.05 * limit as f64,
+        "{what}: {total} allowed, expected {expected:.1} ± 5 % of {limit}"
+    );
+    assert!(
+        allowed.iter().all(|&n| n as f64 > 0.2 * limit as f64),
+        "{what}: both nodes answer: {allowed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_hold_across_nodes() {
+    let cluster = std::sync::Arc::new(Cluster::start(
+        MACHINE_REDIS,
+        &[
+            ("HOP_RATE_LIMIT_REDIRECT_PER_MINUTE", "400"),
+            ("HOP_RATE_LIMIT_ADMIN_PER_MINUTE", "200"),
+            ("HOP_RATE_LIMIT_ANONYMOUS_PER_MINUTE", "60"),
+        ],
+    ));
+    cluster.wait_connected().await;
+    cluster
+        .create(
+            0,
+            json!({"url": "https://example.com/busy", "alias": "busy"}),
+        )
+        .await;
+    cluster
+        .create(
+            0,
+            json!({"url": "https://example.com/secret", "alias": "locked", "password": "right one"}),
+        )
+        .await;
+    let urls = |path: &str| [cluster.url(0, path), cluster.url(1, path)];
+    let allowed = |statuses: &[Vec<u16>; 2], ok: u16| {
+        [0, 1].map(|node| statuses[node].iter().filter(|s| **s == ok).count())
+    };
+    let refused_only_with_429 = |statuses: &[Vec<u16>; 2], ok: u16| {
+        let other: Vec<&u16> = statuses
+            .iter()
+            .flatten()
+            .filter(|s| **s != ok && **s != 429)
+            .collect();
+        assert!(other.is_empty(), "{other:?}");
+    };
+
+    // Redirects per client: 1,200 requests for a limit of 400.
+    let http = client();
+    let targets = urls("/busy");
+    let start = Instant::now();
+    let statuses = spread(1200, move |node, _| http.get(&targets[node])).await;
+    refused_only_with_429(&statuses, 302);
+    assert_shared("redirects", allowed(&statuses, 302), 400, start.elapsed());
+
+    // API calls per key: the admin's 200 a minute, two of them spent on the creates.
+    let http = client();
+    let targets = urls("/api/v1/tags");
+    let key = cluster.key.clone();
+    let start = Instant::now();
+    let statuses = spread(600, move |node, _| {
+        http.get(&targets[node]).bearer_auth(&key)
+    })
+    .await;
+    refused_only_with_429(&statuses, 200);
+    let [a, b] = allowed(&statuses, 200);
+    assert_shared("API calls of one key", [a + 2, b], 200, start.elapsed());
+
+    // API calls without a key, per client address: 60 a minute (401 is an answer).
+    let http = client();
+    let targets = urls("/api/v1/tags");
+    let start = Instant::now();
+    let statuses = spread(180, move |node, _| http.get(&targets[node])).await;
+    refused_only_with_429(&statuses, 401);
+    assert_shared(
+        "anonymous API calls",
+        allowed(&statuses, 401),
+        60,
+        start.elapsed(),
+    );
+
+    // Password guesses: 10 per link and client in 5 minutes, whichever node takes them.
+    let http = client();
+    let targets = urls("/locked");
+    let statuses = spread(30, move |node, _| {
+        http.post(&targets[node])
+            .form(&[("password", "wrong guess")])
+    })
+    .await;
+    refused_only_with_429(&statuses, 401);
+    let guesses = allowed(&statuses, 401);
+    assert_eq!(guesses[0] + guesses[1], 10, "{statuses:?}");
+}

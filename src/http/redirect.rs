@@ -11,7 +11,9 @@
 
 use super::problem::ApiError;
 use super::protected::{password_form, unavailable};
-use super::ratelimit::{redirect_limited, request_client};
+use super::ratelimit::{
+    RedirectLimit, redirect_limit, redirect_limited_in_cluster, request_client,
+};
 use super::{AppState, RequestTimer, negotiate};
 use crate::analytics::enrich::RawProfileRef;
 use crate::cache::{CachedLink, Entry};
@@ -42,6 +44,9 @@ pub enum FastPath {
     Answered(Response<Body>),
     /// A code that is not cached: answer with [`answer_miss`].
     Miss(Site, String, Visitor),
+    /// In a cluster, a client without a redirect lease: the rate limit asks Redis
+    /// first, in [`answer_limited`].
+    AskCluster(Visitor),
     /// Not `GET`/`HEAD /{code}` with a plain code: the router's job.
     NotMine,
 }
@@ -73,10 +78,28 @@ pub fn fast_path<B>(state: &AppState, request: &Request<B>, peer: IpAddr) -> Fas
         return FastPath::NotMine;
     }
     let visitor = Visitor::of(state, request, peer);
-    if let Some(limited) = redirect_limited(state, visitor.client, request.headers()) {
-        timer.log(state, method, ROUTE, limited.status());
-        return FastPath::Answered(limited);
+    match redirect_limit(state, visitor.client, request.headers()) {
+        RedirectLimit::Allowed => {}
+        RedirectLimit::Refused(limited) => {
+            timer.log(state, method, ROUTE, limited.status());
+            return FastPath::Answered(limited);
+        }
+        RedirectLimit::AskCluster => return FastPath::AskCluster(visitor),
     }
+    respond(state, request, code, site, entry, visitor, timer)
+}
+
+/// The fast path once the rate limit let the request through.
+fn respond<B>(
+    state: &AppState,
+    request: &Request<B>,
+    code: &str,
+    site: Result<Site, ApiError>,
+    entry: Option<Entry>,
+    visitor: Visitor,
+    timer: RequestTimer,
+) -> FastPath {
+    let method = request.method();
     let site = match site {
         Ok(site) => site,
         Err(unknown_host) => {
@@ -100,6 +123,37 @@ pub fn fast_path<B>(state: &AppState, request: &Request<B>, peer: IpAddr) -> Fas
         // The reservation waits on a write: [`answer_miss`] finds the link in the cache
         // again and does it there.
         Outcome::Reserve(..) => FastPath::Miss(site, code.to_owned(), visitor),
+    }
+}
+
+/// Answers a fast-path request whose rate limit must ask Redis first (a client with
+/// no redirect lease on this node), then goes on as the fast path would.
+pub async fn answer_limited<B>(
+    state: AppState,
+    request: Request<B>,
+    visitor: Visitor,
+) -> Response<Body> {
+    let timer = RequestTimer::start();
+    if let Some(limited) =
+        redirect_limited_in_cluster(&state, visitor.client, request.headers()).await
+    {
+        timer.log(&state, request.method(), ROUTE, limited.status());
+        return limited;
+    }
+    // The fast path checked the code's syntax; the cache may have changed meanwhile.
+    let code = request.uri().path().trim_start_matches('/').to_owned();
+    let site = request_site(&state, request.headers());
+    let entry = match &site {
+        Ok(site) => state.cache.get(site.as_str(), &code),
+        Err(_) => None,
+    };
+    match respond(&state, &request, &code, site, entry, visitor, timer) {
+        FastPath::Answered(response) => response,
+        FastPath::Miss(site, code, visitor) => {
+            answer_miss(state, site, code, request, visitor).await
+        }
+        // `respond` neither limits nor declines (reserved paths were declined before).
+        FastPath::AskCluster(_) | FastPath::NotMine => negotiate(request.headers(), unknown(&code)),
     }
 }
 
@@ -281,8 +335,16 @@ pub async fn follow_link(
 ) -> Response<Body> {
     let headers = request.headers();
     let visitor = Visitor::of(&state, &request, peer.ip());
-    if let Some(limited) = redirect_limited(&state, visitor.client, headers) {
-        return limited;
+    match redirect_limit(&state, visitor.client, headers) {
+        RedirectLimit::Allowed => {}
+        RedirectLimit::Refused(limited) => return limited,
+        RedirectLimit::AskCluster => {
+            if let Some(limited) =
+                redirect_limited_in_cluster(&state, visitor.client, headers).await
+            {
+                return limited;
+            }
+        }
     }
     // Not UTF-8 after percent-decoding: cannot be a code.
     let Ok(Path(code)) = code else {

@@ -6,6 +6,10 @@
 //!   publishes the change on `<prefix>invalidate` ([`message`]); every other node drops
 //!   it from its own cache. A node that (re)subscribes clears its cache, since it may
 //!   have missed messages; the cache TTL stays the backstop.
+//! - **Rate limits** ([`RedisTier::take`], [`RedisTier::attempt`]): the same buckets
+//!   as [`crate::ratelimit`], decided by one Lua script per call (GCRA, so one key
+//!   per bucket holding its theoretical arrival time), so a limit holds across nodes.
+//!   Redirects spend leases ([`leases`]) so a cached redirect does not wait on Redis.
 //! - **Breaker** ([`breaker`]): every call is bounded by `redis_timeout_ms`; failures
 //!   open the breaker, and hop goes on without Redis (its own cache and limits, the
 //!   database) until [`run_probe`] finds Redis back.
@@ -19,13 +23,16 @@
 //! manager's automatic resubscription would hide.
 
 pub mod breaker;
+pub mod leases;
 pub mod message;
 
+use crate::ratelimit::BucketKey;
 use breaker::Breaker;
 use futures_util::StreamExt;
+use leases::Leases;
 use message::{Change, Message};
-use redis::RedisResult;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{RedisResult, Script};
 use std::fmt::Write;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -41,6 +48,44 @@ const SUBSCRIPTION_PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// Changes kept while Redis cannot be reached, published when it is back; past this
 /// many, "everything" is published instead.
 const PENDING_MAX: usize = 10_000;
+
+/// GCRA over one key per bucket: the key holds the bucket's theoretical arrival time
+/// (TAT, in microseconds of Redis' clock, so the nodes' clocks do not matter). A
+/// request is one `interval`; the bucket allows up to `burst` requests at once, as the
+/// local token bucket does. Asks for up to `want` requests and grants as many as fit.
+/// Returns {granted, remaining, µs until the bucket is full, µs to wait if refused}.
+/// The TAT is written with `%.0f`: Redis turns Lua numbers into text with 14
+/// significant digits, too few for microseconds since 1970.
+const RATE_SCRIPT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local want = tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local available = math.floor((burst * interval - (tat - now)) / interval)
+if available < 1 then
+  return {0, 0, tat - now, tat - now - (burst - 1) * interval}
+end
+local granted = math.min(want, available)
+tat = tat + granted * interval
+redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
+return {granted, available - granted, tat - now, 0}
+"#;
+
+/// Fixed windows of attempts (password guesses): counts one, and answers the window's
+/// milliseconds left when the count is past ARGV[2], else -1.
+const ATTEMPT_SCRIPT: &str = r#"
+local n = redis.call('INCR', KEYS[1])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+if n > tonumber(ARGV[2]) then return ttl end
+return -1
+"#;
 
 /// Checks a `redis_url` without connecting: a clear error naming the setting.
 pub fn check_url(url: &str) -> Result<(), String> {
@@ -58,6 +103,19 @@ pub struct TierSettings {
     pub url: String,
     pub timeout: Duration,
     pub prefix: String,
+}
+
+/// What the rate script granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    /// Requests granted (0: refused).
+    pub granted: u32,
+    /// Requests the bucket still holds.
+    pub remaining: u32,
+    /// Until the bucket is full again.
+    pub reset: Duration,
+    /// When refused: until one request fits.
+    pub wait: Duration,
 }
 
 /// Counters for `/metrics`.
@@ -87,6 +145,10 @@ pub struct RedisTier {
     channel: String,
     timeout: Duration,
     pub counters: Counters,
+    rate: Script,
+    attempts: Script,
+    /// Redirect allowances borrowed from Redis.
+    pub leases: Leases,
     /// Whether the invalidation subscription is up.
     subscribed: AtomicBool,
     pending: Mutex<Pending>,
@@ -122,6 +184,9 @@ impl RedisTier {
             channel: format!("{}invalidate", settings.prefix),
             timeout: settings.timeout,
             counters: Counters::default(),
+            rate: Script::new(RATE_SCRIPT),
+            attempts: Script::new(ATTEMPT_SCRIPT),
+            leases: Leases::default(),
             subscribed: AtomicBool::new(false),
             pending: Mutex::new(Pending::default()),
         }))
@@ -148,6 +213,7 @@ impl RedisTier {
         };
         if self.breaker.failed() {
             tracing::warn!(error = %failure, "Redis is failing: breaker open, going on without it");
+            self.leases.clear();
         }
         None
     }
@@ -157,6 +223,7 @@ impl RedisTier {
     fn lost(&self) {
         if self.breaker.trip() {
             tracing::warn!("Redis connection lost: breaker open, going on without it");
+            self.leases.clear();
         }
     }
 
@@ -209,6 +276,55 @@ impl RedisTier {
             );
             self.announce(changes).await;
         }
+    }
+
+    /// The Redis key of a rate-limit bucket.
+    fn bucket(&self, key: &BucketKey) -> String {
+        match key {
+            BucketKey::Key(id) => format!("{}rate:key:{}", self.prefix, id.0),
+            BucketKey::Anonymous(ip) => format!("{}rate:anonymous:{ip}", self.prefix),
+            BucketKey::Redirect(ip) => format!("{}rate:redirect:{ip}", self.prefix),
+            BucketKey::AnonymousCreate(ip) => format!("{}rate:create:{ip}", self.prefix),
+        }
+    }
+
+    /// Takes up to `want` requests from `key`'s cluster-wide bucket of `per_minute`
+    /// (above 0). `None`: Redis is not available, decide locally.
+    pub async fn take(&self, key: &BucketKey, per_minute: u32, want: u32) -> Option<Grant> {
+        let interval_us = 60_000_000 / u64::from(per_minute.max(1));
+        let mut connection = self.manager.clone();
+        let bucket = self.bucket(key);
+        let mut invocation = self.rate.key(&bucket);
+        invocation.arg(interval_us).arg(per_minute).arg(want.max(1));
+        let (granted, remaining, reset_us, wait_us): (i64, i64, i64, i64) =
+            self.call(invocation.invoke_async(&mut connection)).await?;
+        let micros = |us: i64| Duration::from_micros(us.max(0) as u64);
+        Some(Grant {
+            granted: granted.max(0) as u32,
+            remaining: remaining.max(0) as u32,
+            reset: micros(reset_us),
+            wait: micros(wait_us),
+        })
+    }
+
+    /// Counts one attempt at `subject` in fixed windows of `window` allowing `max`:
+    /// `Ok` if allowed, `Err(seconds to wait)` if not, `None` if Redis is not available.
+    pub async fn attempt(
+        &self,
+        subject: &str,
+        max: u32,
+        window: Duration,
+    ) -> Option<Result<(), u64>> {
+        let mut connection = self.manager.clone();
+        let key = format!("{}attempts:{subject}", self.prefix);
+        let mut invocation = self.attempts.key(&key);
+        invocation.arg(window.as_millis() as u64).arg(max);
+        let left_ms: i64 = self.call(invocation.invoke_async(&mut connection)).await?;
+        Some(if left_ms < 0 {
+            Ok(())
+        } else {
+            Err((left_ms as u64).div_ceil(1000).max(1))
+        })
     }
 
     /// The tier's metrics in the Prometheus text format.

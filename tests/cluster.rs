@@ -616,3 +616,63 @@ async fn rate_limits_hold_across_nodes() {
     let guesses = allowed(&statuses, 401);
     assert_eq!(guesses[0] + guesses[1], 10, "{statuses:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotent_retry_on_the_other_node_replays_the_first_answer() {
+    // Idempotency keys live in the shared database (IdempotencyStore on PostgreSQL):
+    // nothing in Redis is needed for this, but it is what a cluster must do.
+    let cluster = Cluster::start(MACHINE_REDIS, &[]);
+    let post = |node: usize, key: &str, url: &str| {
+        client()
+            .post(cluster.url(node, "/api/v1/links"))
+            .bearer_auth(&cluster.key)
+            .header("idempotency-key", key)
+            .json(&json!({ "url": url }))
+            .send()
+    };
+    let first = post(0, "order-1", "https://example.com/once")
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 201);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: Value = first.json().await.unwrap();
+    let retry = post(1, "order-1", "https://example.com/once")
+        .await
+        .unwrap();
+    assert_eq!(retry.status(), 201);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    let retry: Value = retry.json().await.unwrap();
+    assert_eq!(retry, first);
+    // The same key with another body, on either node, is refused.
+    for node in 0..2 {
+        let other = post(node, "order-1", "https://example.com/other")
+            .await
+            .unwrap();
+        assert_eq!(other.status(), 422);
+    }
+    // The same new key sent to both nodes at once creates one link.
+    let (a, b) = tokio::join!(
+        post(0, "order-2", "https://example.com/twice"),
+        post(1, "order-2", "https://example.com/twice")
+    );
+    let statuses = [a.unwrap().status().as_u16(), b.unwrap().status().as_u16()];
+    assert!(statuses.contains(&201), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 409),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        common::count_rows(
+            cluster.dir.path(),
+            "SELECT COUNT(*) FROM links WHERE url = 'https://example.com/twice'"
+        ),
+        1
+    );
+    assert_eq!(
+        common::count_rows(
+            cluster.dir.path(),
+            "SELECT COUNT(*) FROM links WHERE url = 'https://example.com/once'"
+        ),
+        1
+    );
+}

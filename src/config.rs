@@ -53,8 +53,8 @@ pub struct Config {
     /// A replica further behind the primary than this is skipped, in milliseconds.
     #[serde(deserialize_with = "lenient")]
     pub replica_max_lag_ms: u64,
-    /// Redis shared by the nodes of a cluster (`redis://HOST:PORT/DB`): invalidation
-    /// and rate limits across nodes; empty: none (every node on its own).
+    /// Redis shared by the nodes of a cluster (`redis://HOST:PORT/DB`): invalidation,
+    /// rate limits and the second cache tier; empty: none (every node on its own).
     pub redis_url: String,
     /// Longest a Redis call may take before hop goes on without it and opens the
     /// breaker, in milliseconds.
@@ -63,6 +63,9 @@ pub struct Config {
     /// Prefix of every Redis key and channel hop uses, so clusters (or tests) can
     /// share one Redis.
     pub redis_prefix: String,
+    /// How long a link stays in the shared (Redis) cache, in seconds.
+    #[serde(deserialize_with = "lenient")]
+    pub redis_cache_ttl_s: u64,
     /// Public URL that short links start with; empty means `http://<listen>`.
     pub base_url: String,
     /// `text` or `json`.
@@ -204,6 +207,7 @@ impl Default for Config {
             redis_url: String::new(),
             redis_timeout_ms: 50,
             redis_prefix: "hop:".into(),
+            redis_cache_ttl_s: 60,
             base_url: String::new(),
             log_format: LogFormat::Text,
             log_level: "info".into(),
@@ -292,8 +296,9 @@ replica_max_lag_ms = 5000
 # Redis shared by every node of a cluster, e.g. "redis://127.0.0.1:6379/0" (a password
 # may be given as redis://:PASSWORD@host; it is never logged). With it, a change on
 # one node reaches every node's cache at once (pub/sub), and rate limits (API calls,
-# redirects, password attempts) hold across the nodes. Empty: none, each node on
-# its own.
+# redirects, password attempts) hold across the nodes, and a shared second cache
+# tier answers redirect misses before the database. Empty: none, each node on its
+# own.
 redis_url = ""
 # Longest a Redis call may take, in milliseconds. Past it (or with Redis down) hop
 # opens a breaker and goes on with its own cache, its own limits and the database,
@@ -301,6 +306,8 @@ redis_url = ""
 redis_timeout_ms = 50
 # Prefix of every key and channel hop uses in Redis.
 redis_prefix = "hop:"
+# How long a link stays in the shared cache, in seconds (a change deletes it at once).
+redis_cache_ttl_s = 60
 
 # Public URL that short links start with, e.g. "https://sho.rt". Empty means
 # http://<listen>. Links to this host are refused (they would loop).
@@ -690,8 +697,10 @@ impl Config {
         }
         if !self.redis_url.is_empty() {
             crate::tier::check_url(&self.redis_url).map_err(ConfigError::Invalid)?;
-            if self.redis_timeout_ms == 0 {
-                return invalid("redis_timeout_ms must be greater than 0".into());
+            if self.redis_timeout_ms == 0 || self.redis_cache_ttl_s == 0 {
+                return invalid(
+                    "redis_timeout_ms and redis_cache_ttl_s must be greater than 0".into(),
+                );
             }
         }
         if !(1..=1024).contains(&self.database_link_partitions) {
@@ -799,6 +808,7 @@ impl Config {
             url: self.redis_url.clone(),
             timeout: std::time::Duration::from_millis(self.redis_timeout_ms),
             prefix: self.redis_prefix.clone(),
+            cache_ttl: std::time::Duration::from_secs(self.redis_cache_ttl_s),
         })
     }
 
@@ -949,7 +959,7 @@ mod tests {
         let from_file = Config::from_table(DEFAULT_TOML.parse().unwrap()).unwrap();
         let defaults = Config::default();
         assert_eq!(format!("{from_file:?}"), format!("{defaults:?}"));
-        assert_eq!(Config::keys().len(), 50);
+        assert_eq!(Config::keys().len(), 51);
     }
 
     #[test]

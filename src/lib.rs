@@ -12,7 +12,7 @@
 //!    rollups, retention).
 //! 5. [`http`]: the router, handlers, extractors and problem+json errors.
 //! 6. [`tier`]: the optional Redis tier of a cluster (invalidation across nodes,
-//!    cluster-wide rate limits, behind a breaker).
+//!    the shared cache, cluster-wide rate limits, behind a breaker).
 //! 7. [`app`]: wiring it together, serving, graceful shutdown; [`config`] and [`cli`].
 //!
 //! `docs/ARCHITECTURE.md` draws the same map with the data flow.

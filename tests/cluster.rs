@@ -676,3 +676,73 @@ async fn an_idempotent_retry_on_the_other_node_replays_the_first_answer() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miss_reads_the_shared_cache_before_the_database() {
+    let cluster = Cluster::start(MACHINE_REDIS, &[]);
+    cluster.wait_connected().await;
+    // Made from the command line, so that neither node has it in its own cache.
+    let output = hop_command()
+        .args([
+            "links",
+            "create",
+            "https://example.com/shared",
+            "--user",
+            "ops",
+        ])
+        .args(["--alias", "shared", "--data-dir"])
+        .arg(cluster.dir.path())
+        .envs(common::database_env(cluster.dir.path()))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let l2 = |result: &'static str| {
+        let cluster = &cluster;
+        async move {
+            let (mut sum, series) = (
+                0.0,
+                format!(r#"hop_cache_lookups_total{{tier="l2",result="{result}"}}"#),
+            );
+            for node in 0..2 {
+                sum += cluster.metric(node, &series).await;
+            }
+            sum
+        }
+    };
+    // Node 1 misses both tiers, reads the database and fills the shared cache.
+    assert_eq!(
+        cluster.follow(1, "shared").await,
+        (302, "https://example.com/shared".to_owned())
+    );
+    assert_eq!((l2("hit").await, l2("miss").await), (0.0, 1.0));
+    // The row changes behind hop's back: node 0's miss is answered by the shared
+    // cache, which still holds what node 1 read (the database is not asked).
+    let database = cluster.dir.database_url().unwrap().to_owned();
+    common::pg_execute(
+        &database,
+        "UPDATE links SET url = 'https://example.com/behind' WHERE code = 'shared'",
+    );
+    assert_eq!(
+        cluster.follow(0, "shared").await,
+        (302, "https://example.com/shared".to_owned())
+    );
+    assert_eq!((l2("hit").await, l2("miss").await), (1.0, 1.0));
+    // A change through hop deletes the shared entry along with every node's own.
+    assert_eq!(
+        cluster.patch(1, "shared", json!({"title": "Shared"})).await,
+        200
+    );
+    let reread = time_until(Duration::from_millis(100), || async {
+        cluster.follow(0, "shared").await == (302, "https://example.com/behind".to_owned())
+    })
+    .await;
+    assert!(reread.is_some(), "node 0 kept the old record");
+    // Unknown codes are not shared: each node remembers them itself.
+    assert_eq!(cluster.follow(0, "nothing").await.0, 404);
+    assert_eq!(cluster.follow(1, "nothing").await.0, 404);
+    assert_eq!(l2("hit").await, 1.0);
+}

@@ -458,13 +458,30 @@ pub async fn load_entry(state: &AppState, site: &Site, code: &str) -> Result<Ent
     }
 }
 
-/// Reads a code from the store and caches what was found, or that nothing was.
+/// Reads a code from the store (in a cluster, from the shared cache first, and a
+/// record read from the store goes there) and caches what was found, or that nothing
+/// was. Codes that do not exist are not kept in the shared cache: each node's own
+/// negative entries absorb scans, and a shared one would have to be deleted by every
+/// create.
 async fn load(state: &AppState, site: &Site, code: &str) -> Result<Entry, ApiError> {
     let domain = site.as_str();
-    if let Some(tier) = &state.tier {
-        tier.counters.l1_misses.fetch_add(1, Ordering::Relaxed);
-    }
-    let entry = match state.stores.links.redirect_by_code(domain, code).await? {
+    let record = match &state.tier {
+        None => state.stores.links.redirect_by_code(domain, code).await?,
+        Some(tier) => {
+            tier.counters.l1_misses.fetch_add(1, Ordering::Relaxed);
+            match tier.l2_get(domain, code).await {
+                Some(record) => Some(record),
+                None => {
+                    let record = state.stores.links.redirect_by_code(domain, code).await?;
+                    if let Some(record) = &record {
+                        tier.l2_put(domain, code, record).await;
+                    }
+                    record
+                }
+            }
+        }
+    };
+    let entry = match record {
         Some(record) => match CachedLink::from_record(&record) {
             Some(mut cached) => {
                 cached.blocked = state.blocklist.blocks_url(&record.url);

@@ -6,6 +6,9 @@
 //!   publishes the change on `<prefix>invalidate` ([`message`]); every other node drops
 //!   it from its own cache. A node that (re)subscribes clears its cache, since it may
 //!   have missed messages; the cache TTL stays the backstop.
+//! - **Shared cache** (L2, [`RedisTier::l2_get`]): redirect records by code, read on a
+//!   miss of the node's own cache before the database, written after a database read,
+//!   for `redis_cache_ttl_s`; a change deletes the entry before it is announced.
 //! - **Rate limits** ([`RedisTier::take`], [`RedisTier::attempt`]): the same buckets
 //!   as [`crate::ratelimit`], decided by one Lua script per call (GCRA, so one key
 //!   per bucket holding its theoretical arrival time), so a limit holds across nodes.
@@ -26,13 +29,16 @@ pub mod breaker;
 pub mod leases;
 pub mod message;
 
+use crate::domain::link::{LinkId, RedirectType};
 use crate::ratelimit::BucketKey;
+use crate::store::RedirectRecord;
 use breaker::Breaker;
 use futures_util::StreamExt;
 use leases::Leases;
 use message::{Change, Message};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisResult, Script};
+use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -103,6 +109,8 @@ pub struct TierSettings {
     pub url: String,
     pub timeout: Duration,
     pub prefix: String,
+    /// How long a record stays in the shared cache.
+    pub cache_ttl: Duration,
 }
 
 /// What the rate script granted.
@@ -123,6 +131,8 @@ pub struct Grant {
 pub struct Counters {
     pub l1_hits: AtomicU64,
     pub l1_misses: AtomicU64,
+    pub l2_hits: AtomicU64,
+    pub l2_misses: AtomicU64,
     pub published: AtomicU64,
     pub received: AtomicU64,
 }
@@ -144,6 +154,7 @@ pub struct RedisTier {
     prefix: String,
     channel: String,
     timeout: Duration,
+    cache_ttl_ms: u64,
     pub counters: Counters,
     rate: Script,
     attempts: Script,
@@ -183,6 +194,7 @@ impl RedisTier {
             prefix: settings.prefix.clone(),
             channel: format!("{}invalidate", settings.prefix),
             timeout: settings.timeout,
+            cache_ttl_ms: settings.cache_ttl.as_millis() as u64,
             counters: Counters::default(),
             rate: Script::new(RATE_SCRIPT),
             attempts: Script::new(ATTEMPT_SCRIPT),
@@ -227,7 +239,13 @@ impl RedisTier {
         }
     }
 
-    /// Tells every node that these changed. Waits at most `redis_timeout_ms`; what cannot be sent now is sent when
+    fn l2_key(&self, domain: &str, code: &str) -> String {
+        l2_key(&self.prefix, domain, code)
+    }
+
+    /// Tells every node that these changed (and deletes changed links from the shared
+    /// cache first, so a node that drops its copy cannot reload the old one from
+    /// there). Waits at most `redis_timeout_ms`; what cannot be sent now is sent when
     /// Redis is back.
     pub async fn announce(&self, changes: Vec<Change>) {
         if changes.is_empty() {
@@ -276,6 +294,44 @@ impl RedisTier {
             );
             self.announce(changes).await;
         }
+    }
+
+    /// The shared cache's record of a code, if it has one (and Redis answers in time).
+    pub async fn l2_get(&self, domain: &str, code: &str) -> Option<RedirectRecord> {
+        let mut connection = self.manager.clone();
+        let key = self.l2_key(domain, code);
+        let found: Option<Vec<u8>> = self
+            .call(
+                redis::cmd("GET")
+                    .arg(&key)
+                    .query_async::<Option<Vec<u8>>>(&mut connection),
+            )
+            .await
+            .flatten();
+        let record = found.as_deref().and_then(decode_record);
+        let counter = if record.is_some() {
+            &self.counters.l2_hits
+        } else {
+            &self.counters.l2_misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        record
+    }
+
+    /// Puts a record read from the database in the shared cache.
+    pub async fn l2_put(&self, domain: &str, code: &str, record: &RedirectRecord) {
+        let mut connection = self.manager.clone();
+        let key = self.l2_key(domain, code);
+        let value = encode_record(record);
+        self.call(
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(value)
+                .arg("PX")
+                .arg(self.cache_ttl_ms)
+                .query_async::<()>(&mut connection),
+        )
+        .await;
     }
 
     /// The Redis key of a rate-limit bucket.
@@ -348,10 +404,12 @@ impl RedisTier {
              # HELP hop_redis_invalidations_received_total Invalidation messages from other nodes.\n\
              # TYPE hop_redis_invalidations_received_total counter\n\
              hop_redis_invalidations_received_total {}\n\
-             # HELP hop_cache_lookups_total Redirect cache lookups by tier (l1: this node) and result.\n\
+             # HELP hop_cache_lookups_total Redirect cache lookups by tier (l1: this node, l2: Redis) and result.\n\
              # TYPE hop_cache_lookups_total counter\n\
              hop_cache_lookups_total{{tier=\"l1\",result=\"hit\"}} {}\n\
-             hop_cache_lookups_total{{tier=\"l1\",result=\"miss\"}} {}\n",
+             hop_cache_lookups_total{{tier=\"l1\",result=\"miss\"}} {}\n\
+             hop_cache_lookups_total{{tier=\"l2\",result=\"hit\"}} {}\n\
+             hop_cache_lookups_total{{tier=\"l2\",result=\"miss\"}} {}\n",
             u8::from(!self.breaker.is_closed()),
             self.breaker.opened_total(),
             u8::from(self.subscribed.load(Ordering::Relaxed)),
@@ -359,13 +417,36 @@ impl RedisTier {
             load(&counters.received),
             load(&counters.l1_hits),
             load(&counters.l1_misses),
+            load(&counters.l2_hits),
+            load(&counters.l2_misses),
         );
     }
 }
 
-/// The commands that announce `changes`.
+/// The shared cache's key of a code: the L1 key (`code`, or `code@domain`) under the
+/// prefix.
+fn l2_key(prefix: &str, domain: &str, code: &str) -> String {
+    if domain.is_empty() {
+        format!("{prefix}link:{code}")
+    } else {
+        format!("{prefix}link:{code}@{domain}")
+    }
+}
+
+/// The commands that announce `changes`: delete changed links from the shared cache,
+/// then publish the message.
 fn invalidation(prefix: &str, node: &str, changes: &[Change]) -> redis::Pipeline {
     let mut pipe = redis::pipe();
+    let stale: Vec<String> = changes
+        .iter()
+        .filter_map(|change| match change {
+            Change::Link { domain, code } => Some(l2_key(prefix, domain, code)),
+            _ => None,
+        })
+        .collect();
+    if !stale.is_empty() {
+        pipe.cmd("DEL").arg(&stale).ignore();
+    }
     let message = Message {
         node: node.to_owned(),
         changes: changes.to_vec(),
@@ -481,9 +562,79 @@ pub async fn run_subscriber(tier: Arc<RedisTier>, apply: impl Fn(Event) + Send +
     }
 }
 
+/// A redirect record as the shared cache holds it: postcard, behind a version byte so
+/// that a future layout is a miss for an older node rather than garbage.
+#[derive(Serialize, Deserialize)]
+struct StoredRecord<'a> {
+    id: i64,
+    url: std::borrow::Cow<'a, str>,
+    expires_at: Option<i64>,
+    max_clicks: Option<u64>,
+    status: u16,
+    disabled: bool,
+    password_hash: Option<std::borrow::Cow<'a, str>>,
+    limited_clicks: u64,
+}
+
+const RECORD_VERSION: u8 = 1;
+
+fn encode_record(record: &RedirectRecord) -> Vec<u8> {
+    let stored = StoredRecord {
+        id: record.id.0,
+        url: record.url.as_str().into(),
+        expires_at: record.expires_at,
+        max_clicks: record.max_clicks,
+        status: record.redirect.code(),
+        disabled: record.disabled,
+        password_hash: record.password_hash.as_deref().map(Into::into),
+        limited_clicks: record.limited_clicks,
+    };
+    let mut bytes = vec![RECORD_VERSION];
+    bytes.extend(postcard::to_allocvec(&stored).expect("a record always serialises"));
+    bytes
+}
+
+fn decode_record(bytes: &[u8]) -> Option<RedirectRecord> {
+    let (&version, rest) = bytes.split_first()?;
+    if version != RECORD_VERSION {
+        return None;
+    }
+    let stored: StoredRecord = postcard::from_bytes(rest).ok()?;
+    Some(RedirectRecord {
+        id: LinkId(stored.id),
+        url: stored.url.into_owned(),
+        expires_at: stored.expires_at,
+        max_clicks: stored.max_clicks,
+        redirect: RedirectType::from_code(stored.status)?,
+        disabled: stored.disabled,
+        password_hash: stored.password_hash.map(|hash| hash.into_owned()),
+        limited_clicks: stored.limited_clicks,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_round_trip_compactly() {
+        let record = RedirectRecord {
+            id: LinkId(42),
+            url: "https://example.com/a".into(),
+            expires_at: Some(1_900_000_000_000),
+            max_clicks: Some(5),
+            redirect: RedirectType::Temporary,
+            disabled: false,
+            password_hash: Some("$argon2id$v=19$x".into()),
+            limited_clicks: 3,
+        };
+        let bytes = encode_record(&record);
+        assert!(bytes.len() < 60, "{} bytes", bytes.len());
+        let back = decode_record(&bytes).unwrap();
+        assert_eq!(back, record);
+        assert!(decode_record(&[RECORD_VERSION + 1, 0]).is_none());
+        assert!(decode_record(&[]).is_none());
+    }
 
     #[test]
     fn bad_urls_name_the_setting_and_hide_the_password() {

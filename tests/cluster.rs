@@ -743,6 +743,17 @@ async fn a_miss_reads_the_shared_cache_before_the_database() {
         (302, "https://example.com/shared".to_owned())
     );
     assert_eq!((l2("hit").await, l2("miss").await), (0.0, 1.0));
+    // (The shared cache is filled off the answer's path.)
+    let key = format!("{}link:shared", cluster.prefix);
+    let filled = common::eventually(Duration::from_secs(2), || async {
+        let output = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", "6379", "exists", &key])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).trim() == "1"
+    })
+    .await;
+    assert!(filled, "node 1 did not fill the shared cache");
     // The row changes behind hop's back: node 0's miss is answered by the shared
     // cache, which still holds what node 1 read (the database is not asked).
     let database = cluster.dir.database_url().unwrap().to_owned();

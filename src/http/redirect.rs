@@ -474,7 +474,12 @@ async fn load(state: &AppState, site: &Site, code: &str) -> Result<Entry, ApiErr
                 None => {
                     let record = state.stores.links.redirect_by_code(domain, code).await?;
                     if let Some(record) = &record {
-                        tier.l2_put(domain, code, record).await;
+                        // Off the answer's path: awaited, the put made a miss of both
+                        // tiers cost 1.57 × the database read alone, not 1.26 ×
+                        // (bench/cluster_cold.py).
+                        let (tier, record) = (tier.clone(), record.clone());
+                        let (domain, code) = (domain.to_owned(), code.to_owned());
+                        tokio::spawn(async move { tier.l2_put(&domain, &code, &record).await });
                     }
                     record
                 }

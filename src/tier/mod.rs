@@ -7,8 +7,9 @@
 //!   it from its own cache. A node that (re)subscribes clears its cache, since it may
 //!   have missed messages; the cache TTL stays the backstop.
 //! - **Shared cache** (L2, [`RedisTier::l2_get`]): redirect records by code, read on a
-//!   miss of the node's own cache before the database, written after a database read,
-//!   for `redis_cache_ttl_s`; a change deletes the entry before it is announced.
+//!   miss of the node's own cache before the database, written (off the answer's
+//!   path) after a database read, for `redis_cache_ttl_s`; a change deletes the entry
+//!   before it is announced.
 //! - **Rate limits** ([`RedisTier::take`], [`RedisTier::attempt`]): the same buckets
 //!   as [`crate::ratelimit`], decided by one Lua script per call (GCRA, so one key
 //!   per bucket holding its theoretical arrival time), so a limit holds across nodes.
@@ -298,6 +299,10 @@ impl RedisTier {
 
     /// The shared cache's record of a code, if it has one (and Redis answers in time).
     pub async fn l2_get(&self, domain: &str, code: &str) -> Option<RedirectRecord> {
+        if !self.breaker.is_closed() {
+            // Not a lookup: the counters say how well L2 serves while it is there.
+            return None;
+        }
         let mut connection = self.manager.clone();
         let key = self.l2_key(domain, code);
         let found: Option<Vec<u8>> = self

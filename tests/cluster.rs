@@ -1,6 +1,8 @@
 //! hop as a cluster: two `hop serve` processes on one PostgreSQL database sharing a
-//! Redis. A change on one node reaches the other's cache within 100 ms, and Redis
-//! going away fails no redirect and heals by itself.
+//! Redis. A change on one node reaches the other's cache within 100 ms, rate limits
+//! hold across the nodes, an idempotent retry on the other node replays, a miss reads
+//! the shared cache, and Redis going away (killed, or frozen) fails no redirect and
+//! heals by itself.
 //!
 //! These tests always run: each makes its own database on the machine's PostgreSQL
 //! (`HOP_TEST_DATABASE_URL`, else 127.0.0.1:5432; see tests/common) and uses the
@@ -482,6 +484,9 @@ async fn redis_killed_fails_no_redirect_and_invalidation_returns_with_it() {
     .await;
     assert!(opened, "the breaker did not open");
     tokio::time::sleep(Duration::from_millis(500)).await;
+    // Meanwhile each node's own buckets decide the limits.
+    let on_node = r#"hop_redis_rate_limit_decisions_total{by="node"}"#;
+    assert!(cluster.metric(0, on_node).await > 0.0);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut total = 0;
     for stream in streams {
@@ -504,6 +509,24 @@ async fn redis_killed_fails_no_redirect_and_invalidation_returns_with_it() {
     // (Within the two seconds `propagation` allows, against the 300 s cache TTL: on
     // two shared cores a 50 ms call may miss its time and go out with the next probe.)
     propagation(&cluster, "target", "https://example.com/a2").await;
+    // And limits are decided in Redis again.
+    let in_redis = r#"hop_redis_rate_limit_decisions_total{by="redis"}"#;
+    let before = cluster.metric(0, in_redis).await;
+    for _ in 0..5 {
+        let response = client()
+            .get(cluster.url(0, "/api/v1/tags"))
+            .bearer_auth(&cluster.key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let after = cluster.metric(0, in_redis).await;
+    assert!(
+        after >= before + 5.0,
+        "{before} → {after}; on the node: {}",
+        cluster.metric(0, on_node).await
+    );
 }
 
 /// Sends `count` requests made by `request` (given the node and the request's

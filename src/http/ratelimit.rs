@@ -164,9 +164,11 @@ pub fn redirect_limit(state: &AppState, client: IpAddr, headers: &HeaderMap) -> 
         return RedirectLimit::Allowed;
     }
     let now = Instant::now();
-    if let Some(tier) = &state.tier
-        && tier.available()
-    {
+    if let Some(tier) = &state.tier {
+        if !tier.available() {
+            tier.count_decision(false);
+            return local_redirect_limit(state, client, headers, per_minute, now);
+        }
         return match tier.leases.spend(client, per_minute, now) {
             Spend::Allowed => RedirectLimit::Allowed,
             Spend::Refused(wait_s) => {
@@ -175,6 +177,17 @@ pub fn redirect_limit(state: &AppState, client: IpAddr, headers: &HeaderMap) -> 
             Spend::Borrow(_) => RedirectLimit::AskCluster,
         };
     }
+    local_redirect_limit(state, client, headers, per_minute, now)
+}
+
+/// The redirect check by this node's bucket.
+fn local_redirect_limit(
+    state: &AppState,
+    client: IpAddr,
+    headers: &HeaderMap,
+    per_minute: u32,
+    now: Instant,
+) -> RedirectLimit {
     let decision = state
         .limiter
         .check(BucketKey::Redirect(client), per_minute, now);

@@ -134,6 +134,10 @@ pub struct Counters {
     pub l1_misses: AtomicU64,
     pub l2_hits: AtomicU64,
     pub l2_misses: AtomicU64,
+    /// Rate-limit decisions made in Redis, and made by the node because Redis was
+    /// not available.
+    pub limits_in_redis: AtomicU64,
+    pub limits_on_node: AtomicU64,
     pub published: AtomicU64,
     pub received: AtomicU64,
 }
@@ -349,6 +353,16 @@ impl RedisTier {
         }
     }
 
+    /// Counts a rate-limit decision made in Redis (`true`) or by the node.
+    pub fn count_decision(&self, in_redis: bool) {
+        let counter = if in_redis {
+            &self.counters.limits_in_redis
+        } else {
+            &self.counters.limits_on_node
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Takes up to `want` requests from `key`'s cluster-wide bucket of `per_minute`
     /// (above 0). `None`: Redis is not available, decide locally.
     pub async fn take(&self, key: &BucketKey, per_minute: u32, want: u32) -> Option<Grant> {
@@ -357,8 +371,9 @@ impl RedisTier {
         let bucket = self.bucket(key);
         let mut invocation = self.rate.key(&bucket);
         invocation.arg(interval_us).arg(per_minute).arg(want.max(1));
-        let (granted, remaining, reset_us, wait_us): (i64, i64, i64, i64) =
-            self.call(invocation.invoke_async(&mut connection)).await?;
+        let answer = self.call(invocation.invoke_async(&mut connection)).await;
+        self.count_decision(answer.is_some());
+        let (granted, remaining, reset_us, wait_us): (i64, i64, i64, i64) = answer?;
         let micros = |us: i64| Duration::from_micros(us.max(0) as u64);
         Some(Grant {
             granted: granted.max(0) as u32,
@@ -380,7 +395,9 @@ impl RedisTier {
         let key = format!("{}attempts:{subject}", self.prefix);
         let mut invocation = self.attempts.key(&key);
         invocation.arg(window.as_millis() as u64).arg(max);
-        let left_ms: i64 = self.call(invocation.invoke_async(&mut connection)).await?;
+        let answer = self.call(invocation.invoke_async(&mut connection)).await;
+        self.count_decision(answer.is_some());
+        let left_ms: i64 = answer?;
         Some(if left_ms < 0 {
             Ok(())
         } else {
@@ -414,7 +431,11 @@ impl RedisTier {
              hop_cache_lookups_total{{tier=\"l1\",result=\"hit\"}} {}\n\
              hop_cache_lookups_total{{tier=\"l1\",result=\"miss\"}} {}\n\
              hop_cache_lookups_total{{tier=\"l2\",result=\"hit\"}} {}\n\
-             hop_cache_lookups_total{{tier=\"l2\",result=\"miss\"}} {}\n",
+             hop_cache_lookups_total{{tier=\"l2\",result=\"miss\"}} {}\n\
+             # HELP hop_redis_rate_limit_decisions_total Rate-limit decisions by where they were made (redis; node: Redis unavailable). Redirects spending a lease are not decisions.\n\
+             # TYPE hop_redis_rate_limit_decisions_total counter\n\
+             hop_redis_rate_limit_decisions_total{{by=\"redis\"}} {}\n\
+             hop_redis_rate_limit_decisions_total{{by=\"node\"}} {}\n",
             u8::from(!self.breaker.is_closed()),
             self.breaker.opened_total(),
             u8::from(self.subscribed.load(Ordering::Relaxed)),
@@ -424,6 +445,8 @@ impl RedisTier {
             load(&counters.l1_misses),
             load(&counters.l2_hits),
             load(&counters.l2_misses),
+            load(&counters.limits_in_redis),
+            load(&counters.limits_on_node),
         );
     }
 }

@@ -18,6 +18,8 @@ use crate::hosts::Hosts;
 use crate::http::connections::{self, ConnectionGate, ConnectionLimits};
 use crate::http::{self, AppState, Limits, Settings, Shared};
 use crate::store::{self, ApiKey, IdempotencyStore, NewApiKey, Stores, User};
+use crate::tier::message::Change;
+use crate::tier::{self, Event, RedisTier};
 use anyhow::Context;
 use axum::http::HeaderValue;
 use std::future::Future;
@@ -43,6 +45,8 @@ pub struct Background {
     retention: Option<JoinHandle<()>>,
     /// Rereads the blocklist files when they change.
     blocklist_refresh: JoinHandle<()>,
+    /// The Redis tier's subscriber and breaker probe; empty without `redis_url`.
+    tier_tasks: Vec<JoinHandle<()>>,
 }
 
 impl Background {
@@ -52,6 +56,9 @@ impl Background {
         self.maintenance.abort();
         self.domain_refresh.abort();
         self.blocklist_refresh.abort();
+        for task in &self.tier_tasks {
+            task.abort();
+        }
         if let Some(retention) = self.retention {
             retention.abort();
         }
@@ -192,6 +199,14 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
     } else {
         (None, None, None)
     };
+    let tier = match config.tier_settings() {
+        None => None,
+        Some(settings) => {
+            let tier = RedisTier::new(&settings)?;
+            tracing::info!(redis = %store::redacted(&settings.url), "cluster tier on Redis");
+            Some(tier)
+        }
+    };
     let cache = LinkCache::new(
         config.cache_max_bytes,
         Duration::from_secs(config.cache_ttl_s),
@@ -212,8 +227,21 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
         blocklist,
         metrics: Default::default(),
         started_at: std::time::SystemTime::now(),
+        tier: tier.clone(),
     });
     let blocklist_refresh = tokio::spawn(run_blocklist_refresh(state.clone()));
+    let tier_tasks = match tier {
+        Some(tier) => {
+            let subscriber_state = state.clone();
+            vec![
+                tokio::spawn(tier::run_subscriber(tier.clone(), move |event| {
+                    apply_cluster_event(&subscriber_state, event)
+                })),
+                tokio::spawn(tier::run_probe(tier)),
+            ]
+        }
+        None => Vec::new(),
+    };
     Ok((
         state,
         Background {
@@ -225,8 +253,40 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
             analytics: pipeline,
             retention,
             blocklist_refresh,
+            tier_tasks,
         },
     ))
+}
+
+/// What another node's change (or a new subscription) means for this node's caches.
+fn apply_cluster_event(state: &AppState, event: Event) {
+    let changes = match event {
+        // Messages may have been missed while unsubscribed: trust nothing cached.
+        Event::Subscribed => vec![Change::Everything],
+        Event::Changes(changes) => changes,
+    };
+    for change in changes {
+        match change {
+            Change::Link { domain, code } => state.cache.invalidate(&domain, &code),
+            Change::Keys => state.keys.clear(),
+            Change::Domains => reload_hosts(state),
+            Change::Everything => {
+                state.cache.clear();
+                state.keys.clear();
+                reload_hosts(state);
+            }
+        }
+    }
+}
+
+/// Rereads the registered domains off the subscriber's task.
+fn reload_hosts(state: &AppState) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        if let Err(error) = state.hosts.reload(state.stores.domains.as_ref()).await {
+            tracing::warn!(%error, "rereading domains after a change elsewhere failed");
+        }
+    });
 }
 
 /// A configured URL as a `Location` value; `None` when empty.
@@ -316,6 +376,22 @@ async fn run_maintenance(idempotency: Arc<dyn IdempotencyStore>) {
             Ok(purged) => tracing::info!(purged, "expired idempotency keys removed"),
             Err(error) => tracing::warn!(%error, "purging idempotency keys failed"),
         }
+    }
+}
+
+/// Tells a cluster's servers about a change made from the command line, if the
+/// configuration names a Redis; when it cannot be reached, says how long the servers
+/// may take to see the change without it.
+pub async fn notify_cluster(config: &Config, changes: &[Change]) {
+    let Some(settings) = config.tier_settings() else {
+        return;
+    };
+    if let Err(error) = tier::notify(&settings, changes).await {
+        eprintln!(
+            "hop: warning: running servers were not told through Redis ({error}); \
+             they see the change within cache_ttl_s ({} s)",
+            config.cache_ttl_s
+        );
     }
 }
 

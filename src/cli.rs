@@ -13,6 +13,7 @@ use crate::domain::link::{
 };
 use crate::hosts::Site;
 use crate::store::{DomainRemoval, LinkQuery, StoreError, Stores, User};
+use crate::tier::message::Change;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -40,6 +41,10 @@ pub struct Cli {
     /// [env: HOP_DATABASE_URL] [default: sqlite://<data-dir>/hop.db]
     #[arg(long, global = true, value_name = "URL")]
     pub database_url: Option<String>,
+    /// Redis shared by a cluster's nodes: redis://HOST:PORT/DB [env: HOP_REDIS_URL]
+    /// [default: none]
+    #[arg(long, global = true, value_name = "URL")]
+    pub redis_url: Option<String>,
     /// Public URL short links start with [env: HOP_BASE_URL] [default: http://<listen>];
     /// the link commands print short URLs and check for loops with it, as the server does
     #[arg(long, global = true, value_name = "URL")]
@@ -286,6 +291,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         data_dir: cli.data_dir.clone(),
         base_url: cli.base_url.clone(),
         database_url: cli.database_url.clone(),
+        redis_url: cli.redis_url.clone(),
         ..Overrides::default()
     };
     match cli.command {
@@ -578,6 +584,7 @@ async fn run_users(command: UsersCommand, config: &Config) -> anyhow::Result<()>
             if !stores.keys.remove_user(&name).await? {
                 anyhow::bail!("no user named `{name}`");
             }
+            app::notify_cluster(config, &[Change::Keys]).await;
             println!("Removed user `{name}` and revoked their keys; their links remain.");
         }
     }
@@ -668,6 +675,7 @@ async fn run_keys(command: KeysCommand, config: &Config) -> anyhow::Result<()> {
             if !stores.keys.revoke_key(&prefix).await? {
                 anyhow::bail!("no active key with prefix `{prefix}` (see `hop keys list`)");
             }
+            app::notify_cluster(config, &[Change::Keys]).await;
             println!("Revoked key {prefix}; requests with it now get 401.");
         }
     }
@@ -703,6 +711,7 @@ async fn run_domains(command: DomainsCommand, config: &Config) -> anyhow::Result
                 }
                 other => other?,
             };
+            app::notify_cluster(config, &[Change::Domains]).await;
             println!("Added domain `{}`. Point its DNS at hop.", name.as_str());
         }
         DomainsCommand::List => {
@@ -723,7 +732,10 @@ async fn run_domains(command: DomainsCommand, config: &Config) -> anyhow::Result
         DomainsCommand::Remove { name } => {
             let name = registrable(&name)?;
             match stores.domains.remove_domain(name.as_str()).await? {
-                DomainRemoval::Removed => println!("Removed domain `{}`.", name.as_str()),
+                DomainRemoval::Removed => {
+                    app::notify_cluster(config, &[Change::Domains]).await;
+                    println!("Removed domain `{}`.", name.as_str());
+                }
                 DomainRemoval::NotFound => anyhow::bail!(
                     "no domain `{}` is registered (see `hop domains list`)",
                     name.as_str()
@@ -742,7 +754,7 @@ async fn run_links(command: LinksCommand, config: &Config) -> anyhow::Result<()>
     // The same state the server builds, so that creates take exactly the API's path
     // (validation, code allocation, group commit).
     let (state, background) = app::build(config).await?;
-    let result = links_command(command, &state).await;
+    let result = links_command(command, &state, config).await;
     background.stop().await;
     result
 }
@@ -793,7 +805,11 @@ fn print_link(link: &Link, settings: &crate::http::Settings) {
     println!("{}", settings.short_url(&link.domain, &link.code));
 }
 
-async fn links_command(command: LinksCommand, state: &crate::http::AppState) -> anyhow::Result<()> {
+async fn links_command(
+    command: LinksCommand,
+    state: &crate::http::AppState,
+    config: &Config,
+) -> anyhow::Result<()> {
     let settings = &state.settings;
     match command {
         LinksCommand::Create {
@@ -895,6 +911,11 @@ async fn links_command(command: LinksCommand, state: &crate::http::AppState) -> 
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("no link with code `{code}`"))?;
             state.stores.links.delete_link(link.id).await?;
+            let change = Change::Link {
+                domain: link.domain,
+                code: link.code,
+            };
+            app::notify_cluster(config, &[change]).await;
             println!("Deleted {code}.");
         }
         LinksCommand::Disable {

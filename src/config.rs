@@ -53,6 +53,19 @@ pub struct Config {
     /// A replica further behind the primary than this is skipped, in milliseconds.
     #[serde(deserialize_with = "lenient")]
     pub replica_max_lag_ms: u64,
+    /// Redis shared by the nodes of a cluster (`redis://HOST:PORT/DB`): invalidation,
+    /// rate limits and the second cache tier; empty: none (every node on its own).
+    pub redis_url: String,
+    /// Longest a Redis call may take before hop goes on without it and opens the
+    /// breaker, in milliseconds.
+    #[serde(deserialize_with = "lenient")]
+    pub redis_timeout_ms: u64,
+    /// Prefix of every Redis key and channel hop uses, so clusters (or tests) can
+    /// share one Redis.
+    pub redis_prefix: String,
+    /// How long a link stays in the shared (Redis) cache, in seconds.
+    #[serde(deserialize_with = "lenient")]
+    pub redis_cache_ttl_s: u64,
     /// Public URL that short links start with; empty means `http://<listen>`.
     pub base_url: String,
     /// `text` or `json`.
@@ -191,6 +204,10 @@ impl Default for Config {
             database_timeout_ms: 5000,
             database_replica_urls: Vec::new(),
             replica_max_lag_ms: 5000,
+            redis_url: String::new(),
+            redis_timeout_ms: 50,
+            redis_prefix: "hop:".into(),
+            redis_cache_ttl_s: 60,
             base_url: String::new(),
             log_format: LogFormat::Text,
             log_level: "info".into(),
@@ -275,6 +292,22 @@ database_replica_urls = []
 # A replica that is down or further behind than this (milliseconds) is skipped until
 # it catches up; with no usable replica, reads go to the primary.
 replica_max_lag_ms = 5000
+
+# Redis shared by every node of a cluster, e.g. "redis://127.0.0.1:6379/0" (a password
+# may be given as redis://:PASSWORD@host; it is never logged). With it, a change on
+# one node reaches every node's cache at once (pub/sub), and rate limits (API calls,
+# redirects, password attempts) hold across the nodes, and a shared second cache
+# tier answers redirect misses before the database. Empty: none, each node on its
+# own.
+redis_url = ""
+# Longest a Redis call may take, in milliseconds. Past it (or with Redis down) hop
+# opens a breaker and goes on with its own cache, its own limits and the database,
+# checking twice a second whether Redis is back.
+redis_timeout_ms = 50
+# Prefix of every key and channel hop uses in Redis.
+redis_prefix = "hop:"
+# How long a link stays in the shared cache, in seconds (a change deletes it at once).
+redis_cache_ttl_s = 60
 
 # Public URL that short links start with, e.g. "https://sho.rt". Empty means
 # http://<listen>. Links to this host are refused (they would loop).
@@ -424,6 +457,7 @@ pub struct Overrides {
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<String>,
+    pub redis_url: Option<String>,
     pub base_url: Option<String>,
     pub log_format: Option<String>,
     pub log_level: Option<String>,
@@ -520,6 +554,7 @@ impl Config {
                 flags.data_dir.as_ref().map(|p| p.display().to_string()),
             ),
             ("database_url", flags.database_url.clone()),
+            ("redis_url", flags.redis_url.clone()),
             ("base_url", flags.base_url.clone()),
             ("log_format", flags.log_format.clone()),
             ("log_level", flags.log_level.clone()),
@@ -660,6 +695,14 @@ impl Config {
                 "database_replica_urls needs a PostgreSQL database_url (postgres://…)".into(),
             );
         }
+        if !self.redis_url.is_empty() {
+            crate::tier::check_url(&self.redis_url).map_err(ConfigError::Invalid)?;
+            if self.redis_timeout_ms == 0 || self.redis_cache_ttl_s == 0 {
+                return invalid(
+                    "redis_timeout_ms and redis_cache_ttl_s must be greater than 0".into(),
+                );
+            }
+        }
         if !(1..=1024).contains(&self.database_link_partitions) {
             return invalid(format!(
                 "database_link_partitions {} is outside 1..=1024",
@@ -757,6 +800,16 @@ impl Config {
             replica_urls: self.database_replica_urls.clone(),
             replica_max_lag: std::time::Duration::from_millis(self.replica_max_lag_ms),
         }
+    }
+
+    /// The Redis tier's settings; `None` without `redis_url`.
+    pub fn tier_settings(&self) -> Option<crate::tier::TierSettings> {
+        (!self.redis_url.is_empty()).then(|| crate::tier::TierSettings {
+            url: self.redis_url.clone(),
+            timeout: std::time::Duration::from_millis(self.redis_timeout_ms),
+            prefix: self.redis_prefix.clone(),
+            cache_ttl: std::time::Duration::from_secs(self.redis_cache_ttl_s),
+        })
     }
 
     /// The database URL, defaulting to the SQLite file in the data directory.
@@ -906,7 +959,7 @@ mod tests {
         let from_file = Config::from_table(DEFAULT_TOML.parse().unwrap()).unwrap();
         let defaults = Config::default();
         assert_eq!(format!("{from_file:?}"), format!("{defaults:?}"));
-        assert_eq!(Config::keys().len(), 47);
+        assert_eq!(Config::keys().len(), 51);
     }
 
     #[test]
@@ -991,6 +1044,18 @@ mod tests {
             (vec![("HOP_LISTEN", "nowhere")], "listen"),
             (vec![("HOP_BASE_URL", "ftp://x")], "base_url"),
             (vec![("HOP_LOG_FORMAT", "xml")], "xml"),
+            (
+                vec![("HOP_REDIS_URL", "127.0.0.1:6379")],
+                "redis_url `127.0.0.1:6379`",
+            ),
+            (vec![("HOP_REDIS_URL", "redis://:pw@[x")], "redis_url"),
+            (
+                vec![
+                    ("HOP_REDIS_URL", "redis://127.0.0.1"),
+                    ("HOP_REDIS_TIMEOUT_MS", "0"),
+                ],
+                "redis_timeout_ms",
+            ),
         ] {
             let err = Config::load(None, env(&pairs), &Overrides::default()).unwrap_err();
             assert!(err.to_string().contains(needle), "{err}");

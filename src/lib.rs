@@ -11,7 +11,9 @@
 //! 4. [`analytics`]: click analytics off the redirect's path (queue, enrichment,
 //!    rollups, retention).
 //! 5. [`http`]: the router, handlers, extractors and problem+json errors.
-//! 6. [`app`]: wiring it together, serving, graceful shutdown; [`config`] and [`cli`].
+//! 6. [`tier`]: the optional Redis tier of a cluster (invalidation across nodes,
+//!    the shared cache, cluster-wide rate limits, behind a breaker).
+//! 7. [`app`]: wiring it together, serving, graceful shutdown; [`config`] and [`cli`].
 //!
 //! `docs/ARCHITECTURE.md` draws the same map with the data flow.
 
@@ -30,3 +32,4 @@ pub mod hosts;
 pub mod http;
 pub mod ratelimit;
 pub mod store;
+pub mod tier;

@@ -41,6 +41,11 @@ pub enum Lookup {
 }
 
 impl KeyCache {
+    /// Forgets every key (one was revoked or its user removed on another node).
+    pub fn clear(&self) {
+        self.entries.clear();
+    }
+
     /// Looks up `secret`, from the cache when it was read less than the TTL ago.
     pub async fn lookup(&self, stores: &Stores, secret: &str) -> Result<Lookup, StoreError> {
         if !key::looks_like_key(secret) {

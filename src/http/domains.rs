@@ -138,12 +138,16 @@ fn registrable(state: &AppState, name: &str, field: &'static str) -> Result<Doma
     Ok(parsed)
 }
 
-/// Rereads the domain set after a change. The change is stored whatever happens
-/// here; a failed read is retried by the periodic refresh.
+/// Rereads the domain set after a change, and tells the other nodes of a cluster to.
+/// The change is stored whatever happens here; a failed read is retried by the
+/// periodic refresh.
 async fn reload(state: &AppState) {
     if let Err(error) = state.hosts.reload(state.stores.domains.as_ref()).await {
         tracing::warn!(%error, "rereading domains after a change failed");
     }
+    state
+        .announce(vec![crate::tier::message::Change::Domains])
+        .await;
 }
 
 /// Register a domain (admins).

@@ -309,7 +309,7 @@ impl FromRequestParts<AppState> for Creator {
             .get::<ConnectInfo<SocketAddr>>()
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
         let client = super::ratelimit::request_client(state, peer, &parts.headers);
-        if let Some(limited) = super::ratelimit::anonymous_create_limited(state, client) {
+        if let Some(limited) = super::ratelimit::anonymous_create_limited(state, client).await {
             return Err(limited);
         }
         Ok(Creator::Anonymous)

@@ -149,6 +149,9 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         );
     }
     state.metrics.render(&mut out);
+    if let Some(tier) = &state.tier {
+        tier.render_metrics(&mut out);
+    }
     process_metrics(&mut out, &state);
     let replicas = state.stores.meta.replicas();
     if !replicas.is_empty() {

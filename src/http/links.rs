@@ -15,6 +15,7 @@ use crate::domain::link::{
 };
 use crate::hosts::Site;
 use crate::store::{LinkQuery, LinkSort, ListPosition, NewLink, StoreError};
+use crate::tier::message::Change;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -372,6 +373,14 @@ fn new_link(
     }
 }
 
+/// The change a new link is to other nodes' caches.
+fn new_code(link: &Link) -> Change {
+    Change::Link {
+        domain: link.domain.clone(),
+        code: link.code.clone(),
+    }
+}
+
 /// Puts a new link in the redirect cache, replacing a negative entry a scan may have
 /// left for its code.
 fn warm_cache(state: &AppState, link: &Link) {
@@ -447,6 +456,8 @@ pub async fn create(
         }
     };
     warm_cache(state, &link);
+    // Other nodes may hold a negative entry for the code (an alias asked for before).
+    state.announce(vec![new_code(&link)]).await;
     tracing::debug!(link.code = %link.code, link.domain = %link.domain, "link created");
     Ok(link)
 }
@@ -548,6 +559,7 @@ pub async fn create_links_bulk(
             Err(error) => outcomes.push(Some(Err(error))),
         }
     }
+    let mut changes = Vec::new();
     // Generated codes that collide with an alias are retried with fresh codes.
     for _ in 0..MAX_CODE_ATTEMPTS {
         if pending.is_empty() {
@@ -567,6 +579,7 @@ pub async fn create_links_bulk(
             match result {
                 Ok(link) => {
                     warm_cache(&state, &link);
+                    changes.push(new_code(&link));
                     outcomes[index] = Some(Ok(link));
                 }
                 Err(StoreError::Conflict) => match &draft.alias {
@@ -578,6 +591,7 @@ pub async fn create_links_bulk(
         }
         pending = retry;
     }
+    state.announce(changes).await;
     for (index, ..) in pending {
         outcomes[index] = Some(Err(ApiError::Internal(
             "generated codes keep colliding".into(),
@@ -1071,7 +1085,7 @@ pub async fn update_link(
         .ok_or_else(|| ApiError::NotFound(format!("no link with code `{code}`")))?;
     // The next redirect reloads the link; clicks already taken (stored) still count
     // against a new limit.
-    state.cache.invalidate(&updated.domain, &updated.code);
+    state.link_changed(&updated.domain, &updated.code).await;
     tracing::debug!(link.code = %updated.code, "link updated");
     Ok(Json(LinkBody::new(updated, &state)))
 }
@@ -1099,7 +1113,7 @@ pub async fn delete_link(
     if !state.stores.links.delete_link(link.id).await? {
         return Err(ApiError::NotFound(format!("no link with code `{code}`")));
     }
-    state.cache.invalidate(&link.domain, &link.code);
+    state.link_changed(&link.domain, &link.code).await;
     state.clicks.forget(link.id);
     tracing::debug!(link.code = %link.code, "link deleted");
     Ok(StatusCode::NO_CONTENT)

@@ -31,6 +31,7 @@ use crate::clicks::Clicks;
 use crate::codes::CodeAllocator;
 use crate::domain::url::UrlPolicy;
 use crate::store::Stores;
+use crate::tier::message::Change;
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -124,11 +125,32 @@ pub struct Shared {
     pub metrics: metrics::HttpMetrics,
     /// When the process started serving (`process_start_time_seconds`).
     pub started_at: std::time::SystemTime,
+    /// The Redis tier shared with the other nodes; `None` without `redis_url`.
+    pub tier: Option<Arc<crate::tier::RedisTier>>,
 }
 
 impl AppState {
     pub fn new(shared: Shared) -> Self {
         Self(Arc::new(shared))
+    }
+
+    /// A link changed or went away: this node's cache forgets it now and, in a
+    /// cluster, every other node's and the shared cache (waiting at most
+    /// `redis_timeout_ms` for Redis).
+    pub async fn link_changed(&self, domain: &str, code: &str) {
+        self.cache.invalidate(domain, code);
+        self.announce(vec![Change::Link {
+            domain: domain.to_owned(),
+            code: code.to_owned(),
+        }])
+        .await;
+    }
+
+    /// Tells the other nodes of a cluster what changed (nothing without Redis).
+    pub async fn announce(&self, changes: Vec<Change>) {
+        if let Some(tier) = &self.tier {
+            tier.announce(changes).await;
+        }
     }
 }
 

@@ -156,7 +156,17 @@ pub async fn submit_password(
     // The same client address as every other limit: behind a trusted proxy the peer is
     // the proxy, and limiting it would let one guesser lock everyone out of the link.
     let client = super::ratelimit::request_client(&state, peer.ip(), &headers);
-    if let Err(wait) = state.attempts.attempt(link.id, client) {
+    // In a cluster the attempts are counted in Redis, so that spreading guesses over
+    // the nodes gains nothing; without Redis (or with it unavailable), here.
+    let in_cluster = match &state.tier {
+        Some(tier) => {
+            let subject = format!("{}:{client}", link.id.0);
+            tier.attempt(&subject, MAX_ATTEMPTS, ATTEMPT_WINDOW).await
+        }
+        None => None,
+    };
+    let attempt = in_cluster.unwrap_or_else(|| state.attempts.attempt(link.id, client));
+    if let Err(wait) = attempt {
         let mut response = negotiate(&headers, ApiError::TooManyAttempts(wait));
         if let Ok(value) = HeaderValue::from_str(&wait.to_string()) {
             response.headers_mut().insert(header::RETRY_AFTER, value);

@@ -1,6 +1,12 @@
 //! Rate limiting at the HTTP edge: the API middleware ([`limit_api`]) and the check
-//! the redirect path makes ([`redirect_limited`]), both answering `429` with
+//! the redirect path makes ([`redirect_limit`]), both answering `429` with
 //! `Retry-After` and the `RateLimit-*` headers of the IETF draft.
+//!
+//! In a cluster (the Redis tier available) every bucket is decided in Redis, so a
+//! limit holds across the nodes: API requests ask Redis each time ([`decide`]), and
+//! redirects spend leases taken from Redis a few requests at a time
+//! ([`crate::tier::leases`]), so a cached redirect with a live lease never waits.
+//! With Redis unavailable (or not configured) this node's buckets decide.
 
 use super::auth::Lookup;
 use super::extract::presented_key;
@@ -8,6 +14,8 @@ use super::problem::ApiError;
 use super::{AppState, negotiate};
 use crate::ratelimit::{BucketKey, Decision, client_ip};
 use crate::store::ApiKey;
+use crate::tier::Grant;
+use crate::tier::leases::Spend;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Response, header};
@@ -84,7 +92,7 @@ pub async fn limit_api(
         let client = request_client(&state, peer.ip(), request.headers());
         (BucketKey::Anonymous(client), limits.anonymous)
     });
-    let decision = state.limiter.check(bucket, per_minute, Instant::now());
+    let decision = decide(&state, bucket, per_minute).await;
     let mut response = if decision.allowed {
         next.run(request).await
     } else {
@@ -97,14 +105,38 @@ pub async fn limit_api(
     response
 }
 
+/// One request against `bucket` at `per_minute` (0: unlimited): decided in Redis in
+/// a cluster, else (or with Redis unavailable) by this node's buckets.
+pub async fn decide(state: &AppState, bucket: BucketKey, per_minute: u32) -> Decision {
+    if per_minute > 0
+        && let Some(tier) = &state.tier
+        && let Some(grant) = tier.take(&bucket, per_minute, 1).await
+    {
+        return granted(&grant, per_minute);
+    }
+    state.limiter.check(bucket, per_minute, Instant::now())
+}
+
+/// What Redis granted, as the headers report it.
+fn granted(grant: &Grant, per_minute: u32) -> Decision {
+    let allowed = grant.granted > 0;
+    Decision {
+        allowed,
+        limit: per_minute,
+        remaining: grant.remaining,
+        reset_s: grant.reset.as_secs_f64().ceil() as u64,
+        retry_after_s: if allowed {
+            0
+        } else {
+            grant.wait.as_secs_f64().ceil().max(1.0) as u64
+        },
+    }
+}
+
 /// The anonymous-create check, per client address: the 429 to send, if over.
-pub fn anonymous_create_limited(state: &AppState, client: IpAddr) -> Option<Response<Body>> {
+pub async fn anonymous_create_limited(state: &AppState, client: IpAddr) -> Option<Response<Body>> {
     let per_minute = state.settings.limits.anonymous_create;
-    let decision = state.limiter.check(
-        BucketKey::AnonymousCreate(client),
-        per_minute,
-        Instant::now(),
-    );
+    let decision = decide(state, BucketKey::AnonymousCreate(client), per_minute).await;
     if decision.allowed {
         return None;
     }
@@ -114,24 +146,109 @@ pub fn anonymous_create_limited(state: &AppState, client: IpAddr) -> Option<Resp
     Some(response)
 }
 
+/// What the redirect path's check decided without waiting.
+pub enum RedirectLimit {
+    Allowed,
+    /// The 429 to send.
+    Refused(Response<Body>),
+    /// In a cluster, without a lease to spend: ask Redis ([`redirect_limited_in_cluster`]).
+    AskCluster,
+}
+
 /// The redirect path's check, per client address (already resolved under the
-/// trusted-proxy rule): the 429 to send, if over.
-pub fn redirect_limited(
+/// trusted-proxy rule), as far as it can go without waiting: this node's bucket, or
+/// in a cluster the client's lease.
+pub fn redirect_limit(state: &AppState, client: IpAddr, headers: &HeaderMap) -> RedirectLimit {
+    let per_minute = state.settings.limits.redirect;
+    if per_minute == 0 {
+        return RedirectLimit::Allowed;
+    }
+    let now = Instant::now();
+    if let Some(tier) = &state.tier {
+        if !tier.available() {
+            tier.count_decision(false);
+            return local_redirect_limit(state, client, headers, per_minute, now);
+        }
+        return match tier.leases.spend(client, per_minute, now) {
+            Spend::Allowed => RedirectLimit::Allowed,
+            Spend::Refused(wait_s) => {
+                RedirectLimit::Refused(redirect_refused(headers, &refusal(per_minute, wait_s)))
+            }
+            Spend::Borrow(_) => RedirectLimit::AskCluster,
+        };
+    }
+    local_redirect_limit(state, client, headers, per_minute, now)
+}
+
+/// The redirect check by this node's bucket.
+fn local_redirect_limit(
+    state: &AppState,
+    client: IpAddr,
+    headers: &HeaderMap,
+    per_minute: u32,
+    now: Instant,
+) -> RedirectLimit {
+    let decision = state
+        .limiter
+        .check(BucketKey::Redirect(client), per_minute, now);
+    if decision.allowed {
+        RedirectLimit::Allowed
+    } else {
+        RedirectLimit::Refused(redirect_refused(headers, &decision))
+    }
+}
+
+/// The redirect check in a cluster when the client has no lease to spend: borrows
+/// one from Redis (or, with Redis unavailable, falls back to this node's bucket).
+/// The 429 to send, if over.
+pub async fn redirect_limited_in_cluster(
     state: &AppState,
     client: IpAddr,
     headers: &HeaderMap,
 ) -> Option<Response<Body>> {
     let per_minute = state.settings.limits.redirect;
-    if per_minute == 0 {
-        return None;
+    if let Some(tier) = &state.tier
+        && per_minute > 0
+    {
+        // Another request may have brought a lease meanwhile.
+        let want = match tier.leases.spend(client, per_minute, Instant::now()) {
+            Spend::Allowed => return None,
+            Spend::Refused(wait_s) => {
+                return Some(redirect_refused(headers, &refusal(per_minute, wait_s)));
+            }
+            Spend::Borrow(want) => want,
+        };
+        if let Some(grant) = tier
+            .take(&BucketKey::Redirect(client), per_minute, want)
+            .await
+        {
+            tier.leases
+                .record(client, grant.granted, grant.wait, Instant::now());
+            let decision = granted(&grant, per_minute);
+            return (!decision.allowed).then(|| redirect_refused(headers, &decision));
+        }
     }
+    // Redis did not answer: this node's bucket decides.
     let decision = state
         .limiter
         .check(BucketKey::Redirect(client), per_minute, Instant::now());
-    if decision.allowed {
-        return None;
+    (!decision.allowed).then(|| redirect_refused(headers, &decision))
+}
+
+/// A refusal remembered from Redis, as the headers report it.
+fn refusal(per_minute: u32, wait_s: u64) -> Decision {
+    Decision {
+        allowed: false,
+        limit: per_minute,
+        remaining: 0,
+        reset_s: wait_s,
+        retry_after_s: wait_s,
     }
+}
+
+/// A redirect's 429, a page or problem+json as the client asked.
+fn redirect_refused(headers: &HeaderMap, decision: &Decision) -> Response<Body> {
     let mut response = negotiate(headers, ApiError::RateLimited(decision.retry_after_s));
-    add_headers(response.headers_mut(), &decision);
-    Some(response)
+    add_headers(response.headers_mut(), decision);
+    response
 }

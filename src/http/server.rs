@@ -147,6 +147,10 @@ impl hyper::service::Service<hyper::Request<Incoming>> for HopService {
                 let miss = redirect::answer_miss(self.state.clone(), site, code, request, visitor);
                 Answer::Waiting(Box::pin(within(limit, None, miss)))
             }
+            FastPath::AskCluster(visitor) => {
+                let limited = redirect::answer_limited(self.state.clone(), request, visitor);
+                Answer::Waiting(Box::pin(within(limit, None, limited)))
+            }
             FastPath::NotMine => {
                 let (parts, body) = request.into_parts();
                 // A body still to come is watched, so that a request past its time

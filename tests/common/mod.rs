@@ -53,6 +53,26 @@ pub fn data_dir() -> TestDir {
     TestDir { database, dir }
 }
 
+/// The machine's PostgreSQL, for tests that need a shared database whatever the
+/// suite runs on (the cluster tests): `HOP_TEST_DATABASE_URL` when set, else this.
+pub const MACHINE_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// A fresh data directory with a fresh PostgreSQL database of its own, on
+/// `HOP_TEST_DATABASE_URL` or else [`MACHINE_POSTGRES`], dropped with it.
+pub fn postgres_data_dir() -> TestDir {
+    let dir = tempfile::tempdir().unwrap();
+    let admin_url = std::env::var(TEST_DATABASE_VAR)
+        .ok()
+        .filter(|url| !url.is_empty())
+        .unwrap_or_else(|| MACHINE_POSTGRES.to_owned());
+    let database = TestDatabase::create(&admin_url);
+    std::fs::write(dir.path().join(DATABASE_MARKER), &database.url).unwrap();
+    TestDir {
+        database: Some(database),
+        dir,
+    }
+}
+
 /// Whether the suite runs against PostgreSQL.
 pub fn on_postgres() -> bool {
     std::env::var(TEST_DATABASE_VAR).is_ok_and(|url| !url.is_empty())

@@ -927,7 +927,7 @@ async fn links_command(
                 disabled_reason: Some(Some(reason)),
                 ..PatchRequest::default()
             };
-            let link = change_link(state, &code, domain.as_deref(), request).await?;
+            let link = change_link(state, config, &code, domain.as_deref(), request).await?;
             print_link(&link, settings);
         }
         LinksCommand::Enable { code, domain } => {
@@ -935,16 +935,18 @@ async fn links_command(
                 disabled: Some(false),
                 ..PatchRequest::default()
             };
-            let link = change_link(state, &code, domain.as_deref(), request).await?;
+            let link = change_link(state, config, &code, domain.as_deref(), request).await?;
             print_link(&link, settings);
         }
     }
     Ok(())
 }
 
-/// Applies a change validated as the API validates it to the link `code`.
+/// Applies a change validated as the API validates it to the link `code`, and tells
+/// the nodes of a cluster.
 async fn change_link(
     state: &crate::http::AppState,
+    config: &Config,
     code: &str,
     domain: Option<&str>,
     request: PatchRequest,
@@ -957,12 +959,18 @@ async fn change_link(
         .link_by_code(site.as_str(), code)
         .await?
         .ok_or_else(|| anyhow::anyhow!("no link with code `{code}`"))?;
-    state
+    let link = state
         .stores
         .links
         .update_link(link.id, changes)
         .await?
-        .ok_or_else(|| anyhow::anyhow!("no link with code `{code}`"))
+        .ok_or_else(|| anyhow::anyhow!("no link with code `{code}`"))?;
+    let change = Change::Link {
+        domain: link.domain.clone(),
+        code: link.code.clone(),
+    };
+    app::notify_cluster(config, &[change]).await;
+    Ok(link)
 }
 
 fn parse_future_time(flag: &str, text: &str) -> anyhow::Result<UnixMillis> {

@@ -201,6 +201,33 @@ fn nodes_starting_together_migrate_once() {
     );
 }
 
+/// A private PostgreSQL server for a test that stops or changes one, or `None` (said
+/// on stderr) on a machine without the server binaries.
+fn private_server(test: &str) -> Option<common::PrivatePostgres> {
+    match common::PrivatePostgres::start() {
+        Ok(server) => Some(server),
+        Err(why) => {
+            eprintln!("{test} needs PostgreSQL server binaries: {why}");
+            None
+        }
+    }
+}
+
+/// hop on a private server with a 1 s database timeout, and one link (`warm`) in its
+/// cache.
+async fn warm_server_on(server_db: &common::PrivatePostgres) -> TestServer {
+    let url = server_db.url();
+    let server = TestServer::start_with(&[
+        ("HOP_DATABASE_URL", url.as_str()),
+        ("HOP_DATABASE_TIMEOUT_MS", "1000"),
+    ])
+    .await;
+    server
+        .create_ok(json!({"url": "https://example.com/warm", "alias": "warm"}))
+        .await;
+    server
+}
+
 /// `hop serve` on `dir`'s database fails with exactly one line on stderr, returned.
 fn serve_fails(dir: &Path, env: &[(&str, &str)]) -> String {
     let output = hop_command()
@@ -271,12 +298,8 @@ fn wrong_database_urls_stop_the_start_with_one_line() {
 
 #[test]
 fn a_wrong_password_stops_the_start_with_one_line() {
-    let server_db = match common::PrivatePostgres::start() {
-        Ok(server) => server,
-        Err(why) => {
-            eprintln!("a password test needs PostgreSQL server binaries: {why}");
-            return;
-        }
+    let Some(server_db) = private_server("a password test") else {
+        return;
     };
     server_db.require_password("right-one");
     let dir = tempfile::tempdir().unwrap();
@@ -386,22 +409,10 @@ async fn retention_drops_whole_months_of_raw_visits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_costs_only_what_needs_the_database_and_heals_by_itself() {
-    let server_db = match common::PrivatePostgres::start() {
-        Ok(server) => server,
-        Err(why) => {
-            eprintln!("an outage test needs PostgreSQL server binaries: {why}");
-            return;
-        }
+    let Some(server_db) = private_server("an outage test") else {
+        return;
     };
-    let url = server_db.url();
-    let server = TestServer::start_with(&[
-        ("HOP_DATABASE_URL", url.as_str()),
-        ("HOP_DATABASE_TIMEOUT_MS", "1000"),
-    ])
-    .await;
-    server
-        .create_ok(json!({"url": "https://example.com/warm", "alias": "warm"}))
-        .await;
+    let server = warm_server_on(&server_db).await;
     server_db.halt();
 
     // Cached redirects do not need the database.
@@ -454,22 +465,10 @@ async fn an_outage_costs_only_what_needs_the_database_and_heals_by_itself() {
 
 #[tokio::test]
 async fn a_frozen_database_costs_at_most_the_timeout_and_heals_by_itself() {
-    let server_db = match common::PrivatePostgres::start() {
-        Ok(server) => server,
-        Err(why) => {
-            eprintln!("a frozen-database test needs PostgreSQL server binaries: {why}");
-            return;
-        }
+    let Some(server_db) = private_server("a frozen-database test") else {
+        return;
     };
-    let url = server_db.url();
-    let server = TestServer::start_with(&[
-        ("HOP_DATABASE_URL", url.as_str()),
-        ("HOP_DATABASE_TIMEOUT_MS", "1000"),
-    ])
-    .await;
-    server
-        .create_ok(json!({"url": "https://example.com/warm", "alias": "warm"}))
-        .await;
+    let server = warm_server_on(&server_db).await;
     // Connections stay open and nothing answers: only the timeout can end a wait.
     server_db.freeze();
     assert_eq!(server.get("/warm").await.status(), 302);
@@ -536,12 +535,8 @@ async fn replica_metric(server: &TestServer, family: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_go_to_a_replica_and_fall_back_to_the_primary() {
-    let primary = match common::PrivatePostgres::start() {
-        Ok(server) => server,
-        Err(why) => {
-            eprintln!("the replica test needs PostgreSQL server binaries: {why}");
-            return;
-        }
+    let Some(primary) = private_server("the replica test") else {
+        return;
     };
     let replica = primary.start_replica();
     let (primary_url, replica_url) = (primary.url(), replica.url());

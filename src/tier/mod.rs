@@ -605,7 +605,8 @@ struct StoredRecord<'a> {
     admin_disabled: bool,
 }
 
-const RECORD_VERSION: u8 = 1;
+/// 2: `admin_disabled` (a link an admin took down answers the neutral 410).
+const RECORD_VERSION: u8 = 2;
 
 fn encode_record(record: &RedirectRecord) -> Vec<u8> {
     let stored = StoredRecord {

@@ -678,6 +678,8 @@ async fn health_and_routing_errors() {
     assert_eq!(server.get("/healthz").await.status(), 200);
     let ready: Value = server.get("/readyz").await.json().await.unwrap();
     assert_eq!(ready["status"], "ready");
+    // Without redis_url there is no Redis to report.
+    assert!(ready["checks"].get("redis").is_none(), "{ready}");
     let missing = server
         .client
         .get(server.url("/api/v1/nothing"))

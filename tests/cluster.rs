@@ -483,6 +483,15 @@ async fn redis_killed_fails_no_redirect_and_invalidation_returns_with_it() {
     })
     .await;
     assert!(opened, "the breaker did not open");
+    // Still ready (it serves without Redis), and says Redis is not in use.
+    let ready = client()
+        .get(cluster.url(0, "/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["checks"]["redis"], "unavailable");
     tokio::time::sleep(Duration::from_millis(500)).await;
     // Meanwhile each node's own buckets decide the limits.
     let on_node = r#"hop_redis_rate_limit_decisions_total{by="node"}"#;
@@ -502,6 +511,15 @@ async fn redis_killed_fails_no_redirect_and_invalidation_returns_with_it() {
     // change made during the outage shows on node 1 too), and invalidation works again.
     redis.resume();
     cluster.wait_connected().await;
+    let ready: Value = client()
+        .get(cluster.url(0, "/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["checks"]["redis"], "ok");
     assert_eq!(
         cluster.follow(1, "target").await,
         (302, "https://example.com/a1".to_owned())

@@ -39,6 +39,12 @@ pub struct Ready {
 pub struct ReadyChecks {
     #[schema(example = "ok")]
     database: &'static str,
+    /// In a cluster (`redis_url` set): `ok`, or `unavailable` while the node goes on
+    /// without Redis (its breaker open). The node stays ready either way: it serves
+    /// every request without Redis. Absent without `redis_url`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "ok")]
+    redis: Option<&'static str>,
 }
 
 /// Liveness: answers while the process runs; touches no dependency.
@@ -54,7 +60,9 @@ pub async fn healthz() -> Json<Alive> {
 
 /// Readiness: answers `200` when the database answers reads and takes writes; `503`
 /// otherwise, with a problem whose `type` and `detail` say why (`disk-full`,
-/// `storage-failed`, `database-damaged`, or `unavailable`).
+/// `storage-failed`, `database-damaged`, or `unavailable`). In a cluster,
+/// `checks.redis` says whether Redis is in use (`unavailable`: the node goes on
+/// without it, still ready).
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -63,9 +71,19 @@ pub async fn healthz() -> Json<Alive> {
 )]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
     state.stores.meta.ping().await?;
+    let redis = state.tier.as_ref().map(|tier| {
+        if tier.available() {
+            "ok"
+        } else {
+            "unavailable"
+        }
+    });
     Ok(Json(Ready {
         status: "ready",
-        checks: ReadyChecks { database: "ok" },
+        checks: ReadyChecks {
+            database: "ok",
+            redis,
+        },
     }))
 }
 

@@ -18,8 +18,8 @@
 //!   open the breaker, and hop goes on without Redis (its own cache and limits, the
 //!   database) until [`run_probe`] finds Redis back.
 //!
-//! Without `redis_url` none of this exists: no connection, no task, and the redirect
-//! path checks one `Option`.
+//! Without `redis_url` none of this exists: no connection, no task; the redirect path
+//! only finds `AppState::tier` empty.
 //!
 //! Client: the `redis` crate's `ConnectionManager` (one multiplexed connection that
 //! reconnects itself) for commands, and a dedicated connection for the subscription,
@@ -160,11 +160,12 @@ pub struct RedisTier {
     channel: String,
     timeout: Duration,
     cache_ttl_ms: u64,
-    pub counters: Counters,
     rate: Script,
     attempts: Script,
     /// Redirect allowances borrowed from Redis.
     pub leases: Leases,
+    /// For `/metrics`.
+    pub counters: Counters,
     /// Whether the invalidation subscription is up.
     subscribed: AtomicBool,
     pending: Mutex<Pending>,
@@ -181,7 +182,8 @@ pub enum Event {
 
 impl RedisTier {
     /// Prepares the tier; connects lazily, so a Redis that is down at start only
-    /// means a node that starts without it (the breaker opens on the first calls).
+    /// means a node that starts without it (the subscriber's first attempt opens the
+    /// breaker, and the probe closes it once Redis answers).
     pub fn new(settings: &TierSettings) -> anyhow::Result<Arc<Self>> {
         check_url(&settings.url).map_err(anyhow::Error::msg)?;
         let client = redis::Client::open(settings.url.as_str())?;
@@ -200,10 +202,10 @@ impl RedisTier {
             channel: format!("{}invalidate", settings.prefix),
             timeout: settings.timeout,
             cache_ttl_ms: settings.cache_ttl.as_millis() as u64,
-            counters: Counters::default(),
             rate: Script::new(RATE_SCRIPT),
             attempts: Script::new(ATTEMPT_SCRIPT),
             leases: Leases::default(),
+            counters: Counters::default(),
             subscribed: AtomicBool::new(false),
             pending: Mutex::new(Pending::default()),
         }))

@@ -73,17 +73,10 @@ async fn listed_hosts_are_refused_and_existing_links_to_them_stop() {
     );
     let page = server.get("/offer").await.text().await.unwrap();
     assert!(!page.contains("later.example"), "{page}");
-    let problem: Value = server
-        .client
-        .get(server.url("/offer"))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(problem["type"], "urn:hop:problem:link-unavailable");
+    assert_eq!(
+        visitor_problem(&server, "/offer").await,
+        "urn:hop:problem:link-unavailable"
+    );
     assert_eq!(later["url"], "https://later.example/offer");
 }
 
@@ -110,6 +103,18 @@ async fn patch(server: &TestServer, key: &str, code: &str, body: Value) -> reqwe
         .send()
         .await
         .unwrap()
+}
+
+/// The problem type a visitor asking for JSON gets at `path`.
+async fn visitor_problem(server: &TestServer, path: &str) -> String {
+    let response = server
+        .client
+        .get(server.url(path))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    problem_type(response).await
 }
 
 async fn problem_type(response: reqwest::Response) -> String {
@@ -188,29 +193,13 @@ async fn an_admin_disables_a_link_with_a_reason_only_an_admin_can_lift() {
         !page.contains("phishing") && !page.contains("ana.example"),
         "{page}"
     );
-    let problem: Value = server
-        .client
-        .get(server.url("/ana-page"))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(problem["type"], "urn:hop:problem:link-unavailable");
+    assert_eq!(
+        visitor_problem(&server, "/ana-page").await,
+        "urn:hop:problem:link-unavailable"
+    );
 
     // The owner sees why, may edit other fields, and cannot enable it.
-    let owned: Value = server
-        .client
-        .get(server.url("/api/v1/links/ana-page"))
-        .bearer_auth(&ana)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let owned: Value = server.get_json_as(&ana, "/api/v1/links/ana-page").await;
     assert_eq!(
         owned["disabledReason"],
         "reported as phishing (ticket 4411)"

@@ -14,7 +14,6 @@ mod common;
 
 use common::{HopProcess, TestDir, client, hop_command};
 use serde_json::{Value, json};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -136,7 +135,7 @@ impl Cluster {
             ("HOP_REDIS_TIMEOUT_MS", "1000"),
         ];
         env.extend_from_slice(extra_env);
-        let key = admin_key(dir.path());
+        let key = common::admin_key(dir.path());
         let nodes = (0..2)
             .map(|_| HopProcess::start(dir.path(), &env))
             .collect();
@@ -209,22 +208,6 @@ impl Cluster {
             assert!(connected, "node {node} did not reach Redis");
         }
     }
-}
-
-fn admin_key(data_dir: &Path) -> String {
-    let output = hop_command()
-        .args(["keys", "create", "--name", "ops", "--admin", "--data-dir"])
-        .arg(data_dir)
-        .envs(common::database_env(data_dir))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    stdout.lines().last().unwrap().to_owned()
 }
 
 /// Polls `check` every millisecond until it holds; the time it took, or `None` past

@@ -43,11 +43,6 @@ fn hop_err(args: &[&str], data_dir: &Path) -> String {
 }
 
 /// An admin key made with the CLI (no server running).
-fn admin_key(data_dir: &Path) -> String {
-    let stdout = hop_ok(&["keys", "create", "--name", "ops", "--admin"], data_dir);
-    stdout.lines().last().unwrap().to_owned()
-}
-
 async fn status_of(http: &reqwest::Client, url: &str) -> u16 {
     http.get(url).send().await.unwrap().status().as_u16()
 }
@@ -97,7 +92,7 @@ async fn click_limits_are_exact_across_kill_9() {
     const LIMIT: u64 = 400;
     const WORKERS: usize = 16;
     let dir = tempfile::tempdir().unwrap();
-    let key = admin_key(dir.path());
+    let key = common::admin_key(dir.path());
     let first = HopProcess::start(dir.path(), &[]);
     first
         .create_link(
@@ -158,7 +153,7 @@ async fn click_limits_are_exact_across_kill_9() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_one_time_link_never_works_twice() {
     let dir = tempfile::tempdir().unwrap();
-    let key = admin_key(dir.path());
+    let key = common::admin_key(dir.path());
     let first = HopProcess::start(dir.path(), &[]);
     let http = client();
     for code in ["once", "race"] {
@@ -219,7 +214,7 @@ async fn stats_total(server: &HopProcess, key: &str, code: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn click_totals_and_stats_agree_after_kill_9() {
     let dir = tempfile::tempdir().unwrap();
-    let key = admin_key(dir.path());
+    let key = common::admin_key(dir.path());
     // Slow flushes, so that the kill surely lands with clicks not yet written.
     let env = [
         ("HOP_ANALYTICS_FLUSH_INTERVAL_MS", "400"),
@@ -278,7 +273,7 @@ async fn click_totals_and_stats_agree_after_kill_9() {
 #[tokio::test]
 async fn one_server_per_data_dir() {
     let dir = tempfile::tempdir().unwrap();
-    let key = admin_key(dir.path());
+    let key = common::admin_key(dir.path());
     let first = HopProcess::start(dir.path(), &[]);
     let holder = format!("in use by process {} (`hop serve`", first.child.id());
     // A second server is refused before it binds a port, and says who holds the dir.
@@ -353,7 +348,7 @@ fn refused_start(data_dir: &Path) -> String {
 #[tokio::test]
 async fn a_damaged_database_is_refused_and_check_reports_it() {
     let dir = tempfile::tempdir().unwrap();
-    let key = admin_key(dir.path());
+    let key = common::admin_key(dir.path());
     let server = HopProcess::start(dir.path(), &[]);
     create_many(&server, &key, 3000).await;
     server.signal("TERM");
@@ -400,7 +395,7 @@ async fn a_damaged_database_is_refused_and_check_reports_it() {
 #[tokio::test]
 async fn a_half_present_data_dir_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let key = admin_key(dir.path());
+    let key = common::admin_key(dir.path());
     let server = HopProcess::start(dir.path(), &[]);
     create_many(&server, &key, 50).await;
     // Killed: the last writes are in hop.db-wal only.
@@ -520,7 +515,7 @@ async fn a_backup_taken_under_load_restores_every_acknowledged_link() {
     let dir = tempfile::tempdir().unwrap();
     let backups = tempfile::tempdir().unwrap();
     let file = backups.path().join("hop-backup.db");
-    let key = admin_key(dir.path());
+    let key = common::admin_key(dir.path());
     let server = HopProcess::start(dir.path(), &[]);
     let acknowledged = Arc::new(std::sync::Mutex::new(Vec::<(String, String)>::new()));
     let stop = Arc::new(AtomicBool::new(false));

@@ -39,24 +39,13 @@ fn hop_in(data_dir: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-fn admin_key(data_dir: &Path) -> String {
-    let output = hop_in(data_dir, &["keys", "create", "--name", "ops", "--admin"]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    stdout.lines().last().unwrap().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_processes_keep_click_limits_exact_and_codes_unique() {
     if !postgres_or_say("four_processes_keep_click_limits_exact_and_codes_unique") {
         return;
     }
     let dir = common::data_dir();
-    let key = admin_key(dir.path());
+    let key = common::admin_key(dir.path());
     let nodes: Vec<HopProcess> = (0..4)
         .map(|_| HopProcess::start(dir.path(), &[("HOP_RATE_LIMIT_REDIRECT_PER_MINUTE", "0")]))
         .collect();

@@ -316,6 +316,19 @@ impl TestServer {
         self.client.get(self.url(path)).send().await.unwrap()
     }
 
+    /// The JSON `key` gets from `GET path`.
+    pub async fn get_json_as(&self, key: &str, path: &str) -> serde_json::Value {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     pub async fn get_link(&self, code: &str) -> reqwest::Response {
         self.client
             .get(self.url(&format!("/api/v1/links/{code}")))
@@ -359,6 +372,23 @@ pub fn count_rows(data_dir: &Path, sql: &str) -> i64 {
     conn.query_row(sql, [], |row| row.get::<_, Option<i64>>(0))
         .unwrap()
         .unwrap_or(0)
+}
+
+/// A new admin key (user `ops`) made with `hop keys create` on `data_dir`'s store.
+pub fn admin_key(data_dir: &Path) -> String {
+    let output = hop_command()
+        .args(["keys", "create", "--name", "ops", "--admin", "--data-dir"])
+        .arg(data_dir)
+        .envs(database_env(data_dir))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    stdout.lines().last().unwrap().to_owned()
 }
 
 /// Waits until `check` holds, up to `limit`.

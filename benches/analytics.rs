@@ -119,6 +119,7 @@ async fn ingest() {
             PipelineConfig {
                 interval: Duration::from_secs(3600),
                 keep_raw: true,
+                publisher: None,
             },
             stopped,
         ));

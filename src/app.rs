@@ -18,6 +18,7 @@ use crate::hosts::Hosts;
 use crate::http::connections::{self, ConnectionGate, ConnectionLimits};
 use crate::http::{self, AppState, Limits, Settings, Shared};
 use crate::store::{self, ApiKey, IdempotencyStore, NewApiKey, Stores, User};
+use crate::stream::publisher::{Publisher, StreamMetrics, run_lag_probe};
 use crate::tier::message::Change;
 use crate::tier::{self, Event, RedisTier};
 use anyhow::Context;
@@ -45,7 +46,8 @@ pub struct Background {
     retention: Option<JoinHandle<()>>,
     /// Rereads the blocklist files when they change.
     blocklist_refresh: JoinHandle<()>,
-    /// The Redis tier's subscriber and breaker probe; empty without `redis_url`.
+    /// The Redis tier's subscriber and breaker probe, the stream's lag probe; empty
+    /// without `redis_url` and `nats_url`.
     tier_tasks: Vec<JoinHandle<()>>,
 }
 
@@ -77,7 +79,7 @@ impl Background {
 
 /// The visit enricher the configuration asks for; a GeoIP database that cannot be
 /// used stops the start with an error naming it.
-fn enricher(config: &Config) -> anyhow::Result<Enricher> {
+pub fn enricher(config: &Config) -> anyhow::Result<Enricher> {
     let ip = IpRetention::parse(&config.analytics_ip)
         .map_err(|_| anyhow::anyhow!("analytics_ip `{}` is not valid", config.analytics_ip))?;
     let mut enricher = Enricher::new()
@@ -176,8 +178,38 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
         clicks_stopped,
     ));
     let maintenance = tokio::spawn(run_maintenance(stores.idempotency.clone()));
+    let mut stream_tasks = Vec::new();
+    let (publisher, stream) = match config.stream_settings() {
+        Some(settings) if config.analytics_enabled => {
+            let metrics = Arc::new(StreamMetrics::default());
+            let publisher = Publisher::new(&settings, clicks.clone(), metrics.clone())
+                .await
+                .context("starting the click stream")?;
+            let client = publisher.client().clone();
+            stream_tasks.push(tokio::spawn(run_lag_probe(
+                client.clone(),
+                settings.clone(),
+                metrics.clone(),
+            )));
+            tracing::info!(nats = %store::redacted(&settings.url), stream = %settings.stream_name(), "visits go to the click stream");
+            (
+                Some(publisher),
+                Some(http::StreamHandle {
+                    client,
+                    settings,
+                    metrics,
+                }),
+            )
+        }
+        _ => (None, None),
+    };
     let (analytics, pipeline, retention) = if config.analytics_enabled {
-        let enricher = enricher(config)?;
+        // With a stream, workers enrich: the node needs no GeoIP database.
+        let enricher = if publisher.is_some() {
+            Enricher::new()
+        } else {
+            enricher(config)?
+        };
         let analytics = Analytics::new(config.analytics_queue_capacity);
         let pipeline = tokio::spawn(run_pipeline(
             analytics.clone(),
@@ -187,6 +219,7 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
             PipelineConfig {
                 interval: Duration::from_millis(config.analytics_flush_interval_ms),
                 keep_raw: config.analytics_raw_retention_days > 0,
+                publisher,
             },
             stop.subscribe(),
         ));
@@ -228,9 +261,10 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
         metrics: Default::default(),
         started_at: std::time::SystemTime::now(),
         tier: tier.clone(),
+        stream,
     });
     let blocklist_refresh = tokio::spawn(run_blocklist_refresh(state.clone()));
-    let tier_tasks = match tier {
+    let mut tier_tasks = match tier {
         Some(tier) => {
             let subscriber_state = state.clone();
             vec![
@@ -242,6 +276,7 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
         }
         None => Vec::new(),
     };
+    tier_tasks.extend(stream_tasks);
     Ok((
         state,
         Background {

@@ -17,6 +17,7 @@ use crate::tier::message::Change;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -45,6 +46,10 @@ pub struct Cli {
     /// [default: none]
     #[arg(long, global = true, value_name = "URL")]
     pub redis_url: Option<String>,
+    /// NATS with JetStream carrying a cluster's visits to `hop worker`:
+    /// nats://HOST:PORT [env: HOP_NATS_URL] [default: none]
+    #[arg(long, global = true, value_name = "URL")]
+    pub nats_url: Option<String>,
     /// Public URL short links start with [env: HOP_BASE_URL] [default: http://<listen>];
     /// the link commands print short URLs and check for loops with it, as the server does
     #[arg(long, global = true, value_name = "URL")]
@@ -57,6 +62,12 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP server.
     Serve(ServeArgs),
+    /// Store the visits a cluster's nodes publish to the click stream (nats_url).
+    ///
+    /// Run any number: they share one durable consumer. Each fetch is enriched and
+    /// stored in one transaction with its message ids, so nothing is counted twice.
+    /// Needs nats_url and a PostgreSQL database_url; stops cleanly on SIGTERM.
+    Worker(WorkerArgs),
     /// Manage users (they own links and API keys).
     #[command(subcommand)]
     Users(UsersCommand),
@@ -124,6 +135,16 @@ pub struct ServeArgs {
     /// Address and port to listen on [env: HOP_LISTEN] [default: 127.0.0.1:8080]
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Option<String>,
+    /// Log format: text or json [env: HOP_LOG_FORMAT] [default: text]
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Log filter, e.g. info or warn [env: HOP_LOG_LEVEL] [default: info]
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
     /// Log format: text or json [env: HOP_LOG_FORMAT] [default: text]
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
@@ -292,6 +313,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         base_url: cli.base_url.clone(),
         database_url: cli.database_url.clone(),
         redis_url: cli.redis_url.clone(),
+        nats_url: cli.nats_url.clone(),
         ..Overrides::default()
     };
     match cli.command {
@@ -326,6 +348,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     .with_context(|| format!("cannot listen on {}", config.listen))?;
                 app::serve(config, listener, app::shutdown_signal()).await
             })
+        }
+        Command::Worker(args) => {
+            overrides.log_format = args.log_format;
+            overrides.log_level = args.log_level;
+            let config = command_config(cli.config.as_deref(), &overrides)?;
+            init_logging(&config);
+            runtime()?.block_on(run_worker(&config))
         }
         Command::Copy {
             from,
@@ -983,6 +1012,25 @@ fn parse_future_time(flag: &str, text: &str) -> anyhow::Result<UnixMillis> {
         anyhow::bail!("{flag} `{text}` is not in the future");
     }
     Ok(ms)
+}
+
+async fn run_worker(config: &Config) -> anyhow::Result<()> {
+    let Some(settings) = config.stream_settings() else {
+        anyhow::bail!(
+            "hop worker needs nats_url (HOP_NATS_URL or --nats-url): the stream it stores"
+        );
+    };
+    if !config.analytics_enabled {
+        anyhow::bail!("analytics_enabled is false: there are no visits for hop worker to store");
+    }
+    let stores = app::open_stores(config).await?;
+    let worker = crate::stream::worker::Worker {
+        settings,
+        store: stores.analytics.clone(),
+        enricher: Arc::new(app::enricher(config)?),
+        keep_raw: config.analytics_raw_retention_days > 0,
+    };
+    worker.run(app::shutdown_signal()).await
 }
 
 fn load_config(file: Option<&std::path::Path>, overrides: &Overrides) -> anyhow::Result<Config> {

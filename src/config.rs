@@ -66,6 +66,22 @@ pub struct Config {
     /// How long a link stays in the shared (Redis) cache, in seconds.
     #[serde(deserialize_with = "lenient")]
     pub redis_cache_ttl_s: u64,
+    /// NATS with JetStream that carries a cluster's visits (`nats://HOST:PORT`): nodes
+    /// publish what they capture, `hop worker` stores it; empty: each node stores its own.
+    pub nats_url: String,
+    /// Names hop uses in NATS: the stream `<prefix>-visits` on the subject
+    /// `<prefix>.visits`, the workers' consumer `<prefix>-worker`, live feeds on
+    /// `<prefix>.live.<link>`. Letters, digits, `-` and `_`.
+    pub nats_prefix: String,
+    /// Longest a publish may wait for JetStream's acknowledgement before its batch goes
+    /// to the spool, in milliseconds.
+    #[serde(deserialize_with = "lenient")]
+    pub nats_timeout_ms: u64,
+    /// Largest size of the file (`<data_dir>/visits.spool`) that keeps batches while
+    /// NATS cannot take them, in bytes; past it new batches are dropped and counted
+    /// (their clicks still are).
+    #[serde(deserialize_with = "lenient")]
+    pub spool_max_bytes: u64,
     /// Public URL that short links start with; empty means `http://<listen>`.
     pub base_url: String,
     /// `text` or `json`.
@@ -208,6 +224,10 @@ impl Default for Config {
             redis_timeout_ms: 50,
             redis_prefix: "hop:".into(),
             redis_cache_ttl_s: 60,
+            nats_url: String::new(),
+            nats_prefix: "hop".into(),
+            nats_timeout_ms: 2000,
+            spool_max_bytes: 1 << 30,
             base_url: String::new(),
             log_format: LogFormat::Text,
             log_level: "info".into(),
@@ -308,6 +328,22 @@ redis_timeout_ms = 50
 redis_prefix = "hop:"
 # How long a link stays in the shared cache, in seconds (a change deletes it at once).
 redis_cache_ttl_s = 60
+
+# NATS with JetStream for a cluster's click analytics, e.g. "nats://127.0.0.1:4222".
+# With it, nodes publish the visits they capture to a stream and `hop worker` (run
+# any number) enriches and stores them; it needs a PostgreSQL database_url. Empty:
+# each node stores its own visits.
+nats_url = ""
+# Names in NATS: stream <prefix>-visits, subject <prefix>.visits, consumer
+# <prefix>-worker, live feeds <prefix>.live.<link id>.
+nats_prefix = "hop"
+# Longest a publish waits for the stream's acknowledgement, in milliseconds; past it
+# (or with NATS down) the batch is written to <data_dir>/visits.spool (fsync'd) and
+# published again, in order, once NATS is back.
+nats_timeout_ms = 2000
+# Largest size of that spool, in bytes; when full, new visits are dropped and counted
+# (their clicks are still counted).
+spool_max_bytes = 1073741824
 
 # Public URL that short links start with, e.g. "https://sho.rt". Empty means
 # http://<listen>. Links to this host are refused (they would loop).
@@ -458,6 +494,7 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<String>,
     pub redis_url: Option<String>,
+    pub nats_url: Option<String>,
     pub base_url: Option<String>,
     pub log_format: Option<String>,
     pub log_level: Option<String>,
@@ -555,6 +592,7 @@ impl Config {
             ),
             ("database_url", flags.database_url.clone()),
             ("redis_url", flags.redis_url.clone()),
+            ("nats_url", flags.nats_url.clone()),
             ("base_url", flags.base_url.clone()),
             ("log_format", flags.log_format.clone()),
             ("log_level", flags.log_level.clone()),
@@ -703,6 +741,23 @@ impl Config {
                 );
             }
         }
+        if !self.nats_url.is_empty() {
+            crate::stream::check_url(&self.nats_url).map_err(ConfigError::Invalid)?;
+            if !postgres(&self.database_url) {
+                return invalid(
+                    "nats_url needs a PostgreSQL database_url (postgres://…): the nodes and \
+                     hop worker share the database"
+                        .into(),
+                );
+            }
+            crate::stream::check_prefix(&self.nats_prefix).map_err(ConfigError::Invalid)?;
+            if self.nats_timeout_ms == 0 || self.spool_max_bytes < 1 << 20 {
+                return invalid(
+                    "nats_timeout_ms must be greater than 0 and spool_max_bytes at least 1048576"
+                        .into(),
+                );
+            }
+        }
         if !(1..=1024).contains(&self.database_link_partitions) {
             return invalid(format!(
                 "database_link_partitions {} is outside 1..=1024",
@@ -809,6 +864,17 @@ impl Config {
             timeout: std::time::Duration::from_millis(self.redis_timeout_ms),
             prefix: self.redis_prefix.clone(),
             cache_ttl: std::time::Duration::from_secs(self.redis_cache_ttl_s),
+        })
+    }
+
+    /// The click stream's settings; `None` without `nats_url`.
+    pub fn stream_settings(&self) -> Option<crate::stream::StreamSettings> {
+        (!self.nats_url.is_empty()).then(|| crate::stream::StreamSettings {
+            url: self.nats_url.clone(),
+            prefix: self.nats_prefix.clone(),
+            timeout: std::time::Duration::from_millis(self.nats_timeout_ms),
+            spool_path: self.data_dir.join("visits.spool"),
+            spool_max_bytes: self.spool_max_bytes,
         })
     }
 
@@ -959,7 +1025,7 @@ mod tests {
         let from_file = Config::from_table(DEFAULT_TOML.parse().unwrap()).unwrap();
         let defaults = Config::default();
         assert_eq!(format!("{from_file:?}"), format!("{defaults:?}"));
-        assert_eq!(Config::keys().len(), 51);
+        assert_eq!(Config::keys().len(), 55);
     }
 
     #[test]

@@ -32,4 +32,5 @@ pub mod hosts;
 pub mod http;
 pub mod ratelimit;
 pub mod store;
+pub mod stream;
 pub mod tier;

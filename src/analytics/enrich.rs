@@ -144,6 +144,150 @@ impl RawBatch {
     pub fn visitors(&self) -> usize {
         self.visitors.len()
     }
+
+    /// Each visit's (link, time) whose click is not yet in a total: what must still be
+    /// counted if the batch itself is given up.
+    pub fn uncounted_clicks(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        self.visits.iter().filter_map(|&(at, visitor)| {
+            let visitor = &self.visitors[visitor as usize];
+            (!visitor.counted).then_some((visitor.link_id, at))
+        })
+    }
+
+    /// The batch as the click stream carries it: postcard, still dictionary-encoded.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut texts = vec![""; self.texts.len()];
+        for (text, &id) in &self.texts {
+            texts[id as usize] = text;
+        }
+        let wire = WireBatch {
+            texts,
+            visitors: self
+                .visitors
+                .iter()
+                .map(|v| WireVisitor::from(*v))
+                .collect(),
+            visits: self.visits.clone(),
+        };
+        postcard::to_allocvec(&wire).expect("a batch always serializes")
+    }
+
+    /// Reads a batch written by [`RawBatch::encode`]; anything malformed (an index past
+    /// the end, trailing bytes) is refused, since the bytes come off the network.
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let (wire, rest): (WireBatch<'_>, _) =
+            postcard::take_from_bytes(bytes).map_err(|e| format!("not a visit batch: {e}"))?;
+        if !rest.is_empty() {
+            return Err("trailing bytes after a visit batch".into());
+        }
+        let known = |id: u32| id == NO_TEXT || (id as usize) < wire.texts.len();
+        let mut batch = RawBatch::default();
+        for text in &wire.texts {
+            let id = batch.texts.len() as u32;
+            if batch.texts.insert((*text).into(), id).is_some() {
+                return Err("a text repeated in a visit batch".into());
+            }
+        }
+        for visitor in wire.visitors {
+            if !(known(visitor.user_agent)
+                && known(visitor.referer)
+                && known(visitor.accept_language))
+            {
+                return Err("a visitor names a text the batch lacks".into());
+            }
+            let visitor = RawVisitor::from(visitor);
+            let next = batch.visitors.len() as u32;
+            if batch.visitor_index.insert(visitor, next).is_some() {
+                return Err("a visitor repeated in a visit batch".into());
+            }
+            batch.visitors.push(visitor);
+        }
+        if wire
+            .visits
+            .iter()
+            .any(|&(_, visitor)| visitor as usize >= batch.visitors.len())
+        {
+            return Err("a visit names a visitor the batch lacks".into());
+        }
+        batch.visits = wire.visits;
+        Ok(batch)
+    }
+
+    /// Splits the batch into two of about half the visits each (for a message-size
+    /// limit); a batch of one visit comes back whole, beside an empty one.
+    pub fn halves(self) -> [RawBatch; 2] {
+        let mut texts = vec![""; self.texts.len()];
+        for (text, &id) in &self.texts {
+            texts[id as usize] = text;
+        }
+        let text = |id: u32| texts.get(id as usize).copied();
+        let middle = self.visits.len().div_ceil(2);
+        let mut halves = [RawBatch::default(), RawBatch::default()];
+        for (n, &(at, visitor)) in self.visits.iter().enumerate() {
+            let v = &self.visitors[visitor as usize];
+            halves[usize::from(n >= middle)].push(
+                at,
+                RawProfileRef {
+                    link_id: v.link_id,
+                    user_agent: text(v.user_agent),
+                    referer: text(v.referer),
+                    accept_language: text(v.accept_language),
+                    client: v.client,
+                    qr: v.qr,
+                    counted: v.counted,
+                },
+            );
+        }
+        halves
+    }
+}
+
+/// A [`RawBatch`] on the wire: its texts in id order, its visitors and its visits.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct WireBatch<'a> {
+    #[serde(borrow)]
+    texts: Vec<&'a str>,
+    visitors: Vec<WireVisitor>,
+    visits: Vec<(i64, u32)>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct WireVisitor {
+    link_id: i64,
+    user_agent: u32,
+    referer: u32,
+    accept_language: u32,
+    client: IpAddr,
+    qr: bool,
+    counted: bool,
+}
+
+impl From<RawVisitor> for WireVisitor {
+    fn from(v: RawVisitor) -> Self {
+        Self {
+            link_id: v.link_id,
+            user_agent: v.user_agent,
+            referer: v.referer,
+            accept_language: v.accept_language,
+            client: v.client,
+            qr: v.qr,
+            counted: v.counted,
+        }
+    }
+}
+
+impl From<WireVisitor> for RawVisitor {
+    fn from(v: WireVisitor) -> Self {
+        Self {
+            link_id: v.link_id,
+            user_agent: v.user_agent,
+            referer: v.referer,
+            accept_language: v.accept_language,
+            client: v.client,
+            qr: v.qr,
+            counted: v.counted,
+        }
+    }
 }
 
 /// A visitor, enriched: everything stored, listed and streamed about a visit except
@@ -624,5 +768,79 @@ mod tests {
         for (group, visitor) in groups.iter().zip(&visitors) {
             assert_eq!(group.profile, enricher.enrich(visitor));
         }
+    }
+
+    fn sample_batch() -> RawBatch {
+        let mut batch = RawBatch::default();
+        let first = raw();
+        let second = RawProfile {
+            link_id: 7,
+            referer: None,
+            counted: true,
+            ..raw()
+        };
+        for at in 0..5 {
+            batch.push(at, first.as_ref());
+            batch.push(100 + at, second.as_ref());
+        }
+        batch
+    }
+
+    #[test]
+    fn a_batch_survives_the_wire_and_enriches_the_same() {
+        let batch = sample_batch();
+        let decoded = RawBatch::decode(&batch.encode()).unwrap();
+        assert_eq!((decoded.len(), decoded.visitors()), (10, 2));
+        let enricher = Enricher::new();
+        let mut sent = enricher.enrich_batch(vec![sample_batch()]);
+        let mut received = enricher.enrich_batch(vec![decoded]);
+        sent.sort_by_key(|g| g.profile.link_id);
+        received.sort_by_key(|g| g.profile.link_id);
+        assert_eq!(sent, received);
+        // Only the first visitor's clicks are not yet in a total.
+        let uncounted: Vec<_> = sample_batch().uncounted_clicks().collect();
+        assert_eq!(uncounted, (0..5).map(|at| (42, at)).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn malformed_batches_are_refused() {
+        let bytes = sample_batch().encode();
+        assert!(RawBatch::decode(&bytes[..bytes.len() - 1]).is_err());
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(RawBatch::decode(&longer).is_err());
+        // A visit naming a visitor that is not there.
+        let wire = WireBatch {
+            texts: vec!["curl/8"],
+            visitors: vec![],
+            visits: vec![(1, 0)],
+        };
+        let err = RawBatch::decode(&postcard::to_allocvec(&wire).unwrap()).unwrap_err();
+        assert!(err.contains("visitor"), "{err}");
+        // A visitor naming a text that is not there.
+        let wire = WireBatch {
+            texts: vec![],
+            visitors: vec![WireVisitor {
+                link_id: 1,
+                user_agent: 3,
+                referer: NO_TEXT,
+                accept_language: NO_TEXT,
+                client: [127, 0, 0, 1].into(),
+                qr: false,
+                counted: false,
+            }],
+            visits: vec![],
+        };
+        assert!(RawBatch::decode(&postcard::to_allocvec(&wire).unwrap()).is_err());
+    }
+
+    #[test]
+    fn halves_keep_every_visit() {
+        let [a, b] = sample_batch().halves();
+        assert_eq!((a.len(), b.len()), (5, 5));
+        let enricher = Enricher::new();
+        let count =
+            |groups: Vec<VisitGroup>| -> usize { groups.iter().map(|g| g.times.len()).sum() };
+        assert_eq!(count(enricher.enrich_batch(vec![a, b])), 10);
     }
 }

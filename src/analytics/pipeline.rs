@@ -175,7 +175,7 @@ impl Analytics {
 }
 
 /// A visit as the live feed sends it (no id: it is not stored yet).
-fn live_form(profile: &Profile, at_ms: i64) -> StoredVisit {
+pub fn live_form(profile: &Profile, at_ms: i64) -> StoredVisit {
     let ip = profile.ip.map(|ip| ip.to_string());
     block::block_profile(profile, ip.as_deref()).visit(None, at_ms)
 }
@@ -199,6 +199,9 @@ pub struct PipelineConfig {
     pub interval: Duration,
     /// Whether raw visits are stored (a raw retention of 0 days keeps rollups only).
     pub keep_raw: bool,
+    /// In a cluster with a click stream: where drained batches go instead (enriched
+    /// and stored by `hop worker`).
+    pub publisher: Option<crate::stream::publisher::Publisher>,
 }
 
 /// Drains, enriches and stores visits every `interval` until `stop` turns true, then
@@ -208,11 +211,25 @@ pub async fn run_pipeline(
     enricher: Arc<Enricher>,
     store: Arc<dyn AnalyticsStore>,
     clicks: Arc<Clicks>,
-    config: PipelineConfig,
+    mut config: PipelineConfig,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut ticker = tokio::time::interval(config.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    if let Some(mut publisher) = config.publisher.take() {
+        // The stream's shape: drain and publish (or spool); stopping publishes (or
+        // spools) the last drain, so a graceful stop loses nothing.
+        loop {
+            let stopping = tokio::select! {
+                _ = ticker.tick() => false,
+                _ = stop.changed() => true,
+            };
+            publisher.send(analytics.take()).await;
+            if stopping {
+                return;
+            }
+        }
+    }
     let mut pending: Vec<VisitGroup> = Vec::new();
     loop {
         let stopping = tokio::select! {

@@ -11,6 +11,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
+use std::sync::atomic::Ordering;
 use utoipa::ToSchema;
 
 pub fn router() -> Router<AppState> {
@@ -45,6 +46,12 @@ pub struct ReadyChecks {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = "ok")]
     redis: Option<&'static str>,
+    /// With a click stream (`nats_url` set): `ok`, or `spooling` while NATS cannot take
+    /// visits and they wait in the node's spool. Still ready: nothing is lost.
+    /// Absent without `nats_url`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "ok")]
+    nats: Option<&'static str>,
 }
 
 /// Liveness: answers while the process runs; touches no dependency.
@@ -78,11 +85,20 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiErr
             "unavailable"
         }
     });
+    let nats = state.stream.as_ref().map(|stream| {
+        let up = stream.client.connection_state() == async_nats::connection::State::Connected;
+        if up && stream.metrics.spool_bytes.load(Ordering::Relaxed) == 0 {
+            "ok"
+        } else {
+            "spooling"
+        }
+    });
     Ok(Json(Ready {
         status: "ready",
         checks: ReadyChecks {
             database: "ok",
             redis,
+            nats,
         },
     }))
 }
@@ -153,6 +169,60 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             "counter",
             "Visits dropped since start (queue full, or the database failing for long).",
             stats.dropped,
+        );
+    }
+    if let Some(stream) = &state.stream {
+        let m = &stream.metrics;
+        let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+        metric(
+            "hop_stream_connected",
+            "gauge",
+            "1 while this node is connected to NATS.",
+            u64::from(stream.client.connection_state() == async_nats::connection::State::Connected),
+        );
+        metric(
+            "hop_stream_published_total",
+            "counter",
+            "Visit batches the stream acknowledged (first publishes and spool replays).",
+            load(&m.published),
+        );
+        metric(
+            "hop_stream_published_visits_total",
+            "counter",
+            "Visits in the batches the stream acknowledged.",
+            load(&m.published_visits),
+        );
+        metric(
+            "hop_stream_publish_failures_total",
+            "counter",
+            "Publishes that failed or timed out (their batch went to the spool).",
+            load(&m.publish_failures),
+        );
+        metric(
+            "hop_stream_spooled_total",
+            "counter",
+            "Visit batches written to the spool while NATS could not take them.",
+            load(&m.spooled),
+        );
+        metric(
+            "hop_stream_spool_bytes",
+            "gauge",
+            "Bytes in the spool now.",
+            load(&m.spool_bytes),
+        );
+        metric(
+            "hop_stream_dropped_visits_total",
+            "counter",
+            "Visits dropped because the spool was full (their clicks still count).",
+            load(&m.dropped_visits),
+        );
+        let pending = m.pending.load(Ordering::Relaxed);
+        let _ = write!(
+            out,
+            "# HELP hop_stream_worker_pending Messages waiting for hop worker (pending and unacknowledged); -1 when unknown.
+             # TYPE hop_stream_worker_pending gauge
+hop_stream_worker_pending {pending}
+"
         );
     }
     out.push_str(

@@ -127,6 +127,16 @@ pub struct Shared {
     pub started_at: std::time::SystemTime,
     /// The Redis tier shared with the other nodes; `None` without `redis_url`.
     pub tier: Option<Arc<crate::tier::RedisTier>>,
+    /// The click stream (NATS) this node publishes to; `None` without `nats_url`.
+    pub stream: Option<StreamHandle>,
+}
+
+/// What the HTTP side needs of the click stream: live feeds and metrics.
+#[derive(Clone)]
+pub struct StreamHandle {
+    pub client: async_nats::Client,
+    pub settings: crate::stream::StreamSettings,
+    pub metrics: Arc<crate::stream::publisher::StreamMetrics>,
 }
 
 impl AppState {

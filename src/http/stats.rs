@@ -667,6 +667,9 @@ pub async fn link_live(
     let Some(analytics) = &state.analytics else {
         return Err(ApiError::AnalyticsOff);
     };
+    if let Some(stream) = &state.stream {
+        return live_from_stream(stream, link.id).await;
+    }
     let receiver = analytics.subscribe();
     let id = link.id;
     let stream = futures_util::stream::unfold(receiver, move |mut receiver| async move {
@@ -689,6 +692,34 @@ pub async fn link_live(
         }
     });
     Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+/// The live feed in a cluster with a click stream: the workers publish each link's
+/// stored visits on its own subject, whichever node served them.
+async fn live_from_stream(
+    stream: &super::StreamHandle,
+    link: crate::domain::link::LinkId,
+) -> Result<Response, ApiError> {
+    let subscriber = stream
+        .client
+        .subscribe(stream.settings.live_subject(link.0))
+        .await
+        .map_err(|error| ApiError::Unavailable(format!("the live feed is unavailable: {error}")))?;
+    let events = futures_util::StreamExt::flat_map(subscriber, |message| {
+        let visits: Vec<serde_json::Value> =
+            serde_json::from_slice(&message.payload).unwrap_or_default();
+        futures_util::stream::iter(visits.into_iter().map(|visit| {
+            Ok::<_, Infallible>(
+                Event::default()
+                    .event("visit")
+                    .json_data(&visit)
+                    .unwrap_or_else(|_| Event::default().comment("unserialisable visit")),
+            )
+        }))
+    });
+    Ok(Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response())
 }

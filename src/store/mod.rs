@@ -443,6 +443,11 @@ pub struct StatsRows {
     pub top_links: Vec<(LinkId, u64)>,
 }
 
+/// How long the ids of stored stream batches are kept (pruned with the analytics
+/// retention): a batch redelivered later than this would count twice. Far beyond the
+/// stream's own deduplication window and any expected NATS outage.
+pub const STREAM_BATCH_DAYS: i64 = 7;
+
 /// Click analytics: enriched visits, their rollups, and retention.
 #[async_trait]
 pub trait AnalyticsStore: Send + Sync {
@@ -453,6 +458,16 @@ pub trait AnalyticsStore: Send + Sync {
         groups: Arc<Vec<crate::analytics::enrich::VisitGroup>>,
         keep_raw: bool,
     ) -> Result<(), StoreError>;
+    /// Stores visits that came off the click stream as [`Self::record_visits`] does,
+    /// and records `batch_ids` (the stream's message ids) in the same transaction. If
+    /// any of them is recorded already (a batch delivered again), nothing is written
+    /// and the answer is `false`. Ids are forgotten after [`STREAM_BATCH_DAYS`].
+    async fn record_stream_visits(
+        &self,
+        groups: Arc<Vec<crate::analytics::enrich::VisitGroup>>,
+        keep_raw: bool,
+        batch_ids: Vec<String>,
+    ) -> Result<bool, StoreError>;
     /// Rollups for `scope` over `[from, to)` (Unix seconds), and the `top` links.
     async fn stats(
         &self,

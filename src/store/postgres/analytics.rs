@@ -134,8 +134,24 @@ async fn write_visits(
     client: &mut deadpool_postgres::Client,
     blocks: &[EncodedBlock],
     rollups: &Rollups<'_>,
-) -> Result<(), tokio_postgres::Error> {
+    batch_ids: &[String],
+) -> Result<bool, tokio_postgres::Error> {
     let tx = client.transaction().await?;
+    if !batch_ids.is_empty() {
+        // A batch another worker is storing right now holds its id's index entry: this
+        // waits for that commit, then sees the id and writes nothing.
+        let statement = tx
+            .prepare_cached(
+                "INSERT INTO stream_batches (id, stored_at) SELECT unnest($1::text[]), $2 \
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .await?;
+        let recorded = tx.execute(&statement, &[&batch_ids, &now_ms()]).await?;
+        if recorded < batch_ids.len() as u64 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+    }
     if !blocks.is_empty() {
         let links: Vec<i64> = blocks.iter().map(|b| b.link_id).collect();
         let firsts: Vec<i64> = blocks.iter().map(|b| b.first_at).collect();
@@ -235,7 +251,8 @@ async fn write_visits(
             .await?;
         tx.execute(&statement, &[&links, &hours, &clicks]).await?;
     }
-    tx.commit().await
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// `link_id ...` for a scope, as parameter `$3` (a link id or an owner id).
@@ -341,13 +358,15 @@ fn damaged(error: block::BlockError) -> StoreError {
     StoreError::Database(error.to_string())
 }
 
-#[async_trait]
-impl AnalyticsStore for PgStore {
-    async fn record_visits(
+impl PgStore {
+    /// Writes a batch of visits (and, from the stream, its ids) in one transaction,
+    /// creating a month's partition first if a block needs one.
+    async fn store_visits(
         &self,
         groups: Arc<Vec<VisitGroup>>,
         keep_raw: bool,
-    ) -> Result<(), StoreError> {
+        batch_ids: Vec<String>,
+    ) -> Result<bool, StoreError> {
         let blocks = if keep_raw {
             block::encode_groups(&groups)
         } else {
@@ -356,7 +375,7 @@ impl AnalyticsStore for PgStore {
         let rollups = Rollups::of(&groups);
         self.timed(async {
             let mut client = self.client().await?;
-            match write_visits(&mut client, &blocks, &rollups).await {
+            match write_visits(&mut client, &blocks, &rollups, &batch_ids).await {
                 // 23514 here: a block of a month that has no partition yet.
                 Err(error) if error.code() == Some(&SqlState::CHECK_VIOLATION) => {
                     let months: BTreeSet<Month> = blocks
@@ -364,12 +383,34 @@ impl AnalyticsStore for PgStore {
                         .filter_map(|b| Month::of_ms(b.last_at))
                         .collect();
                     create_partitions(&mut client, &months).await?;
-                    Ok(write_visits(&mut client, &blocks, &rollups).await?)
+                    Ok(write_visits(&mut client, &blocks, &rollups, &batch_ids).await?)
                 }
                 other => Ok(other?),
             }
         })
         .await
+    }
+}
+
+#[async_trait]
+impl AnalyticsStore for PgStore {
+    async fn record_visits(
+        &self,
+        groups: Arc<Vec<VisitGroup>>,
+        keep_raw: bool,
+    ) -> Result<(), StoreError> {
+        self.store_visits(groups, keep_raw, Vec::new())
+            .await
+            .map(drop)
+    }
+
+    async fn record_stream_visits(
+        &self,
+        groups: Arc<Vec<VisitGroup>>,
+        keep_raw: bool,
+        batch_ids: Vec<String>,
+    ) -> Result<bool, StoreError> {
+        self.store_visits(groups, keep_raw, batch_ids).await
     }
 
     async fn stats(
@@ -517,6 +558,11 @@ impl AnalyticsStore for PgStore {
                 &[&hourly_before],
             )
             .await?;
+        tx.execute(
+            "DELETE FROM stream_batches WHERE stored_at < $1",
+            &[&(now_ms() - crate::store::STREAM_BATCH_DAYS * 86_400_000)],
+        )
+        .await?;
         tx.commit().await?;
         if folded + dims_folded > 0 {
             // The folded rows stay dead in the tables until autovacuum comes by, and a

@@ -15,6 +15,7 @@ use crate::store::ConnectError;
 pub const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0001_init.sql"),
     include_str!("../../../migrations/postgres/0002_disabled_reason.sql"),
+    include_str!("../../../migrations/postgres/0003_stream_batches.sql"),
 ];
 
 fn failed(error: tokio_postgres::Error) -> ConnectError {

@@ -289,6 +289,11 @@ fn read_stats(
     })
 }
 
+/// Stream batch ids recorded before this (Unix ms) are forgotten.
+fn batch_ids_before() -> i64 {
+    crate::domain::link::now_ms() - crate::store::STREAM_BATCH_DAYS * 86_400_000
+}
+
 #[async_trait]
 impl AnalyticsStore for SqliteStore {
     async fn record_visits(
@@ -305,6 +310,40 @@ impl AnalyticsStore for SqliteStore {
             in_savepoint(conn, |conn| {
                 insert_blocks(conn, &blocks)?;
                 add_rollups(conn, &groups)
+            })
+        })
+        .await
+    }
+
+    async fn record_stream_visits(
+        &self,
+        groups: Arc<Vec<VisitGroup>>,
+        keep_raw: bool,
+        batch_ids: Vec<String>,
+    ) -> Result<bool, StoreError> {
+        let blocks = if keep_raw {
+            block::encode_groups(&groups)
+        } else {
+            Vec::new()
+        };
+        let now = crate::domain::link::now_ms();
+        self.write(move |conn| {
+            in_savepoint(conn, |conn| {
+                // One writer: checking first and inserting after cannot race.
+                let mut seen = conn.prepare_cached("SELECT 1 FROM stream_batches WHERE id = ?1")?;
+                for id in &batch_ids {
+                    if seen.exists([id])? {
+                        return Ok(false);
+                    }
+                }
+                let mut record = conn
+                    .prepare_cached("INSERT INTO stream_batches (id, stored_at) VALUES (?1, ?2)")?;
+                for id in &batch_ids {
+                    record.execute(params![id, now])?;
+                }
+                insert_blocks(conn, &blocks)?;
+                add_rollups(conn, &groups)?;
+                Ok(true)
             })
         })
         .await
@@ -365,6 +404,8 @@ impl AnalyticsStore for SqliteStore {
                     "DELETE FROM visit_dims WHERE day_start < ?1 AND day_start <> {MONTH_START}"
                 ))?
                 .execute([hourly_before])?;
+                conn.prepare_cached("DELETE FROM stream_batches WHERE stored_at < ?1")?
+                    .execute([batch_ids_before()])?;
                 Ok((deleted as u64, folded as u64))
             })
         })
@@ -437,6 +478,50 @@ mod tests {
                 .await
                 .unwrap();
         }
+    }
+
+    #[tokio::test]
+    async fn a_stream_batch_stored_twice_counts_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("hop.db")).unwrap();
+        with_links(&store, 1).await;
+        let batch = Arc::new(vec![group(1, "Firefox", vec![1000, 2000])]);
+        let ids = |ids: &[&str]| ids.iter().map(|id| id.to_string()).collect::<Vec<_>>();
+        assert!(
+            store
+                .record_stream_visits(batch.clone(), true, ids(&["n-1", "n-2"]))
+                .await
+                .unwrap()
+        );
+        // Delivered again, alone or with a new one: nothing is written.
+        assert!(
+            !store
+                .record_stream_visits(batch.clone(), true, ids(&["n-2"]))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .record_stream_visits(batch.clone(), true, ids(&["n-3", "n-1"]))
+                .await
+                .unwrap()
+        );
+        let count = |sql: &str| -> i64 {
+            store
+                .read(|conn| conn.query_row(sql, [], |r| r.get(0)))
+                .unwrap()
+        };
+        assert_eq!(count("SELECT clicks FROM link_clicks WHERE link_id = 1"), 2);
+        assert_eq!(count("SELECT SUM(visits) FROM visit_blocks"), 2);
+        assert_eq!(count("SELECT COUNT(*) FROM stream_batches"), 2);
+        // The new id of the refused call is free for its own batch.
+        assert!(
+            store
+                .record_stream_visits(batch, true, ids(&["n-3"]))
+                .await
+                .unwrap()
+        );
+        assert_eq!(count("SELECT clicks FROM link_clicks WHERE link_id = 1"), 4);
     }
 
     #[tokio::test]

@@ -53,6 +53,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0003_analytics.sql"),
     include_str!("../../../migrations/sqlite/0004_visit_blocks.sql"),
     include_str!("../../../migrations/sqlite/0005_disabled_reason.sql"),
+    include_str!("../../../migrations/sqlite/0006_stream_batches.sql"),
 ];
 
 type MigrationStep = fn(&Connection) -> rusqlite::Result<()>;

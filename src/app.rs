@@ -1,6 +1,7 @@
 //! Assembling and running the server: build the state from the configuration, serve
-//! HTTP until a shutdown signal, then stop in order (stop accepting, finish in-flight
-//! requests, flush counted clicks, close the database).
+//! HTTP until a shutdown signal, then stop in order (drain: fail `/readyz` for
+//! `shutdown_drain_ms` while still serving; stop accepting, finish in-flight requests,
+//! flush counted clicks, close the database).
 
 use crate::analytics::anonymize::IpRetention;
 use crate::analytics::enrich::Enricher;
@@ -262,6 +263,7 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
         started_at: std::time::SystemTime::now(),
         tier: tier.clone(),
         stream,
+        draining: Default::default(),
     });
     let blocklist_refresh = tokio::spawn(run_blocklist_refresh(state.clone()));
     let mut tier_tasks = match tier {
@@ -488,12 +490,36 @@ pub async fn serve(
         );
     }
     let timeout = Duration::from_secs(config.shutdown_timeout_s);
+    let drain = Duration::from_millis(config.shutdown_drain_ms);
+    let shutdown = drain_after(state.clone(), shutdown, drain);
     run_server(state, background, listener, shutdown, timeout).await
 }
 
-/// Serves `state` on `listener` until `shutdown` completes, then stops gracefully: no
-/// new connections, in-flight requests finish (for up to `timeout`), counted clicks
-/// are flushed.
+/// Completes `drain` after `signal` does. From the signal on, `state` is draining:
+/// `/readyz` answers 503 (`draining`) while every other request is served as before,
+/// so a load balancer that checks `/readyz` takes the node out while it still
+/// accepts; only then does the graceful shutdown stop accepting. Without a drain
+/// (`shutdown_drain_ms = 0`, a single node) the shutdown starts at once, as it did
+/// before drains existed.
+///
+/// (Rejected: refusing new connections during the drain. The balancer has not yet
+/// noticed, so it would keep sending to a node that refuses: errors, or retries at
+/// best, which is what the drain exists to avoid.)
+pub async fn drain_after(state: AppState, signal: impl Future<Output = ()>, drain: Duration) {
+    signal.await;
+    state.start_draining();
+    if !drain.is_zero() {
+        tracing::info!(
+            drain_ms = drain.as_millis() as u64,
+            "draining: /readyz answers 503 while requests are still served"
+        );
+        tokio::time::sleep(drain).await;
+    }
+}
+
+/// Serves `state` on `listener` until `shutdown` completes (after the drain, when
+/// [`drain_after`] wraps it), then stops gracefully: no new connections, in-flight
+/// requests finish (for up to `timeout`), counted clicks are flushed.
 pub async fn run_server(
     state: AppState,
     background: Background,
@@ -515,21 +541,28 @@ pub async fn run_server(
     Ok(())
 }
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Completes on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed by this call,
+/// not when the future is first polled: the server only polls it once it serves, and
+/// a SIGTERM sent as soon as "hop is serving" was logged would otherwise still find
+/// the default action, and kill the process instead of draining it.
+pub fn shutdown_signal() -> impl Future<Output = ()> {
     #[cfg(unix)]
     {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt()).expect("installing the SIGINT handler");
         let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
+            signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+        async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = interrupt.await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

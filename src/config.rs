@@ -19,6 +19,11 @@ use crate::domain::code::{MAX_GENERATED_LEN, MIN_GENERATED_LEN};
 /// Prefix of the environment variables read as configuration.
 pub const ENV_PREFIX: &str = "HOP_";
 
+/// The longest `shutdown_drain_ms` accepted. A balancer notices a failing `/readyz`
+/// within seconds; a longer value is a mistake that would keep a stopping node
+/// running (and an orchestrator would kill it before the end anyway).
+const MAX_SHUTDOWN_DRAIN_MS: u64 = 600_000;
+
 /// Every setting. Field names are the keys of the file and, upper-cased with the
 /// `HOP_` prefix, of the environment.
 #[derive(Debug, Clone, Deserialize)]
@@ -121,6 +126,10 @@ pub struct Config {
     /// How long a graceful shutdown waits for in-flight requests, in seconds.
     #[serde(deserialize_with = "lenient")]
     pub shutdown_timeout_s: u64,
+    /// How long a node keeps serving after SIGTERM/SIGINT with `/readyz` failing, so its
+    /// load balancer stops sending to it first, in milliseconds (0: shut down at once).
+    #[serde(deserialize_with = "lenient")]
+    pub shutdown_drain_ms: u64,
     /// How long a request may take from its headers to its last body byte, and to its
     /// answer, in milliseconds (a slow body gets 408).
     #[serde(deserialize_with = "lenient")]
@@ -242,6 +251,7 @@ impl Default for Config {
             negative_cache_ttl_ms: 2000,
             click_flush_interval_ms: 1000,
             shutdown_timeout_s: 30,
+            shutdown_drain_ms: 0,
             request_timeout_ms: 10_000,
             header_read_timeout_ms: 10_000,
             max_header_bytes: 16 * 1024,
@@ -387,6 +397,13 @@ click_flush_interval_ms = 1000
 
 # How long a graceful shutdown waits for in-flight requests, in seconds.
 shutdown_timeout_s = 30
+# Behind a load balancer: on SIGTERM/SIGINT, first drain for this long (milliseconds):
+# /readyz answers 503 (urn:hop:problem:draining) while every other request is served
+# as usual, so the balancer's health check takes the node out before it stops
+# accepting; then the graceful shutdown above. Set it above the balancer's time to
+# notice (haproxy `inter 1s fall 2`: about 2 s, so 3000). 0: no drain, for a single
+# node with nothing in front that checks /readyz.
+shutdown_drain_ms = 0
 
 # Connections. A request must arrive whole (headers to last body byte) and be
 # answered within request_timeout_ms, or it gets 408 and its connection is closed;
@@ -692,6 +709,13 @@ impl Config {
             if value == 0 {
                 return invalid(format!("{name} must be greater than 0"));
             }
+        }
+        if self.shutdown_drain_ms > MAX_SHUTDOWN_DRAIN_MS {
+            return invalid(format!(
+                "shutdown_drain_ms {} is above {MAX_SHUTDOWN_DRAIN_MS} (10 minutes); a \
+                 balancer notices a failing /readyz within seconds",
+                self.shutdown_drain_ms
+            ));
         }
         if !(1024..=1024 * 1024).contains(&self.max_header_bytes) {
             return invalid(format!(
@@ -1025,7 +1049,7 @@ mod tests {
         let from_file = Config::from_table(DEFAULT_TOML.parse().unwrap()).unwrap();
         let defaults = Config::default();
         assert_eq!(format!("{from_file:?}"), format!("{defaults:?}"));
-        assert_eq!(Config::keys().len(), 55);
+        assert_eq!(Config::keys().len(), 56);
     }
 
     #[test]
@@ -1111,6 +1135,14 @@ mod tests {
             (vec![("HOP_BASE_URL", "ftp://x")], "base_url"),
             (vec![("HOP_LOG_FORMAT", "xml")], "xml"),
             (
+                vec![("HOP_SHUTDOWN_DRAIN_MS", "3 s")],
+                "`shutdown_drain_ms`: `3 s` is not a valid number",
+            ),
+            (
+                vec![("HOP_SHUTDOWN_DRAIN_MS", "600001")],
+                "shutdown_drain_ms 600001 is above 600000",
+            ),
+            (
                 vec![("HOP_REDIS_URL", "127.0.0.1:6379")],
                 "redis_url `127.0.0.1:6379`",
             ),
@@ -1170,6 +1202,23 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("yes"), "{err}");
+    }
+
+    #[test]
+    fn shutdown_drain_from_file_and_environment() {
+        assert_eq!(Config::default().shutdown_drain_ms, 0);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hop.toml");
+        std::fs::write(&path, "shutdown_drain_ms = 3000\n").unwrap();
+        let config = Config::load(Some(&path), env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(config.shutdown_drain_ms, 3000);
+        let config = Config::load(
+            Some(&path),
+            env(&[("HOP_SHUTDOWN_DRAIN_MS", "500")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(config.shutdown_drain_ms, 500);
     }
 
     #[test]

@@ -260,6 +260,71 @@ async fn graceful_shutdown_loses_no_click() {
 }
 
 #[tokio::test]
+async fn sigint_drains_for_shutdown_drain_ms_then_stops() {
+    let dir = common::data_dir();
+    let key = new_key(dir.path(), true);
+    let server = HopProcess::start(dir.path(), &[("HOP_SHUTDOWN_DRAIN_MS", "1500")]);
+    server
+        .create_link(
+            &key,
+            json!({"url": "https://example.com/d", "alias": "kept"}),
+        )
+        .await;
+    let http = client();
+    let status = |path: &str| {
+        let request = http.get(server.url(path));
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status("/readyz").await, 200);
+    let signalled = std::time::Instant::now();
+    // SIGINT (Ctrl-C) drains like SIGTERM.
+    server.signal("INT");
+    let draining = common::eventually(Duration::from_secs(1), || async {
+        status("/readyz").await == 503
+    })
+    .await;
+    assert!(draining, "/readyz did not fail after SIGINT");
+    // Everything else is served as before, the redirect and the API alike.
+    assert_eq!(status("/kept").await, 302);
+    assert_eq!(status("/healthz").await, 200);
+    let listed = http
+        .get(server.url("/api/v1/links"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 200);
+    assert_eq!(listed.headers()["connection"], "close");
+    let (ok, stdout, _) = server.wait();
+    assert!(ok);
+    assert!(signalled.elapsed() >= Duration::from_millis(1500));
+    assert!(
+        stdout.iter().any(|line| line.contains("\"drain_ms\":1500")),
+        "{stdout:?}"
+    );
+}
+
+#[tokio::test]
+async fn without_a_drain_sigterm_stops_at_once() {
+    let dir = common::data_dir();
+    let server = HopProcess::start(dir.path(), &[]);
+    let signalled = std::time::Instant::now();
+    server.signal("TERM");
+    let (ok, stdout, _) = server.wait();
+    assert!(ok);
+    // The default (0) keeps the shutdown as it was: no wait, no drain line.
+    assert!(
+        signalled.elapsed() < Duration::from_millis(3000),
+        "{:?}",
+        signalled.elapsed()
+    );
+    assert!(
+        !stdout.iter().any(|line| line.contains("draining")),
+        "{stdout:?}"
+    );
+}
+
+#[tokio::test]
 async fn in_flight_requests_finish_on_sigterm() {
     let dir = common::data_dir();
     let key = new_key(dir.path(), true);

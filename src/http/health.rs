@@ -1,8 +1,8 @@
 //! Health endpoints for load balancers and orchestrators: `/healthz` says the process
-//! is alive (it never touches a dependency), `/readyz` says it can serve (the database
-//! answers reads, the writer is running, and recent writes did not fail for a full disk,
-//! an I/O error or damage: the 503 names which), `/metrics` gives counters in the
-//! Prometheus text format.
+//! is alive (it never touches a dependency), `/readyz` says it can serve (not draining
+//! for a shutdown, the database answers reads, the writer is running, and recent writes
+//! did not fail for a full disk, an I/O error or damage: the 503 names which),
+//! `/metrics` gives counters in the Prometheus text format.
 
 use super::AppState;
 use super::problem::ApiError;
@@ -66,9 +66,10 @@ pub async fn healthz() -> Json<Alive> {
 }
 
 /// Readiness: answers `200` when the database answers reads and takes writes; `503`
-/// otherwise, with a problem whose `type` and `detail` say why (`disk-full`,
-/// `storage-failed`, `database-damaged`, or `unavailable`). In a cluster,
-/// `checks.redis` says whether Redis is in use (`unavailable`: the node goes on
+/// otherwise, with a problem whose `type` and `detail` say why (`draining` once a
+/// shutdown signal came, for `shutdown_drain_ms`, while every other route still
+/// serves; `disk-full`, `storage-failed`, `database-damaged`, or `unavailable`). In a
+/// cluster, `checks.redis` says whether Redis is in use (`unavailable`: the node goes on
 /// without it, still ready).
 #[utoipa::path(
     get,
@@ -77,6 +78,10 @@ pub async fn healthz() -> Json<Alive> {
     responses((status = 200, description = "Ready to serve", body = Ready))
 )]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
+    // First: a draining node must fail at once, whatever its database says.
+    if state.is_draining() {
+        return Err(ApiError::Draining);
+    }
     state.stores.meta.ping().await?;
     let redis = state.tier.as_ref().map(|tier| {
         if tier.available() {
@@ -137,6 +142,12 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "gauge",
         "Entries in the redirect cache.",
         entries,
+    );
+    metric(
+        "hop_draining",
+        "gauge",
+        "1 once a shutdown signal came (/readyz fails, requests are still served), else 0.",
+        u64::from(state.is_draining()),
     );
     metric(
         "hop_connections_open",

@@ -40,6 +40,7 @@ use axum::response::{Html, IntoResponse, Response};
 use problem::{ApiError, InternalCause};
 use std::ops::Deref;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// Settings the handlers need, derived once from the configuration.
@@ -129,6 +130,9 @@ pub struct Shared {
     pub tier: Option<Arc<crate::tier::RedisTier>>,
     /// The click stream (NATS) this node publishes to; `None` without `nats_url`.
     pub stream: Option<StreamHandle>,
+    /// Set once a shutdown signal came: `/readyz` fails so that the load balancer
+    /// stops sending here, while every other request is still served.
+    pub draining: AtomicBool,
 }
 
 /// What the HTTP side needs of the click stream: live feeds and metrics.
@@ -154,6 +158,17 @@ impl AppState {
             code: code.to_owned(),
         }])
         .await;
+    }
+
+    /// From now on `/readyz` answers 503 (draining) and responses close their
+    /// connections; nothing else changes. Never undone: the process is stopping.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a shutdown has begun (see [`Self::start_draining`]).
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 
     /// Tells the other nodes of a cluster what changed (nothing without Redis).

@@ -91,6 +91,12 @@ pub enum ApiError {
     CodeSpaceExhausted(String),
     #[error("click analytics are off on this server (analytics_enabled = false)")]
     AnalyticsOff,
+    /// A shutdown has begun (`/readyz` only): the node still serves, but its load
+    /// balancer should send new requests elsewhere.
+    #[error(
+        "this node is shutting down: it still serves for a moment, but new requests should go to other nodes"
+    )]
+    Draining,
     /// A dependency is down; the message is for the log only.
     #[error("{0}")]
     Unavailable(String),
@@ -243,6 +249,7 @@ impl ApiError {
                 "code-space-exhausted",
                 "No short codes left",
             ),
+            Self::Draining => (S::SERVICE_UNAVAILABLE, "draining", "Node is draining"),
             Self::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
             Self::Storage(StorageFailure::DiskFull, _) => {
                 (S::SERVICE_UNAVAILABLE, "disk-full", "Disk full")

@@ -21,6 +21,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Response, header};
 use axum::middleware::Next;
 use axum::response::IntoResponse;
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
@@ -35,8 +36,27 @@ pub fn request_client(state: &AppState, peer: IpAddr, headers: &HeaderMap) -> Ip
     if state.settings.trusted_proxies.is_empty() {
         return peer;
     }
-    let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
-    client_ip(peer, forwarded, &state.settings.trusted_proxies)
+    let forwarded = forwarded_for(headers);
+    client_ip(peer, forwarded.as_deref(), &state.settings.trusted_proxies)
+}
+
+/// Every `X-Forwarded-For` line of a request as one list, in order. Several lines are
+/// one comma-separated list (RFC 9110, section 5.3), and they do occur: haproxy's
+/// `option forwardfor` adds a line of its own after any the client sent, so reading
+/// the first line alone would believe the client's. A line that is not text becomes
+/// an entry that stops the walk in [`client_ip`].
+fn forwarded_for(headers: &HeaderMap) -> Option<Cow<'_, str>> {
+    let mut lines = headers.get_all("x-forwarded-for").iter();
+    let first = lines.next()?;
+    if lines.next().is_none() {
+        return Some(Cow::Borrowed(first.to_str().unwrap_or("?")));
+    }
+    let all: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .map(|line| line.to_str().unwrap_or("?"))
+        .collect();
+    Some(Cow::Owned(all.join(",")))
 }
 
 const LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
@@ -251,4 +271,33 @@ fn redirect_refused(headers: &HeaderMap, decision: &Decision) -> Response<Body> 
     let mut response = negotiate(headers, ApiError::RateLimited(decision.retry_after_s));
     add_headers(response.headers_mut(), decision);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_forwarded_for_line_is_read_in_order() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(forwarded_for(&headers), None);
+        headers.append("x-forwarded-for", HeaderValue::from_static("203.0.113.7"));
+        assert_eq!(forwarded_for(&headers).as_deref(), Some("203.0.113.7"));
+        // A client's own line first, then the balancer's (haproxy `option forwardfor`):
+        // the balancer's line is the one nearest to hop.
+        headers.append("x-forwarded-for", HeaderValue::from_static("198.51.100.2"));
+        let joined = forwarded_for(&headers).unwrap();
+        assert_eq!(joined, "203.0.113.7,198.51.100.2");
+        let trusted = ["127.0.0.1/32".parse().unwrap()];
+        let peer = "127.0.0.1".parse().unwrap();
+        assert_eq!(
+            client_ip(peer, Some(&joined), &trusted),
+            "198.51.100.2".parse::<IpAddr>().unwrap()
+        );
+        // A line that is not text ends the walk there, as unparsable text does.
+        let mut headers = HeaderMap::new();
+        headers.append("x-forwarded-for", HeaderValue::from_static("203.0.113.7"));
+        headers.append("x-forwarded-for", HeaderValue::from_bytes(b"\xff").unwrap());
+        assert_eq!(forwarded_for(&headers).as_deref(), Some("203.0.113.7,?"));
+    }
 }

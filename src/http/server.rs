@@ -22,6 +22,10 @@
 //!   (hop's fault) gets 503. A cached redirect is answered before any timer is set.
 //!   Graceful shutdown waits for in-flight requests, so this also bounds how long a
 //!   stalled upload can hold up SIGTERM.
+//!
+//! Shutdown (see `app::run_server`): first a drain of `shutdown_drain_ms`, during which
+//! `/readyz` fails and every answer carries `Connection: close`, while the loop still
+//! accepts; then the loop stops accepting and open connections finish their requests.
 
 use super::AppState;
 use super::connections::Throttled;
@@ -140,6 +144,17 @@ impl hyper::service::Service<hyper::Request<Incoming>> for HopService {
     type Future = Answer;
 
     fn call(&self, request: hyper::Request<Incoming>) -> Answer {
+        let answer = self.answer(request);
+        if self.state.is_draining() {
+            answer.closing()
+        } else {
+            answer
+        }
+    }
+}
+
+impl HopService {
+    fn answer(&self, request: hyper::Request<Incoming>) -> Answer {
         let limit = self.state.settings.request_timeout;
         match redirect::fast_path(&self.state, &request, self.peer.ip()) {
             FastPath::Answered(response) => Answer::Ready(Some(response)),
@@ -249,6 +264,33 @@ impl HttpBody for Watched {
 enum Answer {
     Ready(Option<hyper::Response<Body>>),
     Waiting(Pin<Box<dyn Future<Output = hyper::Response<Body>> + Send>>),
+}
+
+impl Answer {
+    /// The same answer with `Connection: close`, so that hyper closes the connection
+    /// after it. While a node drains, clients and the balancer's pooled connections
+    /// then reconnect (to another node, once the balancer has taken this one out)
+    /// instead of holding idle connections that the shutdown would close under them.
+    fn closing(self) -> Self {
+        let close = |response: &mut hyper::Response<Body>| {
+            response.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+        };
+        match self {
+            Answer::Ready(Some(mut response)) => {
+                close(&mut response);
+                Answer::Ready(Some(response))
+            }
+            Answer::Ready(None) => Answer::Ready(None),
+            Answer::Waiting(answer) => Answer::Waiting(Box::pin(async move {
+                let mut response = answer.await;
+                close(&mut response);
+                response
+            })),
+        }
+    }
 }
 
 impl Future for Answer {

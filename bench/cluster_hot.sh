@@ -12,6 +12,9 @@
 # stime of the hop process across the wrk run, divided by the requests wrk completed.
 # Needs the machine's PostgreSQL (127.0.0.1:5432; a database of its own, dropped at
 # the end) and Redis (127.0.0.1:6379; keys under a prefix of its own, which expire).
+# The last shape adds the click stream: a private nats-server -js on a free port (its
+# store in the bench's temporary directory), no worker (the visits wait in the stream;
+# a worker is another process and its cost is benches/worker.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HOP=${1:-target/release/hop}
@@ -25,8 +28,11 @@ TICKS=$(getconf CLK_TCK)
 WORK=$(mktemp -d)
 PID=""
 
+NATS_PID=""
+
 cleanup() {
   [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null || true
+  [ -n "$NATS_PID" ] && kill "$NATS_PID" 2>/dev/null && wait "$NATS_PID" 2>/dev/null || true
   psql "$ADMIN" -qc "DROP DATABASE IF EXISTS $NAME WITH (FORCE)" >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
@@ -35,6 +41,9 @@ trap cleanup EXIT
 cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
 
 psql "$ADMIN" -qc "CREATE DATABASE $NAME" >/dev/null
+NATS_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+nats-server -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$WORK/nats" >"$WORK/nats.log" 2>&1 &
+NATS_PID=$!
 
 # measure LABEL [HOP_*=…]: starts hop with those settings, creates a link, runs wrk on
 # its redirect; prints label, CPU µs per request, requests/s.
@@ -68,6 +77,9 @@ results=$(
   measure "PostgreSQL" HOP_DATABASE_URL="$DATABASE"
   measure "cluster (PostgreSQL + Redis)" HOP_DATABASE_URL="$DATABASE" \
     HOP_REDIS_URL=redis://127.0.0.1:6379/0 HOP_REDIS_PREFIX="$PREFIX"
+  measure "cluster + NATS stream" HOP_DATABASE_URL="$DATABASE" \
+    HOP_REDIS_URL=redis://127.0.0.1:6379/0 HOP_REDIS_PREFIX="$PREFIX" \
+    HOP_NATS_URL="nats://127.0.0.1:$NATS_PORT"
 )
 echo "cached redirect, one code, $CONNECTIONS connections, ${DURATION}s each ($HOP):"
 echo "$results" | awk -F'\t' 'NR == 1 { base = $2 }

@@ -322,6 +322,38 @@ async fn redirects(bases: &[String], code: &str, count: usize, user_agent: &str)
     }
 }
 
+/// `count` GETs of `code` spread over `bases` from 16 concurrent clients; the number
+/// of redirects (302) and of 410s. Anything else fails the test.
+async fn hammer(bases: &[String], code: &str, count: usize) -> (usize, usize) {
+    let clients = 16;
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let bases = bases.to_vec();
+        let code = code.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let http = client();
+            let (mut found, mut gone) = (0, 0);
+            for n in (c..count).step_by(clients) {
+                let base = &bases[n % bases.len()];
+                let response = http.get(format!("{base}/{code}")).send().await.unwrap();
+                match response.status().as_u16() {
+                    302 => found += 1,
+                    410 => gone += 1,
+                    other => panic!("GET {base}/{code} answered {other}"),
+                }
+            }
+            (found, gone)
+        }));
+    }
+    let mut totals = (0, 0);
+    for task in tasks {
+        let (found, gone) = task.await.unwrap();
+        totals.0 += found;
+        totals.1 += gone;
+    }
+    totals
+}
+
 const FIREFOX: &str =
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10.15; rv:121.0) Gecko/20100101 Firefox/121.0";
 const CURL: &str = "curl/8.5.0";
@@ -332,7 +364,7 @@ fn bases(cluster: &Cluster) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn visits_on_every_node_are_stored_once_by_the_workers_and_reach_every_live_feed() {
-    let cluster = Cluster::start(MACHINE_NATS, 2, 2);
+    let cluster = Cluster::start(MACHINE_NATS, 3, 2);
     cluster.create("spread").await;
     // A live feed on node 1 sees a visit node 0 served.
     let mut feed = client()
@@ -372,12 +404,12 @@ async fn visits_on_every_node_are_stored_once_by_the_workers_and_reach_every_liv
     assert_eq!(event["browser"], "Firefox", "{event}");
     drop(feed);
 
-    // Humans on both nodes, a bot on both: every visit once, with its breakdowns.
-    redirects(&bases(&cluster), "spread", 2_999, FIREFOX).await;
-    redirects(&bases(&cluster), "spread", 1_000, CURL).await;
-    let stats = cluster.assert_counted("spread", 4_000).await;
-    assert_eq!(stats["humans"], 3_000, "{stats}");
-    assert_eq!(stats["bots"], 1_000, "{stats}");
+    // Humans and a bot on every node: every visit once, with its breakdowns.
+    redirects(&bases(&cluster), "spread", 23_999, FIREFOX).await;
+    redirects(&bases(&cluster), "spread", 6_000, CURL).await;
+    let stats = cluster.assert_counted("spread", 30_000).await;
+    assert_eq!(stats["humans"], 24_000, "{stats}");
+    assert_eq!(stats["bots"], 6_000, "{stats}");
     let browsers: Vec<(String, u64)> = stats["browsers"]
         .as_array()
         .unwrap()
@@ -389,15 +421,30 @@ async fn visits_on_every_node_are_stored_once_by_the_workers_and_reach_every_liv
             )
         })
         .collect();
-    assert_eq!(browsers, [("Firefox".to_owned(), 3_000)], "{stats}");
-    // The nodes published; neither stored visits itself.
-    let published = cluster.metric(0, "hop_stream_published_visits_total").await
-        + cluster.metric(1, "hop_stream_published_visits_total").await;
-    assert_eq!(published, 4_000.0);
+    assert_eq!(browsers, [("Firefox".to_owned(), 24_000)], "{stats}");
+    // The nodes published; none stored visits itself.
+    let mut published = 0.0;
+    for node in 0..3 {
+        published += cluster
+            .metric(node, "hop_stream_published_visits_total")
+            .await;
+    }
+    assert_eq!(published, 30_000.0);
     assert_eq!(cluster.metric(0, "hop_analytics_stored_total").await, 0.0);
     assert_eq!(cluster.metric(0, "hop_stream_spool_bytes").await, 0.0);
     let ready = cluster.get_json("/readyz").await;
     assert_eq!(ready["checks"]["nats"], "ok", "{ready}");
+
+    // A click limit hammered from the three nodes: exactly 500 redirects, then 410,
+    // and the stream counts each of them once (their visits are marked counted).
+    cluster.nodes[0]
+        .create_link(
+            &cluster.key,
+            json!({"url": "https://example.com/limited", "alias": "limited", "maxClicks": 500}),
+        )
+        .await;
+    assert_eq!(hammer(&bases(&cluster), "limited", 800).await, (500, 300));
+    cluster.assert_counted("limited", 500).await;
     cluster.delete_stream().await;
 }
 

@@ -124,6 +124,10 @@ struct Cluster {
 
 impl Cluster {
     fn start(redis_url: &str, extra_env: &[(&str, &str)]) -> Self {
+        Self::start_nodes(redis_url, extra_env, 2)
+    }
+
+    fn start_nodes(redis_url: &str, extra_env: &[(&str, &str)], count: usize) -> Self {
         let dir = common::postgres_data_dir();
         let prefix = unique_prefix();
         // Fourteen hop processes of parallel tests share two cores: a 50 ms call to
@@ -136,7 +140,7 @@ impl Cluster {
         ];
         env.extend_from_slice(extra_env);
         let key = common::admin_key(dir.path());
-        let nodes = (0..2)
+        let nodes = (0..count)
             .map(|_| HopProcess::start(dir.path(), &env))
             .collect();
         Self {
@@ -236,6 +240,46 @@ async fn propagation(cluster: &Cluster, code: &str, url: &str) -> Duration {
     })
     .await
     .unwrap_or_else(|| panic!("node 1 never followed the change to {url}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_a_create_on_one_resolves_on_the_others_and_a_patch_reaches_both() {
+    let cluster = Cluster::start_nodes(MACHINE_REDIS, &[], 3);
+    cluster.wait_connected().await;
+    cluster
+        .create(0, json!({"url": "https://example.com/a", "alias": "three"}))
+        .await;
+    // B and C at once, right after A's 201.
+    let (b, c) = tokio::join!(cluster.follow(1, "three"), cluster.follow(2, "three"));
+    assert_eq!(b, (302, "https://example.com/a".to_owned()));
+    assert_eq!(c, (302, "https://example.com/a".to_owned()));
+    // A PATCH on B: A and C, both holding the old target, follow within 100 ms.
+    assert_eq!(cluster.follow(0, "three").await.0, 302);
+    assert_eq!(
+        cluster
+            .patch(1, "three", json!({"url": "https://example.com/b"}))
+            .await,
+        200
+    );
+    let new = (302, "https://example.com/b".to_owned());
+    let (a, c) = tokio::join!(
+        time_until(Duration::from_secs(2), || async {
+            cluster.follow(0, "three").await == new
+        }),
+        time_until(Duration::from_secs(2), || async {
+            cluster.follow(2, "three").await == new
+        })
+    );
+    let (a, c) = (
+        a.expect("node A never followed"),
+        c.expect("node C never followed"),
+    );
+    eprintln!("PATCH on B reached A in {a:?}, C in {c:?}");
+    // Generous against a loaded CI machine; the measured times are a few ms.
+    assert!(
+        a < Duration::from_millis(100) && c < Duration::from_millis(100),
+        "{a:?} {c:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

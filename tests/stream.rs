@@ -432,6 +432,7 @@ async fn visits_on_every_node_are_stored_once_by_the_workers_and_reach_every_liv
     assert_eq!(published, 30_000.0);
     assert_eq!(cluster.metric(0, "hop_analytics_stored_total").await, 0.0);
     assert_eq!(cluster.metric(0, "hop_stream_spool_bytes").await, 0.0);
+    assert_eq!(cluster.metric(0, "hop_database_pool_max").await, 16.0);
     let ready = cluster.get_json("/readyz").await;
     assert_eq!(ready["checks"]["nats"], "ok", "{ready}");
 

@@ -252,6 +252,18 @@ hop_stream_worker_pending {pending}
         tier.render_metrics(&mut out);
     }
     process_metrics(&mut out, &state);
+    if let Some((open, idle, max)) = state.stores.meta.pool() {
+        let _ = write!(
+            out,
+            "# HELP hop_database_pool_connections Connections of this node's PostgreSQL pool, by state.\n\
+             # TYPE hop_database_pool_connections gauge\n\
+             hop_database_pool_connections{{state=\"in_use\"}} {}\n\
+             hop_database_pool_connections{{state=\"idle\"}} {idle}\n\
+             # HELP hop_database_pool_max The most connections the pool opens (database_max_connections).\n\
+             # TYPE hop_database_pool_max gauge\nhop_database_pool_max {max}\n",
+            open.saturating_sub(idle)
+        );
+    }
     let replicas = state.stores.meta.replicas();
     if !replicas.is_empty() {
         let label = |name: &str| name.replace('\\', "\\\\").replace('"', "\\\"");

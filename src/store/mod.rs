@@ -326,6 +326,11 @@ pub trait MetaStore: Send + Sync {
     fn replicas(&self) -> Vec<ReplicaStatus> {
         Vec::new()
     }
+    /// The primary's connection pool: (connections open, of them idle, most allowed);
+    /// `None` for a backend without one.
+    fn pool(&self) -> Option<(usize, usize, usize)> {
+        None
+    }
 }
 
 /// One read replica, as `/metrics` shows it.

@@ -866,6 +866,11 @@ impl MetaStore for PgStore {
     fn replicas(&self) -> Vec<ReplicaStatus> {
         self.replicas.list.iter().map(|r| r.status()).collect()
     }
+
+    fn pool(&self) -> Option<(usize, usize, usize)> {
+        let status = self.pool.status();
+        Some((status.size, status.available, status.max_size))
+    }
 }
 
 #[cfg(test)]

@@ -33,23 +33,9 @@ const SHIPPED_CONFIG: &str = include_str!("../deploy/haproxy.cfg");
 /// the tests leave more room than the 3000 ms the deploy examples suggest.
 const DRAIN_MS: u64 = 5000;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A key prefix no other test (or run) uses.
 fn unique_prefix() -> String {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("hoptest:lb:{}:{n}:{nanos}:", std::process::id())
+    format!("hoptest:lb:{}:", common::unique_id(":"))
 }
 
 /// deploy/haproxy.cfg with its frontend on `front`, its servers replaced by `nodes`
@@ -101,7 +87,7 @@ impl Haproxy {
             "{HAPROXY} is missing: tests/balancer.rs needs the distribution's haproxy \
              (apt-get install -y haproxy; .ci/run installs it)"
         );
-        let stats = free_port();
+        let stats = common::free_port();
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("haproxy.cfg");
         std::fs::write(&config, haproxy_config(front, stats, nodes)).unwrap();
@@ -217,7 +203,7 @@ impl Balanced {
         let dir = common::postgres_data_dir();
         let key = common::admin_key(dir.path());
         let prefix = unique_prefix();
-        let front = free_port();
+        let front = common::free_port();
         let base_url = format!("http://127.0.0.1:{front}");
         let drain = DRAIN_MS.to_string();
         let env = [

@@ -12,9 +12,9 @@
 
 mod common;
 
-use common::{HopProcess, TestDir, client, hop_command};
+use common::{HopProcess, PrivateServer, TestDir, client, hop_command};
 use serde_json::{Value, json};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The machine's Redis; tests only touch keys under their own prefix there.
@@ -22,95 +22,30 @@ const MACHINE_REDIS: &str = "redis://127.0.0.1:6379/0";
 
 /// A key prefix no other test (or run) uses.
 fn unique_prefix() -> String {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("hoptest:{}:{n}:{nanos}:", std::process::id())
+    format!("hoptest:{}:", common::unique_id(":"))
 }
 
-/// A `redis-server` of the test's own on a free port, without persistence; killed
-/// when dropped. Never the machine's server.
-struct PrivateRedis {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
+/// A `redis-server` of the test's own on a free port, without persistence (see
+/// [`PrivateServer`]).
+fn private_redis() -> PrivateServer {
+    PrivateServer::start("redis-server", |port, dir| {
+        vec![
+            "--port".into(),
+            port.to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--save".into(),
+            String::new(),
+            "--appendonly".into(),
+            "no".into(),
+            "--dir".into(),
+            dir.display().to_string(),
+        ]
+    })
 }
 
-impl PrivateRedis {
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut redis = Self {
-            port,
-            dir: tempfile::tempdir().unwrap(),
-            child: None,
-        };
-        redis.resume();
-        redis
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    /// Starts the server (again, on the same port) and waits until it answers.
-    fn resume(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server (apt-get install redis-server)");
-        self.child = Some(child);
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "the private Redis did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Sends the server a signal (`STOP` freezes it: it keeps its connections and
-    /// answers nothing; `CONT` thaws it).
-    fn signal(&self, name: &str) {
-        let child = self.child.as_ref().expect("the private Redis runs");
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Kills the server at once (as a crash would).
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // A frozen server must be thawed to die.
-            let _ = Command::new("kill")
-                .arg("-CONT")
-                .arg(child.id().to_string())
-                .status();
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
+fn redis_url(redis: &PrivateServer) -> String {
+    format!("redis://127.0.0.1:{}/0", redis.port)
 }
 
 /// Two nodes on one fresh database and one Redis, and an admin key.
@@ -188,17 +123,7 @@ impl Cluster {
 
     /// A sample of a node's `/metrics` (exact name and labels), 0 if absent.
     async fn metric(&self, node: usize, series: &str) -> f64 {
-        let text = client()
-            .get(self.url(node, "/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or(0.0)
+        common::metric_at(&self.nodes[node].base, series).await
     }
 
     /// Waits until both nodes are subscribed with the breaker closed.
@@ -455,8 +380,8 @@ async fn a_key_revoked_from_the_command_line_stops_on_every_node_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_fails_no_redirect_and_invalidation_returns_with_it() {
-    let mut redis = PrivateRedis::start();
-    let cluster = Cluster::start(&redis.url(), &[("HOP_REDIS_TIMEOUT_MS", "50")]);
+    let mut redis = private_redis();
+    let cluster = Cluster::start(&redis_url(&redis), &[("HOP_REDIS_TIMEOUT_MS", "50")]);
     cluster.wait_connected().await;
     cluster
         .create(
@@ -880,8 +805,8 @@ fn redirect_streams(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_that_stops_answering_opens_the_breaker_and_costs_no_redirect() {
-    let redis = PrivateRedis::start();
-    let cluster = Cluster::start(&redis.url(), &[("HOP_REDIS_TIMEOUT_MS", "50")]);
+    let redis = private_redis();
+    let cluster = Cluster::start(&redis_url(&redis), &[("HOP_REDIS_TIMEOUT_MS", "50")]);
     cluster.wait_connected().await;
     cluster
         .create(

@@ -11,91 +11,37 @@
 
 mod common;
 
-use common::{HopProcess, TestDir, client, hop_command};
+use common::{HopProcess, PrivateServer, TestDir, client, hop_command};
 use serde_json::{Value, json};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 const MACHINE_NATS: &str = "nats://127.0.0.1:4222";
 
 /// A NATS prefix no other test (or run) uses.
 fn unique_prefix() -> String {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
-        % 1_000_000_000;
-    format!("hoptest{}_{n}_{nanos}", std::process::id())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    format!("hoptest{}", common::unique_id("_"))
 }
 
 /// A `nats-server -js` of the test's own on a free port, storing in a temporary
-/// directory that outlives restarts; killed when dropped. Never the machine's server.
-struct PrivateNats {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
+/// directory that outlives restarts (see [`PrivateServer`]).
+fn private_nats() -> PrivateServer {
+    PrivateServer::start("nats-server", |port, dir| {
+        vec![
+            "-js".into(),
+            "-a".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            port.to_string(),
+            "-sd".into(),
+            dir.display().to_string(),
+        ]
+    })
 }
 
-impl PrivateNats {
-    fn start() -> Self {
-        let mut nats = Self {
-            port: free_port(),
-            dir: tempfile::tempdir().unwrap(),
-            child: None,
-        };
-        nats.resume();
-        nats
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    /// Starts the server (again, on the same port and store) and waits until it answers.
-    fn resume(&mut self) {
-        let child = Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string()])
-            .arg("-sd")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server (apt-get install nats-server)");
-        self.child = Some(child);
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "the private NATS did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Kills the server at once (as a crash would).
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for PrivateNats {
-    fn drop(&mut self) {
-        self.kill();
-    }
+fn nats_url(nats: &PrivateServer) -> String {
+    format!("nats://127.0.0.1:{}", nats.port)
 }
 
 /// A `hop worker` child process, its log in `log`; killed when dropped.
@@ -272,17 +218,7 @@ impl Cluster {
     }
 
     async fn metric(&self, node: usize, series: &str) -> f64 {
-        let text = client()
-            .get(self.nodes[node].url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or(0.0)
+        common::metric_at(&self.nodes[node].base, series).await
     }
 
     /// Deletes the test's stream (on the machine's NATS; a private one goes with its
@@ -451,8 +387,8 @@ async fn visits_on_every_node_are_stored_once_by_the_workers_and_reach_every_liv
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nats_outage_spools_visits_and_replays_them_exactly_once() {
-    let mut nats = PrivateNats::start();
-    let mut cluster = Cluster::start(&nats.url(), 1, 1);
+    let mut nats = private_nats();
+    let mut cluster = Cluster::start(&nats_url(&nats), 1, 1);
     cluster.create("outage").await;
     redirects(&bases(&cluster), "outage", 500, FIREFOX).await;
     cluster.assert_counted("outage", 500).await;
@@ -501,8 +437,8 @@ async fn a_nats_outage_spools_visits_and_replays_them_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_batch_loses_and_doubles_nothing() {
-    let nats = PrivateNats::start();
-    let mut cluster = Cluster::start(&nats.url(), 1, 1);
+    let nats = private_nats();
+    let mut cluster = Cluster::start(&nats_url(&nats), 1, 1);
     cluster.create("crash").await;
     let load = {
         let bases = bases(&cluster);

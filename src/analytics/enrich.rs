@@ -15,6 +15,7 @@ use super::language;
 use super::referrer;
 use hashbrown::HashMap;
 use serde::Serialize;
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 /// What the redirect saw of a visitor, except the time. Header values are as received;
@@ -64,8 +65,9 @@ impl RawProfile {
 /// Absent header value in a [`RawVisitor`].
 const NO_TEXT: u32 = u32::MAX;
 
-/// A visitor as a [`RawBatch`] holds it: header values as indexes into the batch's texts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A visitor as a [`RawBatch`] holds it (and the click stream carries it): header
+/// values as indexes into the batch's texts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 struct RawVisitor {
     link_id: i64,
     user_agent: u32,
@@ -162,12 +164,8 @@ impl RawBatch {
         }
         let wire = WireBatch {
             texts,
-            visitors: self
-                .visitors
-                .iter()
-                .map(|v| WireVisitor::from(*v))
-                .collect(),
-            visits: self.visits.clone(),
+            visitors: Cow::Borrowed(&self.visitors),
+            visits: Cow::Borrowed(&self.visits),
         };
         postcard::to_allocvec(&wire).expect("a batch always serializes")
     }
@@ -188,14 +186,13 @@ impl RawBatch {
                 return Err("a text repeated in a visit batch".into());
             }
         }
-        for visitor in wire.visitors {
+        for &visitor in wire.visitors.iter() {
             if !(known(visitor.user_agent)
                 && known(visitor.referer)
                 && known(visitor.accept_language))
             {
                 return Err("a visitor names a text the batch lacks".into());
             }
-            let visitor = RawVisitor::from(visitor);
             let next = batch.visitors.len() as u32;
             if batch.visitor_index.insert(visitor, next).is_some() {
                 return Err("a visitor repeated in a visit batch".into());
@@ -209,7 +206,7 @@ impl RawBatch {
         {
             return Err("a visit names a visitor the batch lacks".into());
         }
-        batch.visits = wire.visits;
+        batch.visits = wire.visits.into_owned();
         Ok(batch)
     }
 
@@ -247,47 +244,8 @@ impl RawBatch {
 struct WireBatch<'a> {
     #[serde(borrow)]
     texts: Vec<&'a str>,
-    visitors: Vec<WireVisitor>,
-    visits: Vec<(i64, u32)>,
-}
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct WireVisitor {
-    link_id: i64,
-    user_agent: u32,
-    referer: u32,
-    accept_language: u32,
-    client: IpAddr,
-    qr: bool,
-    counted: bool,
-}
-
-impl From<RawVisitor> for WireVisitor {
-    fn from(v: RawVisitor) -> Self {
-        Self {
-            link_id: v.link_id,
-            user_agent: v.user_agent,
-            referer: v.referer,
-            accept_language: v.accept_language,
-            client: v.client,
-            qr: v.qr,
-            counted: v.counted,
-        }
-    }
-}
-
-impl From<WireVisitor> for RawVisitor {
-    fn from(v: WireVisitor) -> Self {
-        Self {
-            link_id: v.link_id,
-            user_agent: v.user_agent,
-            referer: v.referer,
-            accept_language: v.accept_language,
-            client: v.client,
-            qr: v.qr,
-            counted: v.counted,
-        }
-    }
+    visitors: Cow<'a, [RawVisitor]>,
+    visits: Cow<'a, [(i64, u32)]>,
 }
 
 /// A visitor, enriched: everything stored, listed and streamed about a visit except
@@ -812,15 +770,15 @@ mod tests {
         // A visit naming a visitor that is not there.
         let wire = WireBatch {
             texts: vec!["curl/8"],
-            visitors: vec![],
-            visits: vec![(1, 0)],
+            visitors: vec![].into(),
+            visits: vec![(1, 0)].into(),
         };
         let err = RawBatch::decode(&postcard::to_allocvec(&wire).unwrap()).unwrap_err();
         assert!(err.contains("visitor"), "{err}");
         // A visitor naming a text that is not there.
         let wire = WireBatch {
             texts: vec![],
-            visitors: vec![WireVisitor {
+            visitors: vec![RawVisitor {
                 link_id: 1,
                 user_agent: 3,
                 referer: NO_TEXT,
@@ -828,8 +786,9 @@ mod tests {
                 client: [127, 0, 0, 1].into(),
                 qr: false,
                 counted: false,
-            }],
-            visits: vec![],
+            }]
+            .into(),
+            visits: vec![].into(),
         };
         assert!(RawBatch::decode(&postcard::to_allocvec(&wire).unwrap()).is_err());
     }

@@ -797,3 +797,118 @@ impl Drop for PrivatePostgres {
         self.halt();
     }
 }
+
+/// A free loopback port (bound once and released: another process could take it
+/// first, which the callers' start-up checks would show).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `<pid><sep><n><sep><nanoseconds within the second>`: a name part no other test of
+/// this run, or of another run, uses (for Redis prefixes, NATS streams).
+pub fn unique_id(sep: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{}{sep}{n}{sep}{nanos}", std::process::id())
+}
+
+/// A sample of `/metrics` at `base` (exact name and labels), 0 if absent.
+pub async fn metric_at(base: &str, series: &str) -> f64 {
+    let text = client()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A server of the test's own (`redis-server`, `nats-server`) on a free port with a
+/// temporary directory that outlives restarts; killed when dropped. Never the
+/// machine's server.
+pub struct PrivateServer {
+    pub port: u16,
+    pub dir: TempDir,
+    program: &'static str,
+    args: fn(u16, &Path) -> Vec<String>,
+    child: Option<Child>,
+}
+
+impl PrivateServer {
+    /// Starts `program` with `args(port, dir)` and waits until it accepts connections.
+    pub fn start(program: &'static str, args: fn(u16, &Path) -> Vec<String>) -> Self {
+        let mut server = Self {
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            program,
+            args,
+            child: None,
+        };
+        server.resume();
+        server
+    }
+
+    /// Starts the server (again, on the same port and directory) and waits until it
+    /// answers.
+    pub fn resume(&mut self) {
+        let child = Command::new(self.program)
+            .args((self.args)(self.port, self.dir.path()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{} (apt-get install it): {e}", self.program));
+        self.child = Some(child);
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the private {} did not start",
+                self.program
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends the server a signal (`STOP` freezes it: it keeps its connections and
+    /// answers nothing; `CONT` thaws it).
+    pub fn signal(&self, name: &str) {
+        let child = self.child.as_ref().expect("the private server runs");
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Kills the server at once (as a crash would).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // A frozen server must be thawed to die.
+            let _ = Command::new("kill")
+                .arg("-CONT")
+                .arg(child.id().to_string())
+                .status();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

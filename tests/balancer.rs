@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::{HopProcess, TestDir, client};
+use common::{HopProcess, TestDir, WorkerProcess, client};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -26,6 +26,8 @@ use tokio::task::JoinHandle;
 const HAPROXY: &str = "/usr/sbin/haproxy";
 /// The machine's Redis; only keys under the test's own prefix are touched.
 const MACHINE_REDIS: &str = "redis://127.0.0.1:6379/0";
+/// The machine's NATS; only the test's own stream is touched (and deleted after).
+const MACHINE_NATS: &str = "nats://127.0.0.1:4222";
 /// The shipped configuration, whose shape the tests run.
 const SHIPPED_CONFIG: &str = include_str!("../deploy/haproxy.cfg");
 /// The nodes' drain in these tests: deploy/haproxy.cfg's checks (`inter 1s fall 2`)
@@ -193,6 +195,11 @@ struct Balanced {
     haproxy: Haproxy,
     /// `None` once a test has waited for a node's exit.
     nodes: Vec<Option<HopProcess>>,
+    /// `hop worker`s storing the nodes' visits from the stream.
+    workers: Vec<WorkerProcess>,
+    nats_prefix: String,
+    /// The nodes' data directories (a spool each), kept until the nodes are gone.
+    _node_dirs: Vec<tempfile::TempDir>,
     key: String,
     /// Dropped last: the processes are gone before their database is.
     dir: TestDir,
@@ -206,7 +213,13 @@ impl Balanced {
         let front = common::free_port();
         let base_url = format!("http://127.0.0.1:{front}");
         let drain = DRAIN_MS.to_string();
+        let database = dir.database_url().unwrap().to_owned();
+        let nats_prefix = format!("hoptestlb{}", common::unique_id("_"));
         let env = [
+            ("HOP_DATABASE_URL", database.as_str()),
+            // Visits go through the machine's NATS to two workers: the whole cluster.
+            ("HOP_NATS_URL", MACHINE_NATS),
+            ("HOP_NATS_PREFIX", nats_prefix.as_str()),
             ("HOP_BASE_URL", base_url.as_str()),
             // haproxy's address: its X-Forwarded-For is believed.
             ("HOP_TRUSTED_PROXIES", "127.0.0.1/32"),
@@ -219,8 +232,24 @@ impl Balanced {
             ("HOP_RATE_LIMIT_ADMIN_PER_MINUTE", "0"),
             ("HOP_RATE_LIMIT_REDIRECT_PER_MINUTE", "0"),
         ];
-        let nodes: Vec<HopProcess> = (0..3)
-            .map(|_| HopProcess::start(dir.path(), &env))
+        // A data directory each: each node has its own spool.
+        let node_dirs: Vec<tempfile::TempDir> =
+            (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let nodes: Vec<HopProcess> = node_dirs
+            .iter()
+            .map(|node_dir| HopProcess::start(node_dir.path(), &env))
+            .collect();
+        let owned_env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let workers = (0..2)
+            .map(|n| {
+                WorkerProcess::start(
+                    &owned_env,
+                    &node_dirs[0].path().join(format!("worker-{n}.log")),
+                )
+            })
             .collect();
         let addresses: Vec<String> = nodes
             .iter()
@@ -230,6 +259,9 @@ impl Balanced {
         Self {
             haproxy,
             nodes: nodes.into_iter().map(Some).collect(),
+            workers,
+            nats_prefix,
+            _node_dirs: node_dirs,
             key,
             dir,
         }
@@ -271,6 +303,13 @@ impl Balanced {
         }
         let (ok, stdout, _) = self.nodes[i].take().unwrap().wait();
         (ok, stdout)
+    }
+}
+
+impl Drop for Balanced {
+    fn drop(&mut self) {
+        self.workers.clear();
+        common::delete_stream(MACHINE_NATS, &format!("{}-visits", self.nats_prefix));
     }
 }
 
@@ -616,4 +655,58 @@ async fn every_link_answered_201_survives_a_node_killed_under_load() {
         lost.is_empty(),
         "links answered 201 that do not resolve: {lost:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_through_haproxy_on_three_nodes_are_counted_once_by_two_workers() {
+    let lb = Balanced::start();
+    lb.wait_all_up().await;
+    lb.node(2)
+        .create_link(
+            &lb.key,
+            json!({"url": "https://example.com/spread", "alias": "spread"}),
+        )
+        .await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let (http, url) = (http.clone(), format!("{}/spread", lb.haproxy.base));
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..500 {
+                assert_eq!(http.get(&url).send().await.unwrap().status(), 302);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    // haproxy spread them over every node.
+    for node in 1..=3 {
+        let sessions = lb.haproxy.server(&format!("hop{node}")).await.1;
+        assert!(sessions > 0, "hop{node} got no request");
+    }
+    let counted = common::eventually(Duration::from_secs(60), || async {
+        let stats: Value = client()
+            .get(lb.node(0).url("/api/v1/links/spread/stats"))
+            .bearer_auth(&lb.key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        stats["total"] == 3_000
+    })
+    .await;
+    assert!(counted, "the workers never counted the 3,000 redirects");
+    // Each visit was published once, by the node that served it, and none stored twice.
+    let mut published = 0.0;
+    for node in 0..3 {
+        published +=
+            common::metric_at(&lb.node(node).base, "hop_stream_published_visits_total").await;
+    }
+    assert_eq!(published, 3_000.0);
 }

@@ -11,10 +11,9 @@
 
 mod common;
 
-use common::{HopProcess, PrivateServer, TestDir, client, hop_command};
+use common::{HopProcess, PrivateServer, TestDir, WorkerProcess, client};
 use serde_json::{Value, json};
 use std::path::Path;
-use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 const MACHINE_NATS: &str = "nats://127.0.0.1:4222";
@@ -42,46 +41,6 @@ fn private_nats() -> PrivateServer {
 
 fn nats_url(nats: &PrivateServer) -> String {
     format!("nats://127.0.0.1:{}", nats.port)
-}
-
-/// A `hop worker` child process, its log in `log`; killed when dropped.
-struct WorkerProcess {
-    child: Child,
-}
-
-impl WorkerProcess {
-    fn start(env: &[(String, String)], log: &Path) -> Self {
-        let log = std::fs::File::create(log).unwrap();
-        let child = hop_command()
-            .args(["worker", "--log-format", "json"])
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawning hop worker");
-        Self { child }
-    }
-
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// SIGTERM, then the exit status.
-    fn stop(mut self) -> bool {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        self.child.wait().unwrap().success()
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
 }
 
 /// One database, one NATS, nodes with data directories of their own (each has its
@@ -220,13 +179,13 @@ impl Cluster {
     async fn metric(&self, node: usize, series: &str) -> f64 {
         common::metric_at(&self.nodes[node].base, series).await
     }
+}
 
-    /// Deletes the test's stream (on the machine's NATS; a private one goes with its
-    /// directory).
-    async fn delete_stream(&self) {
-        let client = async_nats::connect(self.nats_url.as_str()).await.unwrap();
-        let js = async_nats::jetstream::new(client);
-        let _ = js.delete_stream(format!("{}-visits", self.prefix)).await;
+impl Drop for Cluster {
+    /// The test's stream goes (on a private NATS it goes with its directory anyway).
+    fn drop(&mut self) {
+        self.workers.clear();
+        common::delete_stream(&self.nats_url, &format!("{}-visits", self.prefix));
     }
 }
 
@@ -382,7 +341,6 @@ async fn visits_on_every_node_are_stored_once_by_the_workers_and_reach_every_liv
         .await;
     assert_eq!(hammer(&bases(&cluster), "limited", 800).await, (500, 300));
     cluster.assert_counted("limited", 500).await;
-    cluster.delete_stream().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -912,3 +912,63 @@ impl Drop for PrivateServer {
         self.kill();
     }
 }
+
+/// A `hop worker` child process, its log in `log`; killed when dropped.
+pub struct WorkerProcess {
+    child: Child,
+}
+
+impl WorkerProcess {
+    pub fn start(env: &[(String, String)], log: &Path) -> Self {
+        let log = std::fs::File::create(log).unwrap();
+        let child = hop_command()
+            .args(["worker", "--log-format", "json"])
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawning hop worker");
+        Self { child }
+    }
+
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn stop(mut self) -> bool {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.child.wait().unwrap().success()
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+/// Deletes a JetStream stream (a test's own, on the machine's NATS), from any context:
+/// on a thread of its own with its own runtime, so `Drop` can call it.
+pub fn delete_stream(nats_url: &str, stream: &str) {
+    let (url, stream) = (nats_url.to_owned(), stream.to_owned());
+    let _ = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            if let Ok(client) = async_nats::connect(url.as_str()).await {
+                let _ = async_nats::jetstream::new(client)
+                    .delete_stream(&stream)
+                    .await;
+            }
+        });
+    })
+    .join();
+}

@@ -161,8 +161,11 @@ async fn run() {
     let worker = Worker {
         settings: settings.clone(),
         store: stores.analytics.clone(),
+        meta: stores.meta.clone(),
         enricher: Arc::new(enricher),
         keep_raw: true,
+        status: None,
+        metrics: Default::default(),
     };
     let db = admin(&url).await;
     let started = Instant::now();

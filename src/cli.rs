@@ -145,6 +145,10 @@ pub struct ServeArgs {
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
+    /// Answer /healthz, /readyz and /metrics on this address (e.g. 127.0.0.1:9090)
+    /// [default: none]
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<String>,
     /// Log format: text or json [env: HOP_LOG_FORMAT] [default: text]
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
@@ -354,7 +358,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             overrides.log_level = args.log_level;
             let config = command_config(cli.config.as_deref(), &overrides)?;
             init_logging(&config);
-            runtime()?.block_on(run_worker(&config))
+            runtime()?.block_on(run_worker(&config, args.listen.as_deref()))
         }
         Command::Copy {
             from,
@@ -1014,7 +1018,7 @@ fn parse_future_time(flag: &str, text: &str) -> anyhow::Result<UnixMillis> {
     Ok(ms)
 }
 
-async fn run_worker(config: &Config) -> anyhow::Result<()> {
+async fn run_worker(config: &Config, listen: Option<&str>) -> anyhow::Result<()> {
     let Some(settings) = config.stream_settings() else {
         anyhow::bail!(
             "hop worker needs nats_url (HOP_NATS_URL or --nats-url): the stream it stores"
@@ -1023,12 +1027,23 @@ async fn run_worker(config: &Config) -> anyhow::Result<()> {
     if !config.analytics_enabled {
         anyhow::bail!("analytics_enabled is false: there are no visits for hop worker to store");
     }
+    let status = match listen {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on {address}"))?,
+        ),
+        None => None,
+    };
     let stores = app::open_stores(config).await?;
     let worker = crate::stream::worker::Worker {
         settings,
         store: stores.analytics.clone(),
+        meta: stores.meta.clone(),
         enricher: Arc::new(app::enricher(config)?),
         keep_raw: config.analytics_raw_retention_days > 0,
+        status,
+        metrics: Default::default(),
     };
     worker.run(app::shutdown_signal()).await
 }

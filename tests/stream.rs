@@ -103,12 +103,21 @@ impl Cluster {
         HopProcess::start(data_dir, &env)
     }
 
+    /// Another worker, with its status endpoints.
     fn add_worker(&mut self) {
         let log = self
             .logs
             .path()
             .join(format!("worker-{}.log", self.workers.len()));
-        self.workers.push(WorkerProcess::start(&self.env(), &log));
+        self.workers
+            .push(WorkerProcess::start_with_status(&self.env(), &log));
+    }
+
+    /// A worker's `/readyz`: status and body.
+    async fn worker_ready(&self, worker: usize) -> (u16, Value) {
+        let base = self.workers[worker].status.as_ref().unwrap();
+        let response = client().get(format!("{base}/readyz")).send().await.unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
     }
 
     fn worker_logs(&self) -> String {
@@ -380,6 +389,11 @@ async fn a_nats_outage_spools_visits_and_replays_them_exactly_once() {
     let ready = cluster.get_json("/readyz").await;
     assert_eq!(ready["checks"]["nats"], "spooling", "{ready}");
     assert!(cluster.metric(0, "hop_stream_spooled_total").await > 0.0);
+    // The worker is not ready without NATS, and says why.
+    let (status, body) = cluster.worker_ready(0).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["checks"]["nats"], "unavailable", "{body}");
+    assert_eq!(body["checks"]["database"], "ok", "{body}");
 
     // NATS is back (same store): the spool is replayed, every visit counted once.
     nats.resume();
@@ -389,6 +403,13 @@ async fn a_nats_outage_spools_visits_and_replays_them_exactly_once() {
     })
     .await;
     assert!(spool_empty, "the spool was not emptied after the replay");
+    // The one worker stored every visit, and says so.
+    assert_eq!(cluster.worker_ready(0).await.0, 200);
+    let worker = cluster.workers[0].status.clone().unwrap();
+    assert_eq!(
+        common::metric_at(&worker, "hop_worker_stored_visits_total").await,
+        served as f64
+    );
     let worker = cluster.workers.pop().unwrap();
     assert!(worker.stop(), "the worker did not stop cleanly on SIGTERM");
 }

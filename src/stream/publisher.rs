@@ -328,6 +328,21 @@ pub async fn run_lag_probe(
     settings: StreamSettings,
     metrics: Arc<StreamMetrics>,
 ) {
+    run_lag_probe_into(
+        client,
+        settings,
+        Arc::new(move |pending| metrics.pending.store(pending, Ordering::Relaxed)),
+    )
+    .await
+}
+
+/// Reads the consumer's backlog (pending plus unacknowledged messages) every five
+/// seconds and hands it to `record`; -1 when it cannot be read.
+pub async fn run_lag_probe_into(
+    client: async_nats::Client,
+    settings: StreamSettings,
+    record: Arc<dyn Fn(i64) + Send + Sync>,
+) {
     let js = jetstream::new(client);
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
     loop {
@@ -337,11 +352,8 @@ pub async fn run_lag_probe(
             stream.consumer_info(settings.consumer_name()).await.ok()
         };
         match tokio::time::timeout(settings.timeout, info).await {
-            Ok(Some(info)) => metrics.pending.store(
-                (info.num_pending + info.num_ack_pending as u64) as i64,
-                Ordering::Relaxed,
-            ),
-            _ => metrics.pending.store(-1, Ordering::Relaxed),
+            Ok(Some(info)) => record((info.num_pending + info.num_ack_pending as u64) as i64),
+            _ => record(-1),
         }
     }
 }

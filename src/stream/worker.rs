@@ -12,12 +12,13 @@
 use super::StreamSettings;
 use crate::analytics::enrich::{Enricher, RawBatch, VisitGroup};
 use crate::analytics::pipeline::live_form;
-use crate::store::AnalyticsStore;
+use crate::store::{AnalyticsStore, MetaStore};
 use async_nats::jetstream::{self, AckKind, consumer::pull};
 use futures_util::StreamExt;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Messages fetched (and stored in one transaction) at most.
@@ -30,8 +31,28 @@ const FETCH_WAIT: Duration = Duration::from_millis(500);
 pub struct Worker {
     pub settings: StreamSettings,
     pub store: Arc<dyn AnalyticsStore>,
+    /// For readiness (`ping`).
+    pub meta: Arc<dyn MetaStore>,
     pub enricher: Arc<Enricher>,
     pub keep_raw: bool,
+    /// Where to answer `/healthz`, `/readyz` and `/metrics`; none without `--listen`.
+    pub status: Option<tokio::net::TcpListener>,
+    pub metrics: Arc<WorkerMetrics>,
+}
+
+/// A worker's counters (its `/metrics`).
+#[derive(Debug, Default)]
+pub struct WorkerMetrics {
+    pub stored_visits: AtomicU64,
+    pub stored_batches: AtomicU64,
+    /// Batches delivered again that were already stored (skipped).
+    pub duplicate_batches: AtomicU64,
+    /// Transactions that failed (their messages are delivered again).
+    pub store_failures: AtomicU64,
+    /// Messages without an id or not a batch (discarded).
+    pub discarded: AtomicU64,
+    /// The consumer's backlog (pending plus unacknowledged); -1 until read.
+    pub pending: std::sync::atomic::AtomicI64,
 }
 
 /// A fetched message, decoded.
@@ -43,10 +64,12 @@ struct Fetched {
 
 impl Worker {
     /// Pulls and stores until `stop` completes, then finishes the fetch in hand.
-    pub async fn run(self, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+    pub async fn run(mut self, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
         let client = super::connect(&self.settings, "hop worker").await?;
         let mut js = jetstream::new(client.clone());
         js.set_timeout(self.settings.timeout);
+        self.metrics.pending.store(-1, Ordering::Relaxed);
+        let mut status = self.status_task(&client);
         tokio::pin!(stop);
         let consumer = loop {
             let attempt = async {
@@ -82,6 +105,14 @@ impl Worker {
             consumer = %self.settings.consumer_name(),
             "hop worker is storing visits"
         );
+        status.push(tokio::spawn(super::publisher::run_lag_probe_into(
+            client.clone(),
+            self.settings.clone(),
+            Arc::new({
+                let metrics = self.metrics.clone();
+                move |pending| metrics.pending.store(pending, Ordering::Relaxed)
+            }),
+        )));
         let mut report = Progress::default();
         loop {
             let fetched = tokio::select! {
@@ -103,8 +134,36 @@ impl Worker {
             let visits = self.store_fetched(&client, fetched).await;
             report.add(visits);
         }
+        for task in status {
+            task.abort();
+        }
         tracing::info!("hop worker stopped");
         Ok(())
+    }
+
+    /// Serves `/healthz`, `/readyz` and `/metrics` on the status listener, if any.
+    fn status_task(&mut self, client: &async_nats::Client) -> Vec<tokio::task::JoinHandle<()>> {
+        let Some(listener) = self.status.take() else {
+            return Vec::new();
+        };
+        let status = Status {
+            client: client.clone(),
+            meta: self.meta.clone(),
+            metrics: self.metrics.clone(),
+        };
+        let app = axum::Router::new()
+            .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+            .route("/readyz", axum::routing::get(ready))
+            .route("/metrics", axum::routing::get(metrics_text))
+            .with_state(status);
+        if let Ok(address) = listener.local_addr() {
+            tracing::info!(listen = %address, "worker status on /healthz, /readyz, /metrics");
+        }
+        vec![tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, app).await {
+                tracing::error!(%error, "the worker's status listener failed");
+            }
+        })]
     }
 
     async fn fetch(
@@ -126,6 +185,7 @@ impl Worker {
                 .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
                 .map(|v| v.as_str().to_owned());
             let Some(id) = id else {
+                self.metrics.discarded.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(subject = %message.subject, "a message without an id on the visit stream; discarded");
                 let _ = message.ack_with(AckKind::Term).await;
                 continue;
@@ -133,6 +193,7 @@ impl Worker {
             match RawBatch::decode(&message.payload) {
                 Ok(batch) => fetched.push(Fetched { message, id, batch }),
                 Err(error) => {
+                    self.metrics.discarded.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(%error, id, "a malformed message on the visit stream; discarded");
                     let _ = message.ack_with(AckKind::Term).await;
                 }
@@ -155,7 +216,7 @@ impl Worker {
             Ok(true) => {
                 ack_all(&messages).await;
                 self.publish_live(client, &groups).await;
-                count(&groups)
+                self.stored(messages.len(), count(&groups))
             }
             // Some were stored before: one at a time, so that the others still count.
             Ok(false) => {
@@ -166,6 +227,7 @@ impl Worker {
                 stored
             }
             Err(error) => {
+                self.metrics.store_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%error, messages = messages.len(), "storing visits failed; they will be delivered again");
                 nak_all(&messages).await;
                 0
@@ -192,13 +254,17 @@ impl Worker {
                 let _ = message.ack().await;
                 if stored {
                     self.publish_live(client, &groups).await;
-                    count(&groups)
+                    self.stored(1, count(&groups))
                 } else {
+                    self.metrics
+                        .duplicate_batches
+                        .fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(id, "a batch delivered again was already stored");
                     0
                 }
             }
             Err(error) => {
+                self.metrics.store_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%error, id, "storing a batch failed; it will be delivered again");
                 let _ = message
                     .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
@@ -206,6 +272,17 @@ impl Worker {
                 0
             }
         }
+    }
+
+    /// Counts a stored fetch; returns its visits.
+    fn stored(&self, batches: usize, visits: u64) -> u64 {
+        self.metrics
+            .stored_batches
+            .fetch_add(batches as u64, Ordering::Relaxed);
+        self.metrics
+            .stored_visits
+            .fetch_add(visits, Ordering::Relaxed);
+        visits
     }
 
     async fn enrich(&self, batches: Vec<RawBatch>) -> Arc<Vec<VisitGroup>> {
@@ -294,4 +371,101 @@ impl Progress {
             self.since = Some(Instant::now());
         }
     }
+}
+
+/// What the status endpoints read.
+#[derive(Clone)]
+struct Status {
+    client: async_nats::Client,
+    meta: Arc<dyn MetaStore>,
+    metrics: Arc<WorkerMetrics>,
+}
+
+/// `200 {"status":"ready",…}` when the database answers and NATS is connected;
+/// `503` with the same shape, naming what is not, otherwise.
+async fn ready(
+    axum::extract::State(status): axum::extract::State<Status>,
+) -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
+    let database = match status.meta.ping().await {
+        Ok(()) => "ok",
+        Err(_) => "unavailable",
+    };
+    let nats = if status.client.connection_state() == async_nats::connection::State::Connected {
+        "ok"
+    } else {
+        "unavailable"
+    };
+    let ready = database == "ok" && nats == "ok";
+    let code = if ready {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "unavailable" },
+        "checks": {"database": database, "nats": nats},
+    });
+    (code, axum::Json(body))
+}
+
+/// The worker's counters in the Prometheus text format.
+async fn metrics_text(
+    axum::extract::State(status): axum::extract::State<Status>,
+) -> impl axum::response::IntoResponse {
+    use std::fmt::Write;
+    let m = &status.metrics;
+    let mut out = String::new();
+    let counters: [(&str, &str, &AtomicU64); 5] = [
+        (
+            "hop_worker_stored_visits_total",
+            "Visits stored since start.",
+            &m.stored_visits,
+        ),
+        (
+            "hop_worker_stored_batches_total",
+            "Stream messages stored since start.",
+            &m.stored_batches,
+        ),
+        (
+            "hop_worker_duplicate_batches_total",
+            "Messages delivered again that were already stored (skipped).",
+            &m.duplicate_batches,
+        ),
+        (
+            "hop_worker_store_failures_total",
+            "Transactions that failed (their messages come again).",
+            &m.store_failures,
+        ),
+        (
+            "hop_worker_discarded_messages_total",
+            "Messages without an id or not a visit batch (discarded).",
+            &m.discarded,
+        ),
+    ];
+    for (name, help, value) in counters {
+        let _ = write!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
+            value.load(Ordering::Relaxed)
+        );
+    }
+    let connected =
+        u8::from(status.client.connection_state() == async_nats::connection::State::Connected);
+    let _ = write!(
+        out,
+        "# HELP hop_worker_nats_connected 1 while connected to NATS.\n# TYPE hop_worker_nats_connected gauge\nhop_worker_nats_connected {connected}\n"
+    );
+    if let Ok(pending) = u64::try_from(m.pending.load(Ordering::Relaxed)) {
+        let _ = write!(
+            out,
+            "# HELP hop_worker_pending Messages waiting in the stream for a worker (pending and unacknowledged).\n# TYPE hop_worker_pending gauge\nhop_worker_pending {pending}\n"
+        );
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
 }

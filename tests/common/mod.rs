@@ -916,19 +916,37 @@ impl Drop for PrivateServer {
 /// A `hop worker` child process, its log in `log`; killed when dropped.
 pub struct WorkerProcess {
     child: Child,
+    /// `http://127.0.0.1:PORT` of its status endpoints, when started with them.
+    pub status: Option<String>,
 }
 
 impl WorkerProcess {
     pub fn start(env: &[(String, String)], log: &Path) -> Self {
+        Self::spawn(env, log, None)
+    }
+
+    /// Also answering /healthz, /readyz and /metrics (`--listen`) on a free port.
+    pub fn start_with_status(env: &[(String, String)], log: &Path) -> Self {
+        Self::spawn(env, log, Some(free_port()))
+    }
+
+    fn spawn(env: &[(String, String)], log: &Path, port: Option<u16>) -> Self {
         let log = std::fs::File::create(log).unwrap();
-        let child = hop_command()
-            .args(["worker", "--log-format", "json"])
+        let mut command = hop_command();
+        command.args(["worker", "--log-format", "json"]);
+        if let Some(port) = port {
+            command.args(["--listen", &format!("127.0.0.1:{port}")]);
+        }
+        let child = command
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .expect("spawning hop worker");
-        Self { child }
+        Self {
+            child,
+            status: port.map(|port| format!("http://127.0.0.1:{port}")),
+        }
     }
 
     pub fn kill(mut self) {

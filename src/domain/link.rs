@@ -36,7 +36,68 @@ pub fn hour_start(at: UnixMillis) -> i64 {
 
 /// RFC 3339 text for a Unix-milliseconds time, in UTC, always with milliseconds
 /// (`2030-01-01T00:00:00.000Z`) so that every timestamp has the same shape.
+///
+/// Years 0 to 9999 are written directly (civil-from-days arithmetic): every link in
+/// every API answer carries three of these, and `time`'s formatter cost more than the
+/// URL parse of a create (docs/benchmarks.md). Other years go through `time`.
 pub fn format_ms(ms: UnixMillis) -> String {
+    // 0000-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z.
+    const FIRST: i64 = -62_167_219_200_000;
+    const LAST: i64 = 253_402_300_799_999;
+    if !(FIRST..=LAST).contains(&ms) {
+        return format_ms_slow(ms);
+    }
+    let days = ms.div_euclid(86_400_000);
+    let in_day = ms.rem_euclid(86_400_000);
+    let (year, month, day) = civil_from_days(days);
+    let (hour, minute) = (in_day / 3_600_000, in_day / 60_000 % 60);
+    let (second, milli) = (in_day / 1000 % 60, in_day % 1000);
+    let mut out = [0u8; 24];
+    let mut put = |at: usize, value: i64, width: usize| {
+        let mut value = value;
+        for i in (0..width).rev() {
+            out[at + i] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, year, 4);
+    put(5, month, 2);
+    put(8, day, 2);
+    put(11, hour, 2);
+    put(14, minute, 2);
+    put(17, second, 2);
+    put(20, milli, 3);
+    for (at, byte) in [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+        (23, b'Z'),
+    ] {
+        out[at] = byte;
+    }
+    String::from_utf8(out.to_vec()).expect("ASCII digits and separators")
+}
+
+/// (year, month, day) of a count of days since 1970-01-01, in the proleptic Gregorian
+/// calendar (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// [`format_ms`] through `time`'s formatter: the reference, and years outside 0–9999.
+fn format_ms_slow(ms: UnixMillis) -> String {
     const FORMAT: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
     );
@@ -418,6 +479,28 @@ impl PatchRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_format_as_rfc_3339_with_milliseconds() {
+        assert_eq!(format_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(format_ms(1_893_456_000_000), "2030-01-01T00:00:00.000Z");
+        assert_eq!(format_ms(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        assert_eq!(format_ms(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(format_ms(-62_167_219_200_000), "0000-01-01T00:00:00.000Z");
+        assert_eq!(format_ms(253_402_300_799_999), "9999-12-31T23:59:59.999Z");
+        // Past year 9999 the reference formatter answers.
+        assert_eq!(
+            format_ms(253_402_300_800_000),
+            format_ms_slow(253_402_300_800_000)
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_direct_formatter_agrees_with_time(ms in -62_167_219_200_000i64..=253_402_300_799_999) {
+            proptest::prop_assert_eq!(format_ms(ms), format_ms_slow(ms));
+        }
+    }
 
     fn policy() -> UrlPolicy {
         UrlPolicy {

@@ -135,6 +135,13 @@ pub struct ServeArgs {
     /// Address and port to listen on [env: HOP_LISTEN] [default: 127.0.0.1:8080]
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Option<String>,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// The logging flags of the long-running commands (`serve`, `worker`).
+#[derive(Debug, Args)]
+pub struct LogArgs {
     /// Log format: text or json [env: HOP_LOG_FORMAT] [default: text]
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
@@ -149,12 +156,8 @@ pub struct WorkerArgs {
     /// [default: none]
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Option<String>,
-    /// Log format: text or json [env: HOP_LOG_FORMAT] [default: text]
-    #[arg(long, value_name = "FORMAT")]
-    pub log_format: Option<String>,
-    /// Log filter, e.g. info or warn [env: HOP_LOG_LEVEL] [default: info]
-    #[arg(long, value_name = "FILTER")]
-    pub log_level: Option<String>,
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -340,8 +343,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve(args) => {
             overrides.listen = args.listen;
-            overrides.log_format = args.log_format;
-            overrides.log_level = args.log_level;
+            overrides.log_format = args.log.log_format;
+            overrides.log_level = args.log.log_level;
             let config = load_config(cli.config.as_deref(), &overrides)?;
             init_logging(&config);
             // Before the port: a second server on this data dir is told who holds it.
@@ -354,8 +357,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             })
         }
         Command::Worker(args) => {
-            overrides.log_format = args.log_format;
-            overrides.log_level = args.log_level;
+            overrides.log_format = args.log.log_format;
+            overrides.log_level = args.log.log_level;
             let config = command_config(cli.config.as_deref(), &overrides)?;
             init_logging(&config);
             runtime()?.block_on(run_worker(&config, args.listen.as_deref()))

@@ -1,22 +1,24 @@
-//! Generated short codes: counter blocks leased from the database, turned into codes
-//! by the keyed permutation in [`crate::domain::code`].
+//! Link ids and generated short codes: counter blocks leased from the database, turned
+//! into codes by the keyed permutation in [`crate::domain::code`].
 //!
 //! A block of [`BLOCK_SIZE`] counter values costs one database write; the values
 //! left in a block when the process stops are simply never used (a few thousand out
-//! of trillions). Each code length has its own counter, so changing `code_length`
-//! cannot produce a code already issued.
+//! of trillions). One counter ([`LINK_ID_COUNTER`]) numbers every link: a generated
+//! link's id is the counter value its code encodes, so stores keep generated links in
+//! counter order and find one by decoding its code; an alias takes the next value as
+//! its id and leaves that value's code unused. Codes of different lengths never
+//! collide and the counter only grows, so changing `code_length` cannot produce a
+//! code already issued.
 
 use crate::domain::code::CodeSpace;
-use crate::store::{MetaStore, StoreError};
+use crate::domain::link::LinkId;
+use crate::store::{CODE_KEY_SETTING, LINK_ID_COUNTER, MetaStore, StoreError, code_book};
 use std::ops::Range;
 use std::sync::Arc;
 use tokio::sync::Mutex;
 
 /// Counter values leased per database round trip.
 pub const BLOCK_SIZE: u64 = 4096;
-
-/// Name of the permutation key in the settings table.
-const KEY_SETTING: &str = "code_permutation_key";
 
 #[derive(Debug, thiserror::Error)]
 pub enum AllocError {
@@ -30,7 +32,6 @@ pub enum AllocError {
 pub struct CodeAllocator {
     space: CodeSpace,
     meta: Arc<dyn MetaStore>,
-    counter: String,
     block: Mutex<Range<u64>>,
 }
 
@@ -38,30 +39,37 @@ impl CodeAllocator {
     /// Loads (or on first use creates) the permutation key and prepares to lease blocks.
     pub async fn new(meta: Arc<dyn MetaStore>, len: u32) -> Result<Self, StoreError> {
         let fresh: [u8; 16] = rand::random();
-        let stored = meta.secret(KEY_SETTING, fresh.to_vec()).await?;
-        let key: [u8; 16] = stored
-            .as_slice()
-            .try_into()
-            .map_err(|_| StoreError::Database(format!("setting {KEY_SETTING} is not 16 bytes")))?;
+        let stored = meta.secret(CODE_KEY_SETTING, fresh.to_vec()).await?;
+        let space = code_book(&stored)?.space(len).clone();
         Ok(Self {
-            space: CodeSpace::new(len, key),
+            space,
             meta,
-            counter: format!("codes_len{len}"),
             block: Mutex::new(0..0),
         })
     }
 
-    /// The next unused code.
-    pub async fn next(&self) -> Result<String, AllocError> {
-        let mut block = self.block.lock().await;
-        if block.is_empty() {
-            *block = self.meta.lease_block(&self.counter, BLOCK_SIZE).await?;
-        }
-        let n = block.start;
+    /// The next link id and its generated code.
+    pub async fn next(&self) -> Result<(LinkId, String), AllocError> {
+        let n = self.next_value().await?;
         if n >= self.space.size() {
             return Err(AllocError::Exhausted(self.space.code_len()));
         }
+        Ok((LinkId(n as i64), self.space.encode(n)))
+    }
+
+    /// The next link id, for a link with a custom alias (its generated code is never
+    /// handed out).
+    pub async fn next_id(&self) -> Result<LinkId, AllocError> {
+        Ok(LinkId(self.next_value().await? as i64))
+    }
+
+    async fn next_value(&self) -> Result<u64, AllocError> {
+        let mut block = self.block.lock().await;
+        if block.is_empty() {
+            *block = self.meta.lease_block(LINK_ID_COUNTER, BLOCK_SIZE).await?;
+        }
+        let n = block.start;
         block.start += 1;
-        Ok(self.space.encode(n))
+        Ok(n)
     }
 }

@@ -196,6 +196,7 @@ async fn unknown_expired_and_exhausted_links() {
         .stores
         .links
         .insert_link(hop::store::NewLink {
+            id: server.state.codes.next_id().await.unwrap(),
             domain: String::new(),
             code: "old".into(),
             url: "https://example.com/old".into(),

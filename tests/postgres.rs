@@ -116,10 +116,13 @@ async fn four_processes_keep_click_limits_exact_and_codes_unique() {
         );
     }
     assert_eq!(codes.len(), 200);
-    // One block of 4096 values per node, none shared.
+    // One block of 4096 values per node, none shared (the counter starts at 1).
     assert_eq!(
-        common::count_rows(dir.path(), "SELECT CAST(SUM(next) AS BIGINT) FROM counters"),
-        4 * 4096
+        common::count_rows(
+            dir.path(),
+            "SELECT next FROM counters WHERE name = 'link_ids'"
+        ),
+        1 + 4 * 4096
     );
     for code in &codes {
         let response = http
@@ -829,9 +832,18 @@ async fn copy_moves_an_install_from_sqlite_and_every_answer_stays_the_same() {
         .create_link(&key, json!({"url": "https://example.com/after"}))
         .await;
     assert!(!generated.contains(&fresh["code"].as_str().unwrap().to_owned()));
+    // Its id is the first of a block leased past everything the source had leased.
+    let source_counter = rusqlite::Connection::open(source.dir.path().join("hop.db"))
+        .unwrap()
+        .query_row(
+            "SELECT next FROM counters WHERE name = 'link_ids'",
+            [],
+            |row| row.get::<_, i64>(0),
+        )
+        .unwrap();
     assert_eq!(
         common::count_rows(target.path(), "SELECT MAX(id) FROM links"),
-        100_005
+        source_counter
     );
 
     // A target that holds data is refused unless asked.

@@ -193,6 +193,43 @@ impl CodeSpace {
     }
 }
 
+/// The code spaces of every generated length under one key: what turns any code back
+/// into the counter value (and so the link id) it would have been generated from.
+///
+/// Stores use it to find a generated link by its integer key: links are stored in
+/// counter order, and a lookup decodes the code, reads the row with that id and
+/// checks that its code is the one asked for (see docs/ARCHITECTURE.md, "Link
+/// storage").
+#[derive(Clone, Debug)]
+pub struct CodeBook {
+    spaces: Vec<CodeSpace>,
+}
+
+impl CodeBook {
+    /// Every length from 1 to [`MAX_GENERATED_LEN`], permuted by `key`.
+    pub fn new(key: [u8; 16]) -> Self {
+        Self {
+            spaces: (1..=MAX_GENERATED_LEN)
+                .map(|len| CodeSpace::new(len, key))
+                .collect(),
+        }
+    }
+
+    /// The space of codes `len` characters long.
+    pub fn space(&self, len: u32) -> &CodeSpace {
+        &self.spaces[len as usize - 1]
+    }
+
+    /// The counter value `code` decodes to, if it has the shape of a generated code.
+    pub fn decode(&self, code: &str) -> Option<u64> {
+        let len = code.len();
+        if !(1..=MAX_GENERATED_LEN as usize).contains(&len) {
+            return None;
+        }
+        self.spaces[len - 1].decode(code)
+    }
+}
+
 /// Whether `s` could be a short code at all (generated or alias): 1 to 64 characters of
 /// `[A-Za-z0-9_-]`. The redirect path uses this to answer 404 without a lookup.
 pub fn is_code_syntax(s: &str) -> bool {
@@ -304,6 +341,21 @@ mod tests {
             prop_assert_eq!(code.len(), len as usize);
             prop_assert!(code.bytes().all(|b| b.is_ascii_alphanumeric()));
             prop_assert_eq!(space.decode(&code), Some(n));
+        }
+
+        #[test]
+        fn a_code_book_decodes_every_length(len in 1u32..=MAX_GENERATED_LEN, key: [u8; 16], seed: u64) {
+            let book = CodeBook::new(key);
+            let n = seed % book.space(len).size();
+            prop_assert_eq!(book.decode(&book.space(len).encode(n)), Some(n));
+        }
+
+        #[test]
+        fn a_code_book_refuses_what_no_space_has(code in "[A-Za-z0-9_-]{0,64}") {
+            let book = CodeBook::new([3; 16]);
+            let shaped = (1..=MAX_GENERATED_LEN as usize).contains(&code.len())
+                && code.bytes().all(|b| b.is_ascii_alphanumeric());
+            prop_assert_eq!(book.decode(&code).is_some(), shaped);
         }
 
         #[test]

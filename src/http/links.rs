@@ -353,12 +353,13 @@ fn check_target(state: &AppState, url: &str) -> Result<(), ApiError> {
 fn new_link(
     draft: &LinkDraft,
     site: &Site,
-    code: String,
+    (id, code): (LinkId, String),
     owner: Option<UserId>,
     now: UnixMillis,
     password_hash: Option<&String>,
 ) -> NewLink {
     NewLink {
+        id,
         domain: site.as_str().to_owned(),
         code,
         url: draft.url.as_str().to_owned(),
@@ -432,7 +433,15 @@ pub async fn create(
     let password_hash = password_hash.as_ref();
     let link = match &draft.alias {
         Some(alias) => {
-            let record = new_link(&draft, &site, alias.clone(), owner, now, password_hash);
+            let id = state.codes.next_id().await?;
+            let record = new_link(
+                &draft,
+                &site,
+                (id, alias.clone()),
+                owner,
+                now,
+                password_hash,
+            );
             match state.stores.links.insert_link(record).await {
                 Err(StoreError::Conflict) => return Err(ApiError::AliasTaken(alias.clone())),
                 Err(error) => return Err(insert_failed(state, &site, error)),
@@ -442,8 +451,8 @@ pub async fn create(
         None => {
             let mut attempts = 0;
             loop {
-                let code = state.codes.next().await?;
-                let record = new_link(&draft, &site, code, owner, now, password_hash);
+                let generated = state.codes.next().await?;
+                let record = new_link(&draft, &site, generated, owner, now, password_hash);
                 match state.stores.links.insert_link(record).await {
                     Err(StoreError::Conflict) if attempts < MAX_CODE_ATTEMPTS => attempts += 1,
                     Err(StoreError::Conflict) => {
@@ -568,7 +577,7 @@ pub async fn create_links_bulk(
         let mut records = Vec::with_capacity(pending.len());
         for (_, draft, site) in &pending {
             let code = match &draft.alias {
-                Some(alias) => alias.clone(),
+                Some(alias) => (state.codes.next_id().await?, alias.clone()),
                 None => state.codes.next().await?,
             };
             records.push(new_link(draft, site, code, owner, now, None));

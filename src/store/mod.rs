@@ -9,10 +9,26 @@
 pub mod postgres;
 pub mod sqlite;
 
+use crate::domain::code::CodeBook;
 use crate::domain::link::{KeyId, Link, LinkChanges, LinkId, RedirectType, UnixMillis, UserId};
 use async_trait::async_trait;
 use std::ops::Range;
 use std::sync::Arc;
+
+/// The counter that numbers links (see [`crate::codes`]).
+pub const LINK_ID_COUNTER: &str = "link_ids";
+
+/// The settings row holding the key of the short-code permutation: stores read it to
+/// decode codes into link ids, the allocator to encode them.
+pub const CODE_KEY_SETTING: &str = "code_permutation_key";
+
+/// The [`CodeBook`] of a stored permutation key.
+pub fn code_book(key: &[u8]) -> Result<CodeBook, StoreError> {
+    let key: [u8; 16] = key
+        .try_into()
+        .map_err(|_| StoreError::Database(format!("setting {CODE_KEY_SETTING} is not 16 bytes")))?;
+    Ok(CodeBook::new(key))
+}
 
 /// Errors every backend reports.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +130,10 @@ pub struct LinkQuery {
 /// A link to insert; the code is already chosen (generated or alias).
 #[derive(Debug, Clone)]
 pub struct NewLink {
+    /// From [`crate::codes::CodeAllocator`]: for a generated code, the counter value
+    /// the code encodes (stores find the link by decoding the code); for an alias, a
+    /// value of its own.
+    pub id: LinkId,
     /// `""` for the default domain, else a registered domain name.
     pub domain: String,
     pub code: String,
@@ -205,7 +225,9 @@ pub struct NewApiKey {
 pub trait LinkStore: Send + Sync {
     /// Inserts a link durably; [`StoreError::Conflict`] when the code is taken (also
     /// by a deleted link: codes are never reused, so old printed links never change
-    /// target).
+    /// target) or the id is. A link whose code decodes to its id is stored as a
+    /// generated one (found by that integer); any other code also goes into the alias
+    /// index.
     async fn insert_link(&self, link: NewLink) -> Result<Link, StoreError>;
     /// Inserts many links in one transaction; each item succeeds or fails on its own
     /// (a taken code fails that item only). The outer error means none was stored.

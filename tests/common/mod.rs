@@ -40,6 +40,10 @@ impl TestDir {
     }
 }
 
+/// The variable that starts every SQLite test store at an older schema version, so
+/// that the suite runs on stores migrated from it (`HOP_TEST_SQLITE_SCHEMA=6`).
+pub const TEST_SCHEMA_VAR: &str = "HOP_TEST_SQLITE_SCHEMA";
+
 /// A fresh data directory (and database, see the module docs).
 pub fn data_dir() -> TestDir {
     let dir = tempfile::tempdir().unwrap();
@@ -47,8 +51,21 @@ pub fn data_dir() -> TestDir {
         .ok()
         .filter(|url| !url.is_empty())
         .map(|admin_url| TestDatabase::create(&admin_url));
-    if let Some(database) = &database {
-        std::fs::write(dir.path().join(DATABASE_MARKER), &database.url).unwrap();
+    match &database {
+        Some(database) => std::fs::write(dir.path().join(DATABASE_MARKER), &database.url).unwrap(),
+        None => {
+            if let Some(version) = std::env::var(TEST_SCHEMA_VAR)
+                .ok()
+                .filter(|v| !v.is_empty())
+            {
+                let version = version.parse().expect("HOP_TEST_SQLITE_SCHEMA is a number");
+                hop::store::sqlite::SqliteStore::create_at_version(
+                    &dir.path().join("hop.db"),
+                    version,
+                )
+                .unwrap();
+            }
+        }
     }
     TestDir { database, dir }
 }
@@ -412,11 +429,13 @@ pub fn hop_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_hop"))
 }
 
-/// A command running the `hop` binary. The suite's own variable is not passed on:
+/// A command running the `hop` binary. The suite's own variables are not passed on:
 /// hop refuses `HOP_*` variables it does not know.
 pub fn hop_command() -> Command {
     let mut command = Command::new(hop_binary());
-    command.env_remove(TEST_DATABASE_VAR);
+    command
+        .env_remove(TEST_DATABASE_VAR)
+        .env_remove(TEST_SCHEMA_VAR);
     command
 }
 
@@ -448,7 +467,8 @@ impl HopProcess {
             .arg("-c")
             .arg(format!("ulimit -n {file_limit} && exec \"$0\" \"$@\""))
             .arg(hop_binary())
-            .env_remove(TEST_DATABASE_VAR);
+            .env_remove(TEST_DATABASE_VAR)
+            .env_remove(TEST_SCHEMA_VAR);
         Self::start_command(command, data_dir, extra_env)
     }
 

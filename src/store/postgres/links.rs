@@ -131,21 +131,23 @@ pub(super) async fn insert_batch(
             .map(|l| i32::from(l.redirect.code()))
             .collect();
         let owners: Vec<Option<i64>> = candidates.iter().map(|l| l.owner.map(|u| u.0)).collect();
+        let link_ids: Vec<i64> = candidates.iter().map(|l| l.id.0).collect();
         // Rows are inserted in array order, so of two items with the same code the
         // first wins and the second is skipped as a conflict.
         let statement = tx
             .prepare_cached(
-                "INSERT INTO links (domain, code, url, title, created_at, updated_at, \
+                "INSERT INTO links (id, domain, code, url, title, created_at, updated_at, \
                  expires_at, max_clicks, redirect_status, owner_user_id, password_hash) \
-                 SELECT d, c, u, t, a, a, e, m, r, o, p FROM unnest($1::text[], $2::text[], \
-                 $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[], \
-                 $8::integer[], $9::bigint[], $10::text[]) AS v(d, c, u, t, a, e, m, r, o, p) \
+                 SELECT i, d, c, u, t, a, a, e, m, r, o, p FROM unnest($11::bigint[], \
+                 $1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], \
+                 $7::bigint[], $8::integer[], $9::bigint[], $10::text[]) \
+                 AS v(i, d, c, u, t, a, e, m, r, o, p) \
                  ON CONFLICT (domain, code) DO NOTHING RETURNING domain, code, id",
             )
             .await?;
-        let params: [&(dyn ToSql + Sync); 10] = [
+        let params: [&(dyn ToSql + Sync); 11] = [
             &domains, &codes, &urls, &titles, &created, &expires, &maxes, &statuses, &owners,
-            &passwords,
+            &passwords, &link_ids,
         ];
         for row in tx.query(&statement, &params).await? {
             ids.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);

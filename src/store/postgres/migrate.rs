@@ -16,6 +16,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0001_init.sql"),
     include_str!("../../../migrations/postgres/0002_disabled_reason.sql"),
     include_str!("../../../migrations/postgres/0003_stream_batches.sql"),
+    include_str!("../../../migrations/postgres/0004_link_ids.sql"),
 ];
 
 fn failed(error: tokio_postgres::Error) -> ConnectError {

@@ -463,6 +463,7 @@ mod tests {
         for i in 1..=n {
             store
                 .insert_link(NewLink {
+                    id: crate::domain::link::LinkId(i as i64),
                     domain: String::new(),
                     code: format!("l{i}"),
                     url: "https://example.com".into(),

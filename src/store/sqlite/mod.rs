@@ -23,10 +23,11 @@ pub mod files;
 pub mod lock;
 
 use super::{
-    ApiKey, ClickDelta, ClickStore, Domain, DomainRemoval, DomainStore, IdempotencyState,
-    IdempotencyStore, KeyStore, LinkQuery, LinkStore, MetaStore, NewApiKey, NewLink,
-    RedirectRecord, StorageFailure, StoreError, User,
+    ApiKey, CODE_KEY_SETTING, ClickDelta, ClickStore, Domain, DomainRemoval, DomainStore,
+    IdempotencyState, IdempotencyStore, KeyStore, LinkQuery, LinkStore, MetaStore, NewApiKey,
+    NewLink, RedirectRecord, StorageFailure, StoreError, User, code_book,
 };
+use crate::domain::code::CodeBook;
 use crate::domain::link::{
     KeyId, Link, LinkChanges, LinkId, RedirectType, UnixMillis, UserId, hour_start, now_ms,
 };
@@ -54,6 +55,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0004_visit_blocks.sql"),
     include_str!("../../../migrations/sqlite/0005_disabled_reason.sql"),
     include_str!("../../../migrations/sqlite/0006_stream_batches.sql"),
+    include_str!("../../../migrations/sqlite/0007_links_by_id.sql"),
 ];
 
 type MigrationStep = fn(&Connection) -> rusqlite::Result<()>;
@@ -145,6 +147,8 @@ pub struct SqliteStore {
     writer: mpsc::Sender<Job>,
     readers: Mutex<Vec<Connection>>,
     health: Arc<Health>,
+    /// Decodes codes into the ids generated links are stored under.
+    codes: Arc<CodeBook>,
 }
 
 /// The storage failure an SQLite error reports, if it is one.
@@ -223,16 +227,42 @@ fn migrate(conn: &mut Connection) -> Result<(u32, u32), MigrateError> {
             known: MIGRATIONS.len() as u32,
         });
     }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+    // Foreign keys off while migrating, so that a migration can rebuild a table other
+    // tables refer to (SQLite's documented way to change a table); each migration is
+    // checked before it commits instead.
+    conn.pragma_update(None, "foreign_keys", false)?;
+    let migrated = apply_migrations(conn, current, MIGRATIONS.len());
+    conn.pragma_update(None, "foreign_keys", true)?;
+    migrated?;
+    Ok((current as u32, MIGRATIONS.len() as u32))
+}
+
+/// Applies the migrations after `current` up to `target`.
+fn apply_migrations(
+    conn: &mut Connection,
+    current: usize,
+    target: usize,
+) -> Result<(), MigrateError> {
+    for (index, sql) in MIGRATIONS.iter().enumerate().take(target).skip(current) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         for (_, step) in MIGRATION_STEPS.iter().filter(|(n, _)| *n == index + 1) {
             step(&tx)?;
         }
+        let broken: Option<String> = tx
+            .query_row("PRAGMA foreign_key_check", [], |row| row.get(0))
+            .optional()?;
+        if let Some(table) = broken {
+            return Err(StoreError::Database(format!(
+                "migration {} left rows in {table} that refer to nothing",
+                index + 1
+            ))
+            .into());
+        }
         tx.pragma_update(None, "user_version", index + 1)?;
         tx.commit()?;
     }
-    Ok((current as u32, MIGRATIONS.len() as u32))
+    Ok(())
 }
 
 fn open_migrated(path: &Path) -> Result<(Connection, (u32, u32)), MigrateError> {
@@ -288,6 +318,7 @@ impl SqliteStore {
             MigrateError::Store(e) => e,
             too_new => StoreError::Database(format!("{too_new}; run a newer hop against it")),
         })?;
+        let codes = Arc::new(load_code_book(&conn)?);
         let health = Arc::new(Health::default());
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let writer_health = health.clone();
@@ -300,6 +331,7 @@ impl SqliteStore {
             writer: tx,
             readers: Mutex::new(Vec::new()),
             health,
+            codes,
         }))
     }
 
@@ -307,6 +339,17 @@ impl SqliteStore {
     /// before and after.
     pub fn migrate_only(path: &Path) -> Result<(u32, u32), MigrateError> {
         open_migrated(path).map(|(_, versions)| versions)
+    }
+
+    /// Makes an empty database at schema `version` (at most the newest), as a hop of
+    /// that version would have left it: for tests of the migrations after it.
+    pub fn create_at_version(path: &Path, version: usize) -> Result<(), StoreError> {
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "foreign_keys", false)?;
+        apply_migrations(&mut conn, 0, version.min(MIGRATIONS.len())).map_err(|e| match e {
+            MigrateError::Store(e) => e,
+            other => StoreError::Database(other.to_string()),
+        })
     }
 
     /// Runs `f` in the writer's next transaction and returns its result once committed.
@@ -457,6 +500,17 @@ fn in_savepoint<T>(
     Ok(result?)
 }
 
+/// The id of the link with code `?3` in domain `?2`, given `?1`, the id the code
+/// decodes to (NULL if it cannot be a generated code): the generated row with that
+/// id if it holds this code, else the alias index's entry. A generated hit reads one
+/// integer key; the alias index is read only when that misses.
+macro_rules! by_code {
+    () => {
+        "COALESCE((SELECT id FROM links WHERE id = ?1 AND code = ?3 AND domain = ?2), \
+         (SELECT link_id FROM link_aliases WHERE domain = ?2 AND code = ?3))"
+    };
+}
+
 /// Columns read by [`link_from_row`], in its order.
 macro_rules! link_columns {
     () => {
@@ -468,34 +522,90 @@ macro_rules! link_columns {
     };
 }
 
-/// Inserts one link (and its tags), its id the next after the largest so far. More
-/// than one statement only when there are tags: callers run it in a savepoint then.
-fn insert_one(conn: &Connection, link: NewLink) -> rusqlite::Result<Link> {
-    let id = conn
-        .prepare_cached(
+/// The permutation key (made on first open) as a [`CodeBook`].
+fn load_code_key(conn: &Connection) -> rusqlite::Result<Vec<u8>> {
+    let fresh: [u8; 16] = rand::random();
+    conn.execute(
+        "INSERT INTO settings (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+        params![CODE_KEY_SETTING, fresh.to_vec()],
+    )?;
+    conn.query_row(
+        "SELECT value FROM settings WHERE name = ?1",
+        [CODE_KEY_SETTING],
+        |row| row.get(0),
+    )
+}
+
+fn load_code_book(conn: &Connection) -> Result<CodeBook, StoreError> {
+    code_book(&load_code_key(conn)?)
+}
+
+/// The error a taken code gives, as SQLite would report a unique-key conflict.
+fn code_taken() -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
+        Some("code is taken in its domain".into()),
+    )
+}
+
+/// Whether `link` is stored as a generated link: its code decodes to its id. Only
+/// other links need a second statement (the alias index), and so a savepoint.
+fn is_generated(codes: &CodeBook, link: &NewLink) -> bool {
+    codes.decode(&link.code) == Some(link.id.0 as u64)
+}
+
+/// Inserts one link (and its tags) under its id. A generated link is one statement,
+/// refused if an alias holds its code in the domain; any other also takes the alias
+/// index, refused if a generated link has its code. Callers run it in a savepoint
+/// unless it is one statement ([`is_generated`] and no tags).
+fn insert_one(conn: &Connection, codes: &CodeBook, link: NewLink) -> rusqlite::Result<Link> {
+    let generated = is_generated(codes, &link);
+    let values = params![
+        link.id.0,
+        link.code,
+        link.url,
+        link.title,
+        link.created_at,
+        link.expires_at,
+        link.max_clicks.map(|n| n as i64),
+        link.redirect.code(),
+        link.owner.map(|k| k.0),
+        link.password_hash,
+        link.domain,
+    ];
+    let inserted = if generated {
+        conn.prepare_cached(
             "INSERT INTO links (id, code, url, title, created_at, updated_at, \
              expires_at, max_clicks, redirect_status, owner_user_id, password_hash, domain) \
-             VALUES ((SELECT COALESCE(MAX(id), 0) + 1 FROM links), \
-             ?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id",
+             SELECT ?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11 \
+             WHERE NOT EXISTS (SELECT 1 FROM link_aliases WHERE domain = ?11 AND code = ?2)",
         )?
-        .query_row(
-            params![
-                link.code,
-                link.url,
-                link.title,
-                link.created_at,
-                link.expires_at,
-                link.max_clicks.map(|n| n as i64),
-                link.redirect.code(),
-                link.owner.map(|k| k.0),
-                link.password_hash,
-                link.domain,
-            ],
-            |row| row.get::<_, i64>(0),
-        )?;
-    insert_tags(conn, LinkId(id), &link.tags)?;
+        .execute(values)?
+    } else {
+        conn.prepare_cached(
+            "INSERT INTO links (id, code, url, title, created_at, updated_at, \
+             expires_at, max_clicks, redirect_status, owner_user_id, password_hash, domain) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?
+        .execute(values)?;
+        // The code's generated row, if one was ever stored, holds it already.
+        conn.prepare_cached(
+            "INSERT INTO link_aliases (domain, code, link_id) SELECT ?1, ?2, ?3 \
+             WHERE NOT EXISTS (SELECT 1 FROM links WHERE id = ?4 AND domain = ?1 AND code = ?2)",
+        )?
+        .execute(params![
+            link.domain,
+            link.code,
+            link.id.0,
+            codes.decode(&link.code).map(|v| v as i64)
+        ])?
+    };
+    if inserted == 0 {
+        return Err(code_taken());
+    }
+    insert_tags(conn, link.id, &link.tags)?;
     Ok(Link {
-        id: LinkId(id),
+        id: link.id,
         domain: link.domain,
         code: link.code,
         url: link.url,
@@ -586,12 +696,13 @@ fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
 #[async_trait]
 impl LinkStore for SqliteStore {
     async fn insert_link(&self, link: NewLink) -> Result<Link, StoreError> {
-        // Without tags one statement: a conflict undoes itself and nothing else.
+        // One statement where possible: a conflict undoes itself and nothing else.
+        let codes = self.codes.clone();
         self.write(move |conn| {
-            if link.tags.is_empty() {
-                Ok(insert_one(conn, link)?)
+            if link.tags.is_empty() && is_generated(&codes, &link) {
+                Ok(insert_one(conn, &codes, link)?)
             } else {
-                in_savepoint(conn, |conn| insert_one(conn, link))
+                in_savepoint(conn, |conn| insert_one(conn, &codes, link))
             }
         })
         .await
@@ -601,15 +712,16 @@ impl LinkStore for SqliteStore {
         &self,
         links: Vec<NewLink>,
     ) -> Result<Vec<Result<Link, StoreError>>, StoreError> {
-        // One statement per item: a taken code undoes that item only.
+        // One statement per item where possible: a taken code undoes that item only.
+        let codes = self.codes.clone();
         self.write(move |conn| {
             Ok(links
                 .into_iter()
                 .map(|link| {
-                    if link.tags.is_empty() {
-                        insert_one(conn, link).map_err(StoreError::from)
+                    if link.tags.is_empty() && is_generated(&codes, &link) {
+                        insert_one(conn, &codes, link).map_err(StoreError::from)
                     } else {
-                        in_savepoint(conn, |conn| insert_one(conn, link))
+                        in_savepoint(conn, |conn| insert_one(conn, &codes, link))
                     }
                 })
                 .collect())
@@ -618,13 +730,16 @@ impl LinkStore for SqliteStore {
     }
 
     async fn link_by_code(&self, domain: &str, code: &str) -> Result<Option<Link>, StoreError> {
+        let id = self.codes.decode(code).map(|v| v as i64);
         self.read(|conn| {
             conn.prepare_cached(concat!(
                 "SELECT ",
                 link_columns!(),
-                " FROM links WHERE domain = ?1 AND code = ?2 AND deleted_at IS NULL"
+                " FROM links WHERE id = ",
+                by_code!(),
+                " AND deleted_at IS NULL"
             ))?
-            .query_row([domain, code], link_from_row)
+            .query_row(params![id, domain, code], link_from_row)
             .optional()
         })
     }
@@ -646,15 +761,18 @@ impl LinkStore for SqliteStore {
         domain: &str,
         code: &str,
     ) -> Result<Option<RedirectRecord>, StoreError> {
+        let id = self.codes.decode(code).map(|v| v as i64);
         self.read(|conn| {
-            conn.prepare_cached(
+            conn.prepare_cached(concat!(
                 "SELECT id, url, expires_at, max_clicks, redirect_status, disabled, password_hash, \
                  CASE WHEN max_clicks IS NULL THEN 0 ELSE \
                  COALESCE((SELECT clicks FROM link_clicks WHERE link_id = links.id), 0) END, \
                  disabled_reason IS NOT NULL \
-                 FROM links WHERE domain = ?1 AND code = ?2 AND deleted_at IS NULL",
-            )?
-            .query_row([domain, code], |row| {
+                 FROM links WHERE id = ",
+                by_code!(),
+                " AND deleted_at IS NULL"
+            ))?
+            .query_row(params![id, domain, code], |row| {
                 Ok(RedirectRecord {
                     id: LinkId(row.get(0)?),
                     url: row.get(1)?,
@@ -1255,8 +1373,11 @@ impl MetaStore for SqliteStore {
 mod tests {
     use super::*;
 
+    /// A link with a custom code (an alias) and an id of its own.
     fn new_link(code: &str) -> NewLink {
+        static NEXT_ID: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(1);
         NewLink {
+            id: LinkId(NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
             domain: String::new(),
             code: code.into(),
             url: "https://example.com".into(),
@@ -1476,5 +1597,320 @@ mod tests {
             })
             .unwrap();
         assert_eq!(hours, vec![(3600, 3), (7200, 3)]);
+    }
+
+    /// A link with the allocator's next generated code.
+    async fn generated(codes: &crate::codes::CodeAllocator) -> NewLink {
+        let (id, code) = codes.next().await.unwrap();
+        NewLink {
+            id,
+            ..new_link(&code)
+        }
+    }
+
+    async fn found(store: &SqliteStore, domain: &str, code: &str) -> Option<LinkId> {
+        let by_redirect = store.redirect_by_code(domain, code).await.unwrap();
+        let by_api = store.link_by_code(domain, code).await.unwrap();
+        assert_eq!(
+            by_redirect.as_ref().map(|r| r.id),
+            by_api.as_ref().map(|l| l.id)
+        );
+        by_api.map(|link| link.id)
+    }
+
+    #[tokio::test]
+    async fn every_kind_of_code_is_found_or_missed_as_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("hop.db")).unwrap();
+        let codes = crate::codes::CodeAllocator::new(store.clone(), 7)
+            .await
+            .unwrap();
+        store.insert_domain("go.example.com").await.unwrap();
+        let generated_link = store.insert_link(generated(&codes).await).await.unwrap();
+        let book = store.codes.clone();
+        assert_eq!(
+            book.decode(&generated_link.code),
+            Some(generated_link.id.0 as u64),
+            "a generated link is keyed by the value its code encodes"
+        );
+        let alias = NewLink {
+            id: codes.next_id().await.unwrap(),
+            ..new_link("my-alias")
+        };
+        let alias_link = store.insert_link(alias).await.unwrap();
+
+        // Generated and alias codes are found, by the redirect and by the API.
+        assert_eq!(
+            found(&store, "", &generated_link.code).await,
+            Some(generated_link.id)
+        );
+        assert_eq!(found(&store, "", "my-alias").await, Some(alias_link.id));
+        // A well-formed code whose value was never leased, and one of another length.
+        let unleased = book.space(7).encode(3_000_000_000_000);
+        assert_eq!(found(&store, "", &unleased).await, None);
+        assert_eq!(found(&store, "", "Zz9").await, None);
+        // A code that decodes to an existing row holding another code (the alias's
+        // id, whose own generated code is never handed out).
+        let alias_slot = book.space(7).encode(alias_link.id.0 as u64);
+        assert_eq!(found(&store, "", &alias_slot).await, None);
+        // Codes of another domain.
+        assert_eq!(
+            found(&store, "go.example.com", &generated_link.code).await,
+            None
+        );
+        assert_eq!(found(&store, "go.example.com", "my-alias").await, None);
+
+        // The same code in another domain is another link, in both directions.
+        let mut elsewhere = NewLink {
+            id: codes.next_id().await.unwrap(),
+            ..new_link(&generated_link.code)
+        };
+        elsewhere.domain = "go.example.com".into();
+        let elsewhere = store.insert_link(elsewhere).await.unwrap();
+        assert_eq!(
+            found(&store, "go.example.com", &generated_link.code).await,
+            Some(elsewhere.id)
+        );
+        assert_eq!(
+            found(&store, "", &generated_link.code).await,
+            Some(generated_link.id)
+        );
+
+        // A code is taken whichever way it was made, in its domain.
+        let same_alias = NewLink {
+            id: codes.next_id().await.unwrap(),
+            ..new_link(&generated_link.code)
+        };
+        assert!(matches!(
+            store.insert_link(same_alias).await,
+            Err(StoreError::Conflict)
+        ));
+        let next = generated(&codes).await;
+        let squatted = NewLink {
+            id: codes.next_id().await.unwrap(),
+            ..new_link(&next.code)
+        };
+        store.insert_link(squatted.clone()).await.unwrap();
+        let refused = store.insert_link(next.clone()).await;
+        assert!(matches!(refused, Err(StoreError::Conflict)), "{refused:?}");
+        assert_eq!(found(&store, "", &next.code).await, Some(squatted.id));
+        // A generated link with tags goes through a savepoint and is found the same.
+        let mut tagged = generated(&codes).await;
+        tagged.tags = vec!["t".into()];
+        let tagged = store.insert_link(tagged).await.unwrap();
+        assert_eq!(found(&store, "", &tagged.code).await, Some(tagged.id));
+
+        // Deleted codes are misses, and stay taken.
+        assert!(store.delete_link(generated_link.id).await.unwrap());
+        assert!(store.delete_link(alias_link.id).await.unwrap());
+        assert_eq!(found(&store, "", &generated_link.code).await, None);
+        assert_eq!(found(&store, "", "my-alias").await, None);
+        for code in [generated_link.code.clone(), "my-alias".to_owned()] {
+            let again = NewLink {
+                id: codes.next_id().await.unwrap(),
+                ..new_link(&code)
+            };
+            assert!(matches!(
+                store.insert_link(again).await,
+                Err(StoreError::Conflict)
+            ));
+        }
+        // A bulk insert sorts each item out alone, the same way.
+        let fresh = generated(&codes).await;
+        let results = store
+            .insert_links(vec![
+                fresh.clone(),
+                NewLink {
+                    id: codes.next_id().await.unwrap(),
+                    ..new_link(&next.code)
+                },
+                NewLink {
+                    id: codes.next_id().await.unwrap(),
+                    ..new_link("bulk-alias")
+                },
+            ])
+            .await
+            .unwrap();
+        assert!(results[0].is_ok());
+        assert!(matches!(results[1], Err(StoreError::Conflict)));
+        assert!(results[2].is_ok());
+        assert_eq!(found(&store, "", &fresh.code).await, Some(fresh.id));
+        assert!(found(&store, "", "bulk-alias").await.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_version_6_store_moves_to_id_order_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hop.db");
+        // A store as version 6 left it: ids in creation order, codes from the
+        // per-length counters, a tag, clicks, a deleted link and another domain.
+        let key = [9u8; 16];
+        let old_space = crate::domain::code::CodeSpace::new(7, key);
+        let old_codes: Vec<String> = (0..5).map(|n| old_space.encode(n)).collect();
+        {
+            SqliteStore::create_at_version(&path, 6).unwrap();
+            let conn = Connection::open(&path).unwrap();
+            conn.execute(
+                "INSERT INTO settings (name, value) VALUES (?1, ?2)",
+                params![CODE_KEY_SETTING, key.to_vec()],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO counters (name, next) VALUES ('codes_len7', 4096)",
+                [],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO domains (name, created_at) VALUES ('go.example.com', 0)",
+                [],
+            )
+            .unwrap();
+            let insert = "INSERT INTO links (id, domain, code, url, created_at, updated_at,                           redirect_status, deleted_at) VALUES (?1, ?2, ?3, ?4, 0, 0, 302, ?5)";
+            for (i, code) in old_codes.iter().enumerate() {
+                let deleted = (i == 3).then_some(5_i64);
+                conn.execute(
+                    insert,
+                    params![
+                        i as i64 + 1,
+                        "",
+                        code,
+                        format!("https://example.com/{i}"),
+                        deleted
+                    ],
+                )
+                .unwrap();
+            }
+            conn.execute(
+                insert,
+                params![6, "", "custom", "https://example.com/c", None::<i64>],
+            )
+            .unwrap();
+            conn.execute(
+                insert,
+                params![
+                    7,
+                    "go.example.com",
+                    &old_codes[0],
+                    "https://go.example.com/",
+                    None::<i64>
+                ],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO link_tags (link_id, tag) VALUES (6, 'kept')",
+                [],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO link_clicks (link_id, clicks) VALUES (2, 41)",
+                [],
+            )
+            .unwrap();
+        }
+
+        let store = SqliteStore::open(&path).unwrap();
+        for (i, code) in old_codes.iter().enumerate() {
+            let expected = (i != 3).then_some(LinkId(i as i64 + 1));
+            assert_eq!(found(&store, "", code).await, expected, "{code}");
+        }
+        assert_eq!(found(&store, "", "custom").await, Some(LinkId(6)));
+        assert_eq!(
+            found(&store, "go.example.com", &old_codes[0]).await,
+            Some(LinkId(7))
+        );
+        let custom = store.link_by_id(LinkId(6)).await.unwrap().unwrap();
+        assert_eq!(
+            (custom.url.as_str(), custom.tags.clone()),
+            ("https://example.com/c", vec!["kept".to_owned()])
+        );
+        assert_eq!(
+            store.link_by_id(LinkId(2)).await.unwrap().unwrap().clicks,
+            41
+        );
+
+        // New ids and codes start past every old one; the old codes stay taken.
+        let codes = crate::codes::CodeAllocator::new(store.clone(), 7)
+            .await
+            .unwrap();
+        let link = store.insert_link(generated(&codes).await).await.unwrap();
+        assert!(link.id.0 >= 4096, "{:?}", link.id);
+        assert!(!old_codes.contains(&link.code));
+        assert_eq!(found(&store, "", &link.code).await, Some(link.id));
+        for code in &old_codes {
+            let again = NewLink {
+                id: codes.next_id().await.unwrap(),
+                ..new_link(code)
+            };
+            assert!(matches!(
+                store.insert_link(again).await,
+                Err(StoreError::Conflict)
+            ));
+        }
+        // Rows referring to links still refer to them.
+        let dangling: Option<String> = store
+            .read(|conn| {
+                conn.query_row("PRAGMA foreign_key_check", [], |row| row.get(0))
+                    .optional()
+            })
+            .unwrap();
+        assert_eq!(dangling, None);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(12))]
+
+        /// Any mix of generated links, aliases (some shaped like generated codes),
+        /// domains and deletes: every lookup answers what a plain map would.
+        #[test]
+        fn lookups_answer_like_a_map(
+            steps in proptest::collection::vec((0u8..4, 0u8..2, "[0-9A-Za-z]{7}|[a-z-]{1,9}"), 1..40),
+            probes in proptest::collection::vec("[0-9A-Za-z]{7}", 0..20),
+        ) {
+            tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+                let dir = tempfile::tempdir().unwrap();
+                let store = SqliteStore::open(&dir.path().join("hop.db")).unwrap();
+                let codes = crate::codes::CodeAllocator::new(store.clone(), 7).await.unwrap();
+                store.insert_domain("b.example").await.unwrap();
+                let mut model: std::collections::HashMap<(String, String), (LinkId, bool)> =
+                    Default::default();
+                let mut made = Vec::new();
+                for (kind, domain, alias) in steps {
+                    let domain = if domain == 0 { "" } else { "b.example" };
+                    let mut link = match kind {
+                        0 | 1 => generated(&codes).await,
+                        2 => NewLink { id: codes.next_id().await.unwrap(), ..new_link(&alias) },
+                        _ => {
+                            if let Some((domain, code)) = made.pop() {
+                                let entry: &mut (LinkId, bool) = model.get_mut(&(domain, code)).unwrap();
+                                assert!(store.delete_link(entry.0).await.unwrap());
+                                entry.1 = false;
+                            }
+                            continue;
+                        }
+                    };
+                    link.domain = domain.to_owned();
+                    let key = (link.domain.clone(), link.code.clone());
+                    let outcome = store.insert_link(link.clone()).await;
+                    if model.contains_key(&key) {
+                        assert!(matches!(outcome, Err(StoreError::Conflict)), "{outcome:?}");
+                    } else {
+                        assert_eq!(outcome.unwrap().id, link.id);
+                        model.insert(key.clone(), (link.id, true));
+                        made.push(key);
+                    }
+                }
+                for ((domain, code), (id, live)) in &model {
+                    assert_eq!(found(&store, domain, code).await, live.then_some(*id));
+                }
+                for code in probes {
+                    for domain in ["", "b.example"] {
+                        let expected = model
+                            .get(&(domain.to_owned(), code.clone()))
+                            .and_then(|(id, live)| live.then_some(*id));
+                        assert_eq!(found(&store, domain, &code).await, expected);
+                    }
+                }
+            });
+        }
     }
 }

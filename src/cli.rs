@@ -520,17 +520,17 @@ async fn run_copy(
     let mut last_tenth = -1;
     // A bar that redraws in place on a terminal; a line per tenth otherwise.
     let show = |p: crate::store::postgres::copy::Progress| {
-        let percent = (p.next_link_id * 100)
-            .checked_div(p.end_link_id)
-            .unwrap_or(100);
+        let percent = (p.links_done * 100)
+            .checked_div(p.links_total)
+            .unwrap_or(100) as i64;
         let width = 30;
         let filled = (percent * width / 100) as usize;
         let bar = format!(
-            "[{}{}] {percent:>3}%  link ids {} of {}, {} rows",
+            "[{}{}] {percent:>3}%  links {} of {}, {} rows",
             "#".repeat(filled),
             " ".repeat(width as usize - filled),
-            p.next_link_id,
-            p.end_link_id,
+            p.links_done,
+            p.links_total,
             p.rows
         );
         if terminal {

@@ -5,8 +5,8 @@
 //! left in a block when the process stops are simply never used (a few thousand out
 //! of trillions). One counter ([`LINK_ID_COUNTER`]) numbers every link: a generated
 //! link's id is the counter value its code encodes, so stores keep generated links in
-//! counter order and find one by decoding its code; an alias takes the next value as
-//! its id and leaves that value's code unused. Codes of different lengths never
+//! counter order and find one by decoding its code. An alias is stored under the id
+//! its own code decodes to when it can, else under [`ALIAS_IDS`] plus the next value. Codes of different lengths never
 //! collide and the counter only grows, so changing `code_length` cannot produce a
 //! code already issued.
 
@@ -16,6 +16,11 @@ use crate::store::{CODE_KEY_SETTING, LINK_ID_COUNTER, MetaStore, StoreError, cod
 use std::ops::Range;
 use std::sync::Arc;
 use tokio::sync::Mutex;
+
+/// Where the ids of aliases stored by the alias index start: above 62^10, the
+/// largest value any code of up to 10 characters decodes to, so that such an id is
+/// never the id some code decodes to.
+pub const ALIAS_IDS: i64 = 1 << 62;
 
 /// Counter values leased per database round trip.
 pub const BLOCK_SIZE: u64 = 4096;
@@ -57,10 +62,12 @@ impl CodeAllocator {
         Ok((LinkId(n as i64), self.space.encode(n)))
     }
 
-    /// The next link id, for a link with a custom alias (its generated code is never
-    /// handed out).
+    /// An id for a link with a custom alias: [`ALIAS_IDS`] plus the next counter value.
+    /// Stores keep it only for an alias they cannot store under the id its code
+    /// decodes to (see [`crate::store::LinkStore::insert_link`]); being above every
+    /// value a code decodes to, it can never be such an id.
     pub async fn next_id(&self) -> Result<LinkId, AllocError> {
-        Ok(LinkId(self.next_value().await? as i64))
+        Ok(LinkId(ALIAS_IDS + self.next_value().await? as i64))
     }
 
     async fn next_value(&self) -> Result<u64, AllocError> {

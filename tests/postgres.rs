@@ -841,8 +841,12 @@ async fn copy_moves_an_install_from_sqlite_and_every_answer_stays_the_same() {
             |row| row.get::<_, i64>(0),
         )
         .unwrap();
+    let fresh_code = fresh["code"].as_str().unwrap();
     assert_eq!(
-        common::count_rows(target.path(), "SELECT MAX(id) FROM links"),
+        common::count_rows(
+            target.path(),
+            &format!("SELECT id FROM links WHERE code = '{fresh_code}'")
+        ),
         source_counter
     );
 
@@ -861,4 +865,148 @@ async fn copy_moves_an_install_from_sqlite_and_every_answer_stays_the_same() {
         stderr.contains("already holds") && stderr.contains("--allow-non-empty"),
         "{stderr}"
     );
+}
+
+#[tokio::test]
+async fn a_version_3_database_moves_to_id_order_in_place() {
+    if !postgres_or_say("a_version_3_database_moves_to_id_order_in_place") {
+        return;
+    }
+    use hop::store::{LinkStore, NewLink, StoreError, StoreOptions, postgres::PgStore};
+    let dir = common::data_dir();
+    let url = dir.database_url().unwrap().to_owned();
+    let options = StoreOptions::default();
+    // A database as version 3 left it: ids from the sequence in creation order, codes
+    // from the per-length counter, a tag, clicks, a deleted link and another domain.
+    PgStore::create_at_version(&url, &options, 3).await.unwrap();
+    let key = [9u8; 16];
+    let space = hop::domain::code::CodeSpace::new(7, key);
+    let old: Vec<String> = (0..5).map(|n| space.encode(n)).collect();
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let mut sql = format!(
+        "INSERT INTO settings (name, value) VALUES ('code_permutation_key', '\\x{hex}'); \
+         INSERT INTO counters (name, next) VALUES ('codes_len7', 4096); \
+         INSERT INTO domains (name, created_at) VALUES ('go.example.com', 0); \
+         INSERT INTO links (id, domain, code, url, created_at, updated_at, redirect_status, \
+         deleted_at) VALUES "
+    );
+    for (i, code) in old.iter().enumerate() {
+        let deleted = if i == 3 { "5" } else { "NULL" };
+        sql.push_str(&format!(
+            "({}, '', '{code}', 'https://example.com/{i}', 0, 0, 302, {deleted}), ",
+            i + 1
+        ));
+    }
+    sql.push_str(&format!(
+        "(6, '', 'custom', 'https://example.com/c', 0, 0, 302, NULL), \
+         (7, 'go.example.com', '{}', 'https://go.example.com/', 0, 0, 302, NULL); \
+         INSERT INTO link_tags (link_id, tag) VALUES (6, 'kept'); \
+         INSERT INTO link_clicks (link_id, clicks) VALUES (2, 41)",
+        old[0]
+    ));
+    common::execute_sql(dir.path(), &sql);
+
+    let store = PgStore::connect(&url, &options).await.unwrap();
+    let found = |domain: &'static str, code: String| {
+        let store = store.clone();
+        async move {
+            let by_api = store
+                .link_by_code(domain, &code)
+                .await
+                .unwrap()
+                .map(|l| l.id.0);
+            let by_redirect = store
+                .redirect_by_code(domain, &code)
+                .await
+                .unwrap()
+                .map(|r| r.id.0);
+            assert_eq!(by_api, by_redirect, "{code}");
+            by_api
+        }
+    };
+    for (i, code) in old.iter().enumerate() {
+        let expected = (i != 3).then_some(i as i64 + 1);
+        assert_eq!(found("", code.clone()).await, expected, "{code}");
+    }
+    assert_eq!(found("", "custom".into()).await, Some(6));
+    assert_eq!(found("go.example.com", old[0].clone()).await, Some(7));
+    let custom = store
+        .link_by_id(hop::domain::link::LinkId(6))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(custom.tags, vec!["kept".to_owned()]);
+    assert_eq!(
+        store
+            .link_by_id(hop::domain::link::LinkId(2))
+            .await
+            .unwrap()
+            .unwrap()
+            .clicks,
+        41
+    );
+
+    // New ids and codes start past every old one; the old codes stay taken.
+    let codes = hop::codes::CodeAllocator::new(store.clone(), 7)
+        .await
+        .unwrap();
+    let (id, code) = codes.next().await.unwrap();
+    assert!(id.0 >= 4096, "{id:?}");
+    let new_link = |id, code: &str| NewLink {
+        id,
+        domain: String::new(),
+        code: code.to_owned(),
+        url: "https://example.com/new".into(),
+        title: None,
+        created_at: 1,
+        expires_at: None,
+        max_clicks: None,
+        redirect: hop::domain::link::RedirectType::Found,
+        owner: None,
+        tags: Vec::new(),
+        password_hash: None,
+    };
+    let link = store.insert_link(new_link(id, &code)).await.unwrap();
+    assert_eq!(found("", code.clone()).await, Some(link.id.0));
+    for code in &old {
+        let again = store
+            .insert_link(new_link(codes.next_id().await.unwrap(), code))
+            .await;
+        assert!(
+            matches!(again, Err(StoreError::Conflict)),
+            "{code}: {again:?}"
+        );
+    }
+    // An alias shaped like a generated code takes the id its code decodes to; one that
+    // is not, an id of the alias range.
+    let shaped = store
+        .insert_link(new_link(codes.next_id().await.unwrap(), "Summer7"))
+        .await
+        .unwrap();
+    assert_eq!(shaped.id.0 as u64, space.decode("Summer7").unwrap());
+    let dashed = store
+        .insert_link(new_link(codes.next_id().await.unwrap(), "sum-mer"))
+        .await
+        .unwrap();
+    assert!(dashed.id.0 >= hop::codes::ALIAS_IDS);
+    assert_eq!(found("", "Summer7".into()).await, Some(shaped.id.0));
+    assert_eq!(found("", "sum-mer".into()).await, Some(dashed.id.0));
+    // Bulk: one item per kind, and a duplicate of each alias.
+    let (gid, gcode) = codes.next().await.unwrap();
+    let mut batch = vec![new_link(gid, &gcode)];
+    for alias in ["Winter8", "win-ter", "Winter8", "win-ter", "custom"] {
+        batch.push(new_link(codes.next_id().await.unwrap(), alias));
+    }
+    let results = store.insert_links(batch).await.unwrap();
+    assert!(results[0].is_ok() && results[1].is_ok() && results[2].is_ok());
+    for result in &results[3..] {
+        assert!(matches!(result, Err(StoreError::Conflict)), "{result:?}");
+    }
+    for (code, result) in [
+        (gcode, &results[0]),
+        ("Winter8".into(), &results[1]),
+        ("win-ter".into(), &results[2]),
+    ] {
+        assert_eq!(found("", code).await, Some(result.as_ref().unwrap().id.0));
+    }
 }

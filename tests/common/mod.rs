@@ -391,6 +391,25 @@ pub fn count_rows(data_dir: &Path, sql: &str) -> i64 {
         .unwrap_or(0)
 }
 
+/// Runs `sql` (statements separated by `;`) on `data_dir`'s store.
+pub fn execute_sql(data_dir: &Path, sql: &str) {
+    if let Some((_, url)) = database_env(data_dir).pop() {
+        let sql = sql.to_owned();
+        return on_pg(&url, move |client| {
+            Box::pin(async move {
+                client
+                    .batch_execute(&sql)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            })
+        });
+    }
+    rusqlite::Connection::open(data_dir.join("hop.db"))
+        .unwrap()
+        .execute_batch(sql)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
 /// A new admin key (user `ops`) made with `hop keys create` on `data_dir`'s store.
 pub fn admin_key(data_dir: &Path) -> String {
     let output = hop_command()

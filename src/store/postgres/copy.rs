@@ -3,7 +3,7 @@
 //!
 //! Order: the small tables first (users, keys, domains, settings with the code
 //! permutation key, the code counters), in one transaction; then links by ranges of
-//! [`CHUNK_LINKS`] ids, each range with everything keyed by those ids (tags, click
+//! [`CHUNK_LINKS`] links, each range with everything keyed by those ids (tags, click
 //! totals and hours, visit rollups, raw visit blocks) in one transaction together
 //! with the progress row (`copy_progress`). An interrupted copy resumes at the first
 //! range it had not committed; nothing is half-copied. Ids are kept (links, users,
@@ -14,7 +14,7 @@
 //! there are then kept as they are (`ON CONFLICT DO NOTHING`).
 
 use super::{ConnectError, StoreOptions, analytics, describe, open};
-use rusqlite::OpenFlags;
+use rusqlite::{OpenFlags, OptionalExtension};
 use std::collections::BTreeSet;
 use std::path::Path;
 use tokio_postgres::types::ToSql;
@@ -55,9 +55,9 @@ impl From<deadpool_postgres::PoolError> for CopyError {
 /// How far a copy is, for a progress display.
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {
-    /// Link ids copied so far (below `next_link_id`) and the end of the id range.
-    pub next_link_id: i64,
-    pub end_link_id: i64,
+    /// Links copied so far (by any run) and links in the source.
+    pub links_done: u64,
+    pub links_total: u64,
     /// Rows written by this run so far.
     pub rows: u64,
 }
@@ -180,6 +180,14 @@ const LINK_TABLES: &[Table] = &[
             ("disabled_reason", Text),
         ],
         by: Some("id"),
+        conflict: DO_NOTHING,
+    },
+    // The same layout on both sides (SQLite schema 7, PostgreSQL 5): a link is found
+    // by the id its code decodes to, else by this index.
+    Table {
+        name: "link_aliases",
+        columns: &[("domain", Text), ("code", Text), ("link_id", Int8)],
+        by: Some("link_id"),
         conflict: DO_NOTHING,
     },
     Table {
@@ -448,8 +456,29 @@ pub async fn copy_from_sqlite(
         [],
         |row| row.get(0),
     )?;
+    let count = |sql: &str, range: &[i64]| -> rusqlite::Result<u64> {
+        sqlite.query_row(sql, rusqlite::params_from_iter(range), |row| {
+            row.get::<_, i64>(0).map(|n| n as u64)
+        })
+    };
+    let links_total = count("SELECT COUNT(*) FROM links", &[])?;
+    let mut links_done = count("SELECT COUNT(*) FROM links WHERE id < ?1", &[next])?;
     while next < end {
-        let hi = next.saturating_add(CHUNK_LINKS);
+        // Ids are sparse (a generated code's id is its counter value, an alias's may be
+        // anywhere below 2^63): each range ends after CHUNK_LINKS links, the last one
+        // past every id any table holds.
+        let hi: i64 = sqlite
+            .query_row(
+                "SELECT id FROM links WHERE id >= ?1 ORDER BY id LIMIT 1 OFFSET ?2",
+                [next, CHUNK_LINKS],
+                |row| row.get(0),
+            )
+            .optional()?
+            .unwrap_or(end);
+        links_done += count(
+            "SELECT COUNT(*) FROM links WHERE id >= ?1 AND id < ?2",
+            &[next, hi],
+        )?;
         let tx = client.transaction().await?;
         for table in LINK_TABLES {
             rows += copy_table(&sqlite, &tx, table, next, hi).await?;
@@ -462,16 +491,15 @@ pub async fn copy_from_sqlite(
         tx.commit().await?;
         next = hi;
         progress(Progress {
-            next_link_id: next.min(end),
-            end_link_id: end,
+            links_done,
+            links_total,
             rows,
         });
     }
     let tx = client.transaction().await?;
     // Past every copied id: what the target creates next follows on.
     tx.batch_execute(
-        "SELECT setval('links_id_seq', COALESCE((SELECT MAX(id) FROM links), 0) + 1, false); \
-         SELECT setval('visit_blocks_id_seq', \
+        "SELECT setval('visit_blocks_id_seq', \
            COALESCE((SELECT MAX(id) FROM visit_blocks), 0) + 1, false); \
          SELECT setval(pg_get_serial_sequence('users', 'id'), \
            COALESCE((SELECT MAX(id) FROM users), 0) + 1, false); \

@@ -10,11 +10,12 @@
 //! domain is found before the insert, with the domains locked until commit.
 
 use super::{PgStore, pool_error, within};
+use crate::domain::code::CodeBook;
 use crate::domain::link::{Link, LinkChanges, LinkId, RedirectType, UserId, now_ms};
 use crate::store::{LinkQuery, LinkStore, NewLink, RedirectRecord, StoreError};
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -38,6 +39,7 @@ pub(super) struct InsertJob {
 /// Gathers waiting creates into batches until every sender is gone.
 pub(super) async fn run_inserter(
     pool: Pool,
+    codes: Arc<CodeBook>,
     mut jobs: mpsc::Receiver<InsertJob>,
     timeout: Duration,
 ) {
@@ -56,10 +58,11 @@ pub(super) async fn run_inserter(
             }
         }
         let pool = pool.clone();
+        let codes = codes.clone();
         tokio::spawn(async move {
             let (links, replies): (Vec<NewLink>, Vec<_>) =
                 batch.into_iter().map(|job| (job.link, job.reply)).unzip();
-            match within(timeout, insert_batch(&pool, links)).await {
+            match within(timeout, insert_batch(&pool, &codes, links)).await {
                 Ok(outcomes) => {
                     for (reply, outcome) in replies.into_iter().zip(outcomes) {
                         let _ = reply.send(outcome);
@@ -79,8 +82,23 @@ pub(super) async fn run_inserter(
 
 /// Inserts `links` in one transaction; each item succeeds or fails alone. The outer
 /// error means nothing was stored.
+///
+/// Where each link goes (the same rules as SQLite's `insert_one`):
+/// - a link whose code decodes to a value goes under that id: a generated link's own
+///   id, or for an alias the id the generated code equal to it would have had. Taken
+///   (a primary-key conflict, which also waits for a concurrent insert of the same id
+///   to commit) or an alias entry holding the code: a generated link fails, an alias
+///   falls through;
+/// - an alias that fell through, or that cannot decode, keeps the id it came with and
+///   takes an entry in `link_aliases`, refused if the entry exists or if the row its
+///   code decodes to holds this code.
+///
+/// No lock is needed: an entry in `link_aliases` decodes to an id some row has, so a
+/// generated insert can never race an alias of its own code into that index, and two
+/// inserts of one id meet in the primary key.
 pub(super) async fn insert_batch(
     pool: &Pool,
+    codes: &CodeBook,
     links: Vec<NewLink>,
 ) -> Result<Vec<Result<Link, StoreError>>, StoreError> {
     let mut client = pool.get().await.map_err(pool_error)?;
@@ -108,84 +126,173 @@ pub(super) async fn insert_batch(
             .map(|row| row.try_get(0))
             .collect::<Result<_, _>>()?
     };
-    let insertable = |link: &NewLink| link.domain.is_empty() || registered.contains(&link.domain);
-    let candidates: Vec<&NewLink> = links.iter().filter(|link| insertable(link)).collect();
-    let mut ids: HashMap<(String, String), i64> = HashMap::new();
-    if !candidates.is_empty() {
-        let column = |f: fn(&NewLink) -> Option<&str>| -> Vec<Option<&str>> {
-            candidates.iter().map(|link| f(link)).collect()
-        };
-        let domains = column(|l| Some(l.domain.as_str()));
-        let codes = column(|l| Some(l.code.as_str()));
-        let urls = column(|l| Some(l.url.as_str()));
-        let titles = column(|l| l.title.as_deref());
-        let passwords = column(|l| l.password_hash.as_deref());
-        let created: Vec<i64> = candidates.iter().map(|l| l.created_at).collect();
-        let expires: Vec<Option<i64>> = candidates.iter().map(|l| l.expires_at).collect();
-        let maxes: Vec<Option<i64>> = candidates
+    let mut outcomes: Vec<Option<Result<LinkId, StoreError>>> = links
+        .iter()
+        .map(|link| {
+            (!(link.domain.is_empty() || registered.contains(&link.domain)))
+                .then_some(Err(StoreError::UnknownDomain))
+        })
+        .collect();
+    let decoded: Vec<Option<i64>> = links
+        .iter()
+        .map(|link| codes.decode(&link.code).map(|v| v as i64))
+        .collect();
+
+    // 1. Under the id each code decodes to.
+    let slotted: Vec<(usize, i64)> = (0..links.len())
+        .filter(|&i| outcomes[i].is_none())
+        .filter_map(|i| decoded[i].map(|slot| (i, slot)))
+        .collect();
+    let mut stored = insert_rows(&tx, &links, &slotted, true).await?;
+    let mut fallback = Vec::new();
+    for &(i, slot) in &slotted {
+        // `remove`: of two items with one code, the first (in array order) went in.
+        if stored.remove(&(slot, links[i].domain.clone(), links[i].code.clone())) {
+            outcomes[i] = Some(Ok(LinkId(slot)));
+        } else if decoded[i] == Some(links[i].id.0) {
+            outcomes[i] = Some(Err(StoreError::Conflict));
+        } else {
+            fallback.push(i);
+        }
+    }
+    fallback.extend((0..links.len()).filter(|&i| outcomes[i].is_none() && decoded[i].is_none()));
+
+    // 2. The rest under their own ids, with an alias entry each.
+    if !fallback.is_empty() {
+        let slots: Vec<i64> = fallback.iter().filter_map(|&i| decoded[i]).collect();
+        let statement = tx
+            .prepare_cached("SELECT domain, code FROM links WHERE id = ANY($1)")
+            .await?;
+        let holders: HashSet<(String, String)> = tx
+            .query(&statement, &[&slots])
+            .await?
             .iter()
-            .map(|l| l.max_clicks.map(|n| i64::try_from(n).unwrap_or(i64::MAX)))
-            .collect();
-        let statuses: Vec<i32> = candidates
-            .iter()
-            .map(|l| i32::from(l.redirect.code()))
-            .collect();
-        let owners: Vec<Option<i64>> = candidates.iter().map(|l| l.owner.map(|u| u.0)).collect();
-        let link_ids: Vec<i64> = candidates.iter().map(|l| l.id.0).collect();
-        // Rows are inserted in array order, so of two items with the same code the
-        // first wins and the second is skipped as a conflict.
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect::<Result<_, tokio_postgres::Error>>()?;
+        fallback.retain(|&i| {
+            let held = holders.contains(&(links[i].domain.clone(), links[i].code.clone()));
+            if held {
+                outcomes[i] = Some(Err(StoreError::Conflict));
+            }
+            !held
+        });
+        let domains: Vec<&str> = fallback.iter().map(|&i| links[i].domain.as_str()).collect();
+        let aliases: Vec<&str> = fallback.iter().map(|&i| links[i].code.as_str()).collect();
+        let ids: Vec<i64> = fallback.iter().map(|&i| links[i].id.0).collect();
+        // Of two items with one code, the first in array order gets the entry.
         let statement = tx
             .prepare_cached(
-                "INSERT INTO links (id, domain, code, url, title, created_at, updated_at, \
-                 expires_at, max_clicks, redirect_status, owner_user_id, password_hash) \
-                 SELECT i, d, c, u, t, a, a, e, m, r, o, p FROM unnest($11::bigint[], \
-                 $1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], \
-                 $7::bigint[], $8::integer[], $9::bigint[], $10::text[]) \
-                 AS v(i, d, c, u, t, a, e, m, r, o, p) \
-                 ON CONFLICT (domain, code) DO NOTHING RETURNING domain, code, id",
+                "INSERT INTO link_aliases (domain, code, link_id) \
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) \
+                 ON CONFLICT DO NOTHING RETURNING link_id",
             )
             .await?;
-        let params: [&(dyn ToSql + Sync); 11] = [
-            &domains, &codes, &urls, &titles, &created, &expires, &maxes, &statuses, &owners,
-            &passwords, &link_ids,
-        ];
-        for row in tx.query(&statement, &params).await? {
-            ids.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
-        }
-        let mut tag_links = Vec::new();
-        let mut tags = Vec::new();
-        for link in &candidates {
-            if let Some(id) = ids.get(&(link.domain.clone(), link.code.clone())) {
-                for tag in &link.tags {
-                    tag_links.push(*id);
-                    tags.push(tag.as_str());
-                }
+        let entered: HashSet<i64> = tx
+            .query(&statement, &[&domains, &aliases, &ids])
+            .await?
+            .iter()
+            .map(|row| row.try_get(0))
+            .collect::<Result<_, _>>()?;
+        let mut own = Vec::new();
+        for i in fallback {
+            if entered.contains(&links[i].id.0) {
+                outcomes[i] = Some(Ok(links[i].id));
+                own.push((i, links[i].id.0));
+            } else {
+                outcomes[i] = Some(Err(StoreError::Conflict));
             }
         }
-        if !tags.is_empty() {
-            let statement = tx
-                .prepare_cached(
-                    "INSERT INTO link_tags (link_id, tag) \
-                     SELECT * FROM unnest($1::bigint[], $2::text[]) ON CONFLICT DO NOTHING",
-                )
-                .await?;
-            tx.execute(&statement, &[&tag_links, &tags]).await?;
+        insert_rows(&tx, &links, &own, false).await?;
+    }
+
+    let mut tag_links = Vec::new();
+    let mut tags = Vec::new();
+    for (link, outcome) in links.iter().zip(&outcomes) {
+        if let Some(Ok(id)) = outcome {
+            for tag in &link.tags {
+                tag_links.push(id.0);
+                tags.push(tag.as_str());
+            }
         }
+    }
+    if !tags.is_empty() {
+        let statement = tx
+            .prepare_cached(
+                "INSERT INTO link_tags (link_id, tag) \
+                 SELECT * FROM unnest($1::bigint[], $2::text[]) ON CONFLICT DO NOTHING",
+            )
+            .await?;
+        tx.execute(&statement, &[&tag_links, &tags]).await?;
     }
     tx.commit().await?;
     Ok(links
         .into_iter()
-        .map(|link| {
-            if !(link.domain.is_empty() || registered.contains(&link.domain)) {
-                return Err(StoreError::UnknownDomain);
-            }
-            // `remove`: a second item with the same code finds nothing and conflicts.
-            match ids.remove(&(link.domain.clone(), link.code.clone())) {
-                Some(id) => Ok(new_link(LinkId(id), link)),
-                None => Err(StoreError::Conflict),
-            }
+        .zip(outcomes)
+        .map(|(link, outcome)| {
+            outcome
+                .expect("every item has an outcome")
+                .map(|id| new_link(id, link))
         })
         .collect())
+}
+
+/// Inserts `links[i]` under `id` for each `(i, id)` in `rows`, in one statement, and
+/// returns what was stored as (id, domain, code). `guarded`: a row whose id is taken,
+/// or whose code an alias entry holds in its domain, is skipped; otherwise every row
+/// must go in.
+async fn insert_rows(
+    tx: &deadpool_postgres::Transaction<'_>,
+    links: &[NewLink],
+    rows: &[(usize, i64)],
+    guarded: bool,
+) -> Result<HashSet<(i64, String, String)>, StoreError> {
+    if rows.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let items: Vec<&NewLink> = rows.iter().map(|&(i, _)| &links[i]).collect();
+    let column = |f: fn(&NewLink) -> Option<&str>| -> Vec<Option<&str>> {
+        items.iter().map(|link| f(link)).collect()
+    };
+    let domains = column(|l| Some(l.domain.as_str()));
+    let codes = column(|l| Some(l.code.as_str()));
+    let urls = column(|l| Some(l.url.as_str()));
+    let titles = column(|l| l.title.as_deref());
+    let passwords = column(|l| l.password_hash.as_deref());
+    let created: Vec<i64> = items.iter().map(|l| l.created_at).collect();
+    let expires: Vec<Option<i64>> = items.iter().map(|l| l.expires_at).collect();
+    let maxes: Vec<Option<i64>> = items
+        .iter()
+        .map(|l| l.max_clicks.map(|n| i64::try_from(n).unwrap_or(i64::MAX)))
+        .collect();
+    let statuses: Vec<i32> = items.iter().map(|l| i32::from(l.redirect.code())).collect();
+    let owners: Vec<Option<i64>> = items.iter().map(|l| l.owner.map(|u| u.0)).collect();
+    let ids: Vec<i64> = rows.iter().map(|&(_, id)| id).collect();
+    const INSERT: &str = "INSERT INTO links (id, domain, code, url, title, created_at, \
+         updated_at, expires_at, max_clicks, redirect_status, owner_user_id, password_hash) \
+         SELECT i, d, c, u, t, a, a, e, m, r, o, p FROM unnest($11::bigint[], \
+         $1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], \
+         $7::bigint[], $8::integer[], $9::bigint[], $10::text[]) \
+         AS v(i, d, c, u, t, a, e, m, r, o, p)";
+    let sql = if guarded {
+        format!(
+            "{INSERT} WHERE NOT EXISTS (SELECT 1 FROM link_aliases l \
+             WHERE l.domain = v.d AND l.code = v.c) \
+             ON CONFLICT (id) DO NOTHING RETURNING id, domain, code"
+        )
+    } else {
+        format!("{INSERT} RETURNING id, domain, code")
+    };
+    let statement = tx.prepare_cached(&sql).await?;
+    let params: [&(dyn ToSql + Sync); 11] = [
+        &domains, &codes, &urls, &titles, &created, &expires, &maxes, &statuses, &owners,
+        &passwords, &ids,
+    ];
+    tx.query(&statement, &params)
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .map_err(StoreError::from)
 }
 
 fn new_link(id: LinkId, link: NewLink) -> Link {
@@ -207,6 +314,25 @@ fn new_link(id: LinkId, link: NewLink) -> Link {
         tags: link.tags,
         password_hash: link.password_hash,
     }
+}
+
+/// `SELECT columns` of the live link with code `$2` in domain `$1`, given `$3`, the id
+/// the code decodes to (NULL if it cannot be a generated code): the row with that id
+/// if it holds this code, else the row the alias index names. Both name the partition
+/// key (the id; for `link_aliases`, the code), so each reads one partition, and a
+/// generated hit never reads the alias index.
+macro_rules! by_code {
+    ($columns:expr) => {
+        concat!(
+            "(SELECT ",
+            $columns,
+            " FROM links WHERE links.id = $3 AND links.domain = $1 \
+             AND links.code = $2 AND links.deleted_at IS NULL) UNION ALL (SELECT ",
+            $columns,
+            " FROM links WHERE links.id = (SELECT link_id FROM link_aliases \
+             WHERE domain = $1 AND code = $2) AND links.deleted_at IS NULL) LIMIT 1"
+        )
+    };
 }
 
 /// Columns read by [`link_from_row`], in its order.
@@ -270,23 +396,17 @@ impl LinkStore for PgStore {
         &self,
         links: Vec<NewLink>,
     ) -> Result<Vec<Result<Link, StoreError>>, StoreError> {
-        self.timed(insert_batch(&self.pool, links)).await
+        self.timed(insert_batch(&self.pool, &self.codes, links))
+            .await
     }
 
     async fn link_by_code(&self, domain: &str, code: &str) -> Result<Option<Link>, StoreError> {
-        // (domain, code): the primary key of the one partition the code hashes to.
-        self.query_opt(
-            concat!(
-                "SELECT ",
-                link_columns!(),
-                " FROM links WHERE domain = $1 AND code = $2 AND deleted_at IS NULL"
-            ),
-            &[&domain, &code],
-        )
-        .await?
-        .map(|row| link_from_row(&row))
-        .transpose()
-        .map_err(StoreError::from)
+        let id = self.codes.decode(code).map(|v| v as i64);
+        self.query_opt(by_code!(link_columns!()), &[&domain, &code, &id])
+            .await?
+            .map(|row| link_from_row(&row))
+            .transpose()
+            .map_err(StoreError::from)
     }
 
     async fn link_by_id(&self, id: LinkId) -> Result<Option<Link>, StoreError> {
@@ -389,12 +509,14 @@ impl LinkStore for PgStore {
         domain: &str,
         code: &str,
     ) -> Result<Option<RedirectRecord>, StoreError> {
-        const SQL: &str = "SELECT id, url, expires_at, max_clicks, redirect_status, disabled, \
-             password_hash, CASE WHEN max_clicks IS NULL THEN 0 ELSE \
-             COALESCE((SELECT clicks FROM link_clicks WHERE link_id = links.id), 0) END, \
-             disabled_reason IS NOT NULL \
-             FROM links WHERE domain = $1 AND code = $2 AND deleted_at IS NULL";
-        let params: [&(dyn ToSql + Sync); 2] = [&domain, &code];
+        const SQL: &str = by_code!(
+            "links.id, links.url, links.expires_at, links.max_clicks, links.redirect_status, \
+             links.disabled, links.password_hash, CASE WHEN links.max_clicks IS NULL THEN 0 \
+             ELSE COALESCE((SELECT clicks FROM link_clicks WHERE link_id = links.id), 0) END, \
+             links.disabled_reason IS NOT NULL"
+        );
+        let id = self.codes.decode(code).map(|v| v as i64);
+        let params: [&(dyn ToSql + Sync); 3] = [&domain, &code, &id];
         // A replica may not have a link created a moment ago: what it does not know,
         // the primary decides.
         let row = match self.replica_rows(SQL, &params).await {

@@ -17,6 +17,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0002_disabled_reason.sql"),
     include_str!("../../../migrations/postgres/0003_stream_batches.sql"),
     include_str!("../../../migrations/postgres/0004_link_ids.sql"),
+    include_str!("../../../migrations/postgres/0005_links_by_id.sql"),
 ];
 
 fn failed(error: tokio_postgres::Error) -> ConnectError {
@@ -28,11 +29,20 @@ pub(super) async fn migrate(
     client: &mut deadpool_postgres::Client,
     link_partitions: u32,
 ) -> Result<(u32, u32), ConnectError> {
+    migrate_to(client, link_partitions, MIGRATIONS.len()).await
+}
+
+/// Applies pending migrations up to version `target`.
+pub(super) async fn migrate_to(
+    client: &mut deadpool_postgres::Client,
+    link_partitions: u32,
+    target: usize,
+) -> Result<(u32, u32), ConnectError> {
     client
         .execute("SELECT pg_advisory_lock($1)", &[&LOCK_MIGRATE])
         .await
         .map_err(failed)?;
-    let applied = apply(client, link_partitions).await;
+    let applied = apply(client, link_partitions, target).await;
     // Also released when the connection closes, should this fail.
     let unlocked = client
         .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_MIGRATE])
@@ -45,6 +55,7 @@ pub(super) async fn migrate(
 async fn apply(
     client: &mut deadpool_postgres::Client,
     link_partitions: u32,
+    target: usize,
 ) -> Result<(u32, u32), ConnectError> {
     client
         .batch_execute(
@@ -67,7 +78,12 @@ async fn apply(
             known,
         });
     }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+    for (index, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .take(target)
+        .skip(current as usize)
+    {
         let version = index as i32 + 1;
         let tx = client.transaction().await.map_err(failed)?;
         // Read by the first migration when it creates the links partitions.

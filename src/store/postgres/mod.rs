@@ -27,10 +27,11 @@ mod migrate;
 mod replicas;
 
 use super::{
-    ApiKey, ClickDelta, ClickStore, ConnectError, Domain, DomainRemoval, DomainStore,
-    IdempotencyState, IdempotencyStore, KeyStore, MetaStore, NewApiKey, ReplicaStatus, StoreError,
-    StoreOptions, User,
+    ApiKey, CODE_KEY_SETTING, ClickDelta, ClickStore, ConnectError, Domain, DomainRemoval,
+    DomainStore, IdempotencyState, IdempotencyStore, KeyStore, MetaStore, NewApiKey, ReplicaStatus,
+    StoreError, StoreOptions, User, code_book,
 };
+use crate::domain::code::CodeBook;
 use crate::domain::link::{KeyId, LinkId, UnixMillis, UserId, now_ms};
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -63,6 +64,8 @@ pub struct PgStore {
     replicas: Arc<replicas::Replicas>,
     /// Open while the primary is silent: see [`Breaker`].
     breaker: Breaker,
+    /// Decodes codes into the ids links are stored under.
+    codes: Arc<CodeBook>,
 }
 
 /// A circuit breaker on the primary's silence. When an operation runs out of time
@@ -231,6 +234,33 @@ async fn open(url: &str, options: &StoreOptions) -> Result<(Pool, (u32, u32)), C
     Ok((pool, versions))
 }
 
+/// The permutation key (made by the first node that needs it) as a [`CodeBook`].
+async fn load_code_book(pool: &Pool) -> Result<CodeBook, ConnectError> {
+    let failed = |e: &tokio_postgres::Error| {
+        ConnectError::Open(format!("reading the short-code key: {}", describe(e)))
+    };
+    let client = pool.get().await.map_err(|e| {
+        ConnectError::Open(format!("reading the short-code key: {}", pool_error(e)))
+    })?;
+    let fresh: [u8; 16] = rand::random();
+    client
+        .execute(
+            "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+            &[&CODE_KEY_SETTING, &fresh.as_slice()],
+        )
+        .await
+        .map_err(|e| failed(&e))?;
+    let key: Vec<u8> = client
+        .query_one(
+            "SELECT value FROM settings WHERE name = $1",
+            &[&CODE_KEY_SETTING],
+        )
+        .await
+        .and_then(|row| row.try_get(0))
+        .map_err(|e| failed(&e))?;
+    code_book(&key).map_err(|e| ConnectError::Open(e.to_string()))
+}
+
 impl PgStore {
     /// Connects to the database at `url`, applies pending migrations (under an
     /// advisory lock, so nodes starting together migrate once) and starts the insert
@@ -255,14 +285,21 @@ impl PgStore {
                 options.timeout,
             ));
         }
+        let codes = Arc::new(load_code_book(&pool).await?);
         let (inserts, jobs) = mpsc::channel(links::QUEUE_DEPTH);
-        tokio::spawn(links::run_inserter(pool.clone(), jobs, options.timeout));
+        tokio::spawn(links::run_inserter(
+            pool.clone(),
+            codes.clone(),
+            jobs,
+            options.timeout,
+        ));
         Ok(Arc::new(Self {
             pool,
             timeout: options.timeout,
             inserts,
             replicas,
             breaker: Breaker::default(),
+            codes,
         }))
     }
 
@@ -274,6 +311,22 @@ impl PgStore {
     ) -> Result<(u32, u32), ConnectError> {
         let (_, versions) = open(url, options).await?;
         Ok(versions)
+    }
+
+    /// Makes the database at `url` (empty) into schema `version`, as a hop of that
+    /// version would have left it: for tests of the migrations after it.
+    pub async fn create_at_version(
+        url: &str,
+        options: &StoreOptions,
+        version: usize,
+    ) -> Result<(), ConnectError> {
+        let (pool, _) = pool_for(url, options)?;
+        let mut client = pool
+            .get()
+            .await
+            .map_err(|e| ConnectError::Open(pool_error(e).to_string()))?;
+        migrate::migrate_to(&mut client, options.link_partitions, version).await?;
+        Ok(())
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {

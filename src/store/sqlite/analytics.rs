@@ -465,7 +465,8 @@ mod tests {
                 .insert_link(NewLink {
                     id: crate::domain::link::LinkId(i as i64),
                     domain: String::new(),
-                    code: format!("l{i}"),
+                    // Not shaped like a generated code: stored under the id given.
+                    code: format!("l-{i}"),
                     url: "https://example.com".into(),
                     title: None,
                     created_at: 1,

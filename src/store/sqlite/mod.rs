@@ -554,54 +554,85 @@ fn is_generated(codes: &CodeBook, link: &NewLink) -> bool {
     codes.decode(&link.code) == Some(link.id.0 as u64)
 }
 
-/// Inserts one link (and its tags) under its id. A generated link is one statement,
-/// refused if an alias holds its code in the domain; any other also takes the alias
-/// index, refused if a generated link has its code. Callers run it in a savepoint
-/// unless it is one statement ([`is_generated`] and no tags).
-fn insert_one(conn: &Connection, codes: &CodeBook, link: NewLink) -> rusqlite::Result<Link> {
-    let generated = is_generated(codes, &link);
-    let values = params![
-        link.id.0,
-        link.code,
-        link.url,
-        link.title,
-        link.created_at,
-        link.expires_at,
-        link.max_clicks.map(|n| n as i64),
-        link.redirect.code(),
-        link.owner.map(|k| k.0),
-        link.password_hash,
-        link.domain,
-    ];
-    let inserted = if generated {
-        conn.prepare_cached(
-            "INSERT INTO links (id, code, url, title, created_at, updated_at, \
-             expires_at, max_clicks, redirect_status, owner_user_id, password_hash, domain) \
-             SELECT ?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11 \
-             WHERE NOT EXISTS (SELECT 1 FROM link_aliases WHERE domain = ?11 AND code = ?2)",
-        )?
-        .execute(values)?
-    } else {
-        conn.prepare_cached(
-            "INSERT INTO links (id, code, url, title, created_at, updated_at, \
-             expires_at, max_clicks, redirect_status, owner_user_id, password_hash, domain) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        )?
-        .execute(values)?;
-        // The code's generated row, if one was ever stored, holds it already.
-        conn.prepare_cached(
-            "INSERT INTO link_aliases (domain, code, link_id) SELECT ?1, ?2, ?3 \
-             WHERE NOT EXISTS (SELECT 1 FROM links WHERE id = ?4 AND domain = ?1 AND code = ?2)",
-        )?
-        .execute(params![
-            link.domain,
-            link.code,
-            link.id.0,
-            codes.decode(&link.code).map(|v| v as i64)
-        ])?
+/// The start of an insert of one `links` row, its values bound by [`link_row`].
+macro_rules! insert_link_row {
+    () => {
+        "INSERT INTO links (id, code, url, title, created_at, updated_at, expires_at, \
+         max_clicks, redirect_status, owner_user_id, password_hash, domain)"
     };
-    if inserted == 0 {
-        return Err(code_taken());
+}
+
+/// The values of [`insert_link_row`], in its order.
+macro_rules! link_row_values {
+    () => {
+        "?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11"
+    };
+}
+
+/// Inserts one link (and its tags), where its code decodes to if it can.
+///
+/// - A generated link (its code decodes to its id) is one statement, refused if the id
+///   is taken or the alias index holds its code in the domain.
+/// - An alias whose code decodes to a value (an alphanumeric code of up to 10
+///   characters) takes that value as its id if no row has it: it is then stored and
+///   found exactly like a generated link, and the generated code it equals can never
+///   be issued (its id is taken).
+/// - Any other link keeps the id it came with and gets an entry in the alias index,
+///   refused if that entry exists or if the row its code decodes to holds this code.
+///
+/// So a generated insert never has to look for a concurrent alias of its code: an
+/// alias in the index decodes to a taken id. Callers run it in a savepoint unless it
+/// is one statement ([`is_generated`] and no tags).
+fn insert_one(conn: &Connection, codes: &CodeBook, mut link: NewLink) -> rusqlite::Result<Link> {
+    let decoded = codes.decode(&link.code).map(|v| v as i64);
+    let generated = decoded == Some(link.id.0);
+    let mut stored = false;
+    if let Some(slot) = decoded {
+        let sql = if generated {
+            concat!(
+                insert_link_row!(),
+                " SELECT ",
+                link_row_values!(),
+                " WHERE NOT EXISTS \
+                     (SELECT 1 FROM link_aliases WHERE domain = ?11 AND code = ?2)"
+            )
+        } else {
+            concat!(
+                insert_link_row!(),
+                " SELECT ",
+                link_row_values!(),
+                " WHERE NOT EXISTS \
+                     (SELECT 1 FROM link_aliases WHERE domain = ?11 AND code = ?2) \
+                     ON CONFLICT (id) DO NOTHING"
+            )
+        };
+        stored = conn.prepare_cached(sql)?.execute(link_row(&link, slot))? == 1;
+        if stored {
+            link.id = LinkId(slot);
+        } else if generated {
+            return Err(code_taken());
+        } else {
+            let holder: Option<(String, String)> = conn
+                .prepare_cached("SELECT domain, code FROM links WHERE id = ?1")?
+                .query_row([slot], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()?;
+            if holder.is_some_and(|(domain, code)| domain == link.domain && code == link.code) {
+                return Err(code_taken());
+            }
+        }
+    }
+    if !stored {
+        conn.prepare_cached(concat!(
+            insert_link_row!(),
+            " VALUES (",
+            link_row_values!(),
+            ")"
+        ))?
+        .execute(link_row(&link, link.id.0))?;
+        conn.prepare_cached(
+            "INSERT INTO link_aliases (domain, code, link_id) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![link.domain, link.code, link.id.0])?;
     }
     insert_tags(conn, link.id, &link.tags)?;
     Ok(Link {
@@ -622,6 +653,39 @@ fn insert_one(conn: &Connection, codes: &CodeBook, link: NewLink) -> rusqlite::R
         tags: link.tags,
         password_hash: link.password_hash,
     })
+}
+
+/// The parameters of [`link_row_values`]: `link` under `id`.
+#[allow(clippy::type_complexity)]
+fn link_row(
+    link: &NewLink,
+    id: i64,
+) -> (
+    i64,
+    &str,
+    &str,
+    Option<&str>,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    u16,
+    Option<i64>,
+    Option<&str>,
+    &str,
+) {
+    (
+        id,
+        &link.code,
+        &link.url,
+        link.title.as_deref(),
+        link.created_at,
+        link.expires_at,
+        link.max_clicks.map(|n| n as i64),
+        link.redirect.code(),
+        link.owner.map(|k| k.0),
+        link.password_hash.as_deref(),
+        &link.domain,
+    )
 }
 
 /// Tags as read with `group_concat(tag, char(31))`, in order.
@@ -1649,10 +1713,16 @@ mod tests {
         let unleased = book.space(7).encode(3_000_000_000_000);
         assert_eq!(found(&store, "", &unleased).await, None);
         assert_eq!(found(&store, "", "Zz9").await, None);
-        // A code that decodes to an existing row holding another code (the alias's
-        // id, whose own generated code is never handed out).
-        let alias_slot = book.space(7).encode(alias_link.id.0 as u64);
-        assert_eq!(found(&store, "", &alias_slot).await, None);
+        // A code that decodes to an existing row holding another code (an 8-character
+        // code of the generated link's id).
+        let other_length = book.space(8).encode(generated_link.id.0 as u64);
+        assert_eq!(book.decode(&other_length), Some(generated_link.id.0 as u64));
+        assert_eq!(found(&store, "", &other_length).await, None);
+        assert!(
+            alias_link.id.0 >= crate::codes::ALIAS_IDS,
+            "{:?}",
+            alias_link.id
+        );
         // Codes of another domain.
         assert_eq!(
             found(&store, "go.example.com", &generated_link.code).await,
@@ -1690,10 +1760,35 @@ mod tests {
             id: codes.next_id().await.unwrap(),
             ..new_link(&next.code)
         };
-        store.insert_link(squatted.clone()).await.unwrap();
+        // An alias equal to a generated code not yet issued takes that code's id, so
+        // the generated link cannot be stored (its creator moves on to the next code).
+        let squatter = store.insert_link(squatted.clone()).await.unwrap();
+        assert_eq!(squatter.id, next.id);
         let refused = store.insert_link(next.clone()).await;
         assert!(matches!(refused, Err(StoreError::Conflict)), "{refused:?}");
-        assert_eq!(found(&store, "", &next.code).await, Some(squatted.id));
+        assert_eq!(found(&store, "", &next.code).await, Some(squatter.id));
+        // An alphanumeric alias is stored under the id its code decodes to (found by
+        // one integer key), unless a row has that id: then it goes to the alias index.
+        let shaped = NewLink {
+            id: codes.next_id().await.unwrap(),
+            ..new_link("Summer7")
+        };
+        let shaped = store.insert_link(shaped).await.unwrap();
+        assert_eq!(Some(shaped.id.0 as u64), book.decode("Summer7"));
+        assert_eq!(found(&store, "", "Summer7").await, Some(shaped.id));
+        let mut beside = NewLink {
+            id: codes.next_id().await.unwrap(),
+            ..new_link("Summer7")
+        };
+        beside.domain = "go.example.com".into();
+        let beside_id = beside.id;
+        let beside = store.insert_link(beside).await.unwrap();
+        assert_eq!(beside.id, beside_id, "the decoded id is taken: its own id");
+        assert_eq!(
+            found(&store, "go.example.com", "Summer7").await,
+            Some(beside.id)
+        );
+        assert_eq!(found(&store, "", "Summer7").await, Some(shaped.id));
         // A generated link with tags goes through a savepoint and is found the same.
         let mut tagged = generated(&codes).await;
         tagged.tags = vec!["t".into()];
@@ -1863,7 +1958,10 @@ mod tests {
         /// domains and deletes: every lookup answers what a plain map would.
         #[test]
         fn lookups_answer_like_a_map(
-            steps in proptest::collection::vec((0u8..4, 0u8..2, "[0-9A-Za-z]{7}|[a-z-]{1,9}"), 1..40),
+            steps in proptest::collection::vec(
+                (0u8..4, 0u8..2, "[0-9A-Za-z]{7}|[a-z-]{1,9}|[0-9A-Za-z]{1,2}"),
+                1..40,
+            ),
             probes in proptest::collection::vec("[0-9A-Za-z]{7}", 0..20),
         ) {
             tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -1891,11 +1989,17 @@ mod tests {
                     link.domain = domain.to_owned();
                     let key = (link.domain.clone(), link.code.clone());
                     let outcome = store.insert_link(link.clone()).await;
+                    let squatted = model.values().any(|(id, _)| *id == link.id);
                     if model.contains_key(&key) {
                         assert!(matches!(outcome, Err(StoreError::Conflict)), "{outcome:?}");
+                    } else if kind < 2 && squatted {
+                        // An alias took this generated code's id (its code decodes to
+                        // it): the creator moves on to the next code.
+                        assert!(matches!(outcome, Err(StoreError::Conflict)), "{outcome:?}");
                     } else {
-                        assert_eq!(outcome.unwrap().id, link.id);
-                        model.insert(key.clone(), (link.id, true));
+                        let stored = outcome.unwrap();
+                        assert!(model.values().all(|(id, _)| *id != stored.id), "an id twice");
+                        model.insert(key.clone(), (stored.id, true));
                         made.push(key);
                     }
                 }

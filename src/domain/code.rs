@@ -228,6 +228,12 @@ impl CodeBook {
         }
         self.spaces[len - 1].decode(code)
     }
+
+    /// [`CodeBook::decode`] as the id a generated link with this code has (values are
+    /// below 62^10, so they fit).
+    pub fn decode_id(&self, code: &str) -> Option<i64> {
+        self.decode(code).map(|v| v as i64)
+    }
 }
 
 /// Whether `s` could be a short code at all (generated or alias): 1 to 64 characters of

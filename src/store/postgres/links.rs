@@ -135,7 +135,7 @@ pub(super) async fn insert_batch(
         .collect();
     let decoded: Vec<Option<i64>> = links
         .iter()
-        .map(|link| codes.decode(&link.code).map(|v| v as i64))
+        .map(|link| codes.decode_id(&link.code))
         .collect();
 
     // 1. Under the id each code decodes to.
@@ -401,7 +401,7 @@ impl LinkStore for PgStore {
     }
 
     async fn link_by_code(&self, domain: &str, code: &str) -> Result<Option<Link>, StoreError> {
-        let id = self.codes.decode(code).map(|v| v as i64);
+        let id = self.codes.decode_id(code);
         self.query_opt(by_code!(link_columns!()), &[&domain, &code, &id])
             .await?
             .map(|row| link_from_row(&row))
@@ -515,7 +515,7 @@ impl LinkStore for PgStore {
              ELSE COALESCE((SELECT clicks FROM link_clicks WHERE link_id = links.id), 0) END, \
              links.disabled_reason IS NOT NULL"
         );
-        let id = self.codes.decode(code).map(|v| v as i64);
+        let id = self.codes.decode_id(code);
         let params: [&(dyn ToSql + Sync); 3] = [&domain, &code, &id];
         // A replica may not have a link created a moment ago: what it does not know,
         // the primary decides.

@@ -234,31 +234,38 @@ async fn open(url: &str, options: &StoreOptions) -> Result<(Pool, (u32, u32)), C
     Ok((pool, versions))
 }
 
+/// The secret `name`, stored from `fresh` by the first writer: everyone, including
+/// it, reads the stored value.
+async fn stored_secret(
+    client: &deadpool_postgres::Client,
+    name: &str,
+    fresh: &[u8],
+) -> Result<Vec<u8>, StoreError> {
+    let insert = client
+        .prepare_cached(
+            "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .await?;
+    client.execute(&insert, &[&name, &fresh]).await?;
+    let select = client
+        .prepare_cached("SELECT value FROM settings WHERE name = $1")
+        .await?;
+    let row = client
+        .query_opt(&select, &[&name])
+        .await?
+        .ok_or_else(|| StoreError::Database(format!("setting {name} vanished")))?;
+    Ok(row.try_get(0)?)
+}
+
 /// The permutation key (made by the first node that needs it) as a [`CodeBook`].
 async fn load_code_book(pool: &Pool) -> Result<CodeBook, ConnectError> {
-    let failed = |e: &tokio_postgres::Error| {
-        ConnectError::Open(format!("reading the short-code key: {}", describe(e)))
-    };
-    let client = pool.get().await.map_err(|e| {
-        ConnectError::Open(format!("reading the short-code key: {}", pool_error(e)))
-    })?;
+    let failed = |e: StoreError| ConnectError::Open(format!("reading the short-code key: {e}"));
+    let client = pool.get().await.map_err(|e| failed(pool_error(e)))?;
     let fresh: [u8; 16] = rand::random();
-    client
-        .execute(
-            "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-            &[&CODE_KEY_SETTING, &fresh.as_slice()],
-        )
+    let key = stored_secret(&client, CODE_KEY_SETTING, &fresh)
         .await
-        .map_err(|e| failed(&e))?;
-    let key: Vec<u8> = client
-        .query_one(
-            "SELECT value FROM settings WHERE name = $1",
-            &[&CODE_KEY_SETTING],
-        )
-        .await
-        .and_then(|row| row.try_get(0))
-        .map_err(|e| failed(&e))?;
-    code_book(&key).map_err(|e| ConnectError::Open(e.to_string()))
+        .map_err(failed)?;
+    code_book(&key).map_err(failed)
 }
 
 impl PgStore {
@@ -878,17 +885,8 @@ impl IdempotencyStore for PgStore {
 #[async_trait]
 impl MetaStore for PgStore {
     async fn secret(&self, name: &str, fresh: Vec<u8>) -> Result<Vec<u8>, StoreError> {
-        // The first writer wins; everyone, including it, reads the stored value.
-        self.execute(
-            "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-            &[&name, &fresh],
-        )
-        .await?;
-        let row = self
-            .query_opt("SELECT value FROM settings WHERE name = $1", &[&name])
-            .await?
-            .ok_or_else(|| StoreError::Database(format!("setting {name} vanished")))?;
-        Ok(row.try_get(0)?)
+        self.timed(async { stored_secret(&self.client().await?, name, &fresh).await })
+            .await
     }
 
     async fn lease_block(&self, name: &str, size: u64) -> Result<Range<u64>, StoreError> {

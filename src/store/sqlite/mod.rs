@@ -522,22 +522,21 @@ macro_rules! link_columns {
     };
 }
 
-/// The permutation key (made on first open) as a [`CodeBook`].
-fn load_code_key(conn: &Connection) -> rusqlite::Result<Vec<u8>> {
-    let fresh: [u8; 16] = rand::random();
-    conn.execute(
+/// The secret `name`, stored from `fresh` by the first writer; on the writing
+/// connection.
+fn stored_secret(conn: &Connection, name: &str, fresh: &[u8]) -> rusqlite::Result<Vec<u8>> {
+    conn.prepare_cached(
         "INSERT INTO settings (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
-        params![CODE_KEY_SETTING, fresh.to_vec()],
-    )?;
-    conn.query_row(
-        "SELECT value FROM settings WHERE name = ?1",
-        [CODE_KEY_SETTING],
-        |row| row.get(0),
-    )
+    )?
+    .execute(params![name, fresh])?;
+    conn.prepare_cached("SELECT value FROM settings WHERE name = ?1")?
+        .query_row([name], |row| row.get(0))
 }
 
+/// The permutation key (made on first open) as a [`CodeBook`].
 fn load_code_book(conn: &Connection) -> Result<CodeBook, StoreError> {
-    code_book(&load_code_key(conn)?)
+    let fresh: [u8; 16] = rand::random();
+    code_book(&stored_secret(conn, CODE_KEY_SETTING, &fresh)?)
 }
 
 /// The error a taken code gives, as SQLite would report a unique-key conflict.
@@ -550,8 +549,8 @@ fn code_taken() -> rusqlite::Error {
 
 /// Whether `link` is stored as a generated link: its code decodes to its id. Only
 /// other links need a second statement (the alias index), and so a savepoint.
-fn is_generated(codes: &CodeBook, link: &NewLink) -> bool {
-    codes.decode(&link.code) == Some(link.id.0 as u64)
+fn is_generated(decoded: Option<i64>, link: &NewLink) -> bool {
+    decoded == Some(link.id.0)
 }
 
 /// The start of an insert of one `links` row, its values bound by [`link_row`].
@@ -583,9 +582,13 @@ macro_rules! link_row_values {
 /// So a generated insert never has to look for a concurrent alias of its code: an
 /// alias in the index decodes to a taken id. Callers run it in a savepoint unless it
 /// is one statement ([`is_generated`] and no tags).
-fn insert_one(conn: &Connection, codes: &CodeBook, mut link: NewLink) -> rusqlite::Result<Link> {
-    let decoded = codes.decode(&link.code).map(|v| v as i64);
-    let generated = decoded == Some(link.id.0);
+/// `decoded` is what `link`'s code decodes to ([`CodeBook::decode_id`]).
+fn insert_one(
+    conn: &Connection,
+    decoded: Option<i64>,
+    mut link: NewLink,
+) -> rusqlite::Result<Link> {
+    let generated = is_generated(decoded, &link);
     let mut stored = false;
     if let Some(slot) = decoded {
         let sql = if generated {
@@ -761,12 +764,12 @@ fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
 impl LinkStore for SqliteStore {
     async fn insert_link(&self, link: NewLink) -> Result<Link, StoreError> {
         // One statement where possible: a conflict undoes itself and nothing else.
-        let codes = self.codes.clone();
+        let decoded = self.codes.decode_id(&link.code);
         self.write(move |conn| {
-            if link.tags.is_empty() && is_generated(&codes, &link) {
-                Ok(insert_one(conn, &codes, link)?)
+            if link.tags.is_empty() && is_generated(decoded, &link) {
+                Ok(insert_one(conn, decoded, link)?)
             } else {
-                in_savepoint(conn, |conn| insert_one(conn, &codes, link))
+                in_savepoint(conn, |conn| insert_one(conn, decoded, link))
             }
         })
         .await
@@ -777,15 +780,18 @@ impl LinkStore for SqliteStore {
         links: Vec<NewLink>,
     ) -> Result<Vec<Result<Link, StoreError>>, StoreError> {
         // One statement per item where possible: a taken code undoes that item only.
-        let codes = self.codes.clone();
+        let links: Vec<(Option<i64>, NewLink)> = links
+            .into_iter()
+            .map(|link| (self.codes.decode_id(&link.code), link))
+            .collect();
         self.write(move |conn| {
             Ok(links
                 .into_iter()
-                .map(|link| {
-                    if link.tags.is_empty() && is_generated(&codes, &link) {
-                        insert_one(conn, &codes, link).map_err(StoreError::from)
+                .map(|(decoded, link)| {
+                    if link.tags.is_empty() && is_generated(decoded, &link) {
+                        insert_one(conn, decoded, link).map_err(StoreError::from)
                     } else {
-                        in_savepoint(conn, |conn| insert_one(conn, &codes, link))
+                        in_savepoint(conn, |conn| insert_one(conn, decoded, link))
                     }
                 })
                 .collect())
@@ -794,7 +800,7 @@ impl LinkStore for SqliteStore {
     }
 
     async fn link_by_code(&self, domain: &str, code: &str) -> Result<Option<Link>, StoreError> {
-        let id = self.codes.decode(code).map(|v| v as i64);
+        let id = self.codes.decode_id(code);
         self.read(|conn| {
             conn.prepare_cached(concat!(
                 "SELECT ",
@@ -825,7 +831,7 @@ impl LinkStore for SqliteStore {
         domain: &str,
         code: &str,
     ) -> Result<Option<RedirectRecord>, StoreError> {
-        let id = self.codes.decode(code).map(|v| v as i64);
+        let id = self.codes.decode_id(code);
         self.read(|conn| {
             conn.prepare_cached(concat!(
                 "SELECT id, url, expires_at, max_clicks, redirect_status, disabled, password_hash, \
@@ -1369,21 +1375,8 @@ impl IdempotencyStore for SqliteStore {
 impl MetaStore for SqliteStore {
     async fn secret(&self, name: &str, fresh: Vec<u8>) -> Result<Vec<u8>, StoreError> {
         let name = name.to_owned();
-        self.write(move |conn| {
-            in_savepoint(conn, |conn| {
-                conn.execute(
-                    "INSERT INTO settings (name, value) VALUES (?1, ?2) \
-                     ON CONFLICT (name) DO NOTHING",
-                    params![name, fresh],
-                )?;
-                conn.query_row(
-                    "SELECT value FROM settings WHERE name = ?1",
-                    [&name],
-                    |row| row.get(0),
-                )
-            })
-        })
-        .await
+        self.write(move |conn| in_savepoint(conn, |conn| stored_secret(conn, &name, &fresh)))
+            .await
     }
 
     async fn lease_block(&self, name: &str, size: u64) -> Result<Range<u64>, StoreError> {

@@ -15,6 +15,8 @@
 #   BENCH_ROUNDS=3             rounds; each round runs every scenario on both builds
 #   BENCH_DURATION=6           seconds of wrk per measured scenario
 #   BENCH_LINKS=100000         links each build's store holds before the rounds
+#   BENCH_BROWSER=1            cold redirects carry browser headers, so visits are
+#                              humans stored with breakdowns (bench/random_codes.lua)
 #
 # Scenarios, each build in a fresh process every round: hot (one cached code, clicks
 # counted), cold (random codes over BENCH_LINKS links, cache < 5 % of them), create

@@ -162,6 +162,22 @@ const DIMENSIONS: [(&str, i64); 8] = [
     ("language", 40),
 ];
 
+/// A busy day's breakdowns as stored (`visit_day_dims.dims`): 24,000 humans spread
+/// over each dimension's values, the remainder on the first.
+fn day_dims() -> String {
+    let mut counts = std::collections::BTreeMap::new();
+    for (dim, values) in DIMENSIONS {
+        for k in 0..values {
+            let clicks = 24_000 / values + if k == 0 { 24_000 % values } else { 0 };
+            counts.insert(
+                hop::analytics::rollup::dim_key(dim, &format!("{dim}-{k}")),
+                clicks,
+            );
+        }
+    }
+    hop::analytics::rollup::dims_json(&counts)
+}
+
 /// [`populate`] on PostgreSQL: the same rows, with generate_series.
 async fn populate_pg(url: &str, link: i64) -> u64 {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
@@ -188,18 +204,14 @@ async fn populate_pg(url: &str, link: i64) -> u64 {
         )
         .await
         .unwrap();
-    for (dim, values) in DIMENSIONS {
-        client
-            .execute(
-                "INSERT INTO visit_dims (link_id, dim, day_start, value, clicks) \
-                 SELECT $1, $2::text, $4::bigint - n * 86400, $2::text || '-' || k, \
-                 24000 / $3::bigint + (k = 0)::int * (24000 % $3::bigint) \
-                 FROM generate_series(0, 364) n, generate_series(0::bigint, $3::bigint - 1) k",
-                &[&link, &dim, &values, &today],
-            )
-            .await
-            .unwrap();
-    }
+    client
+        .execute(
+            "INSERT INTO visit_day_dims (link_id, day_start, dims) \
+             SELECT $1, $2::bigint - n * 86400, $3::text::jsonb FROM generate_series(0, 364) n",
+            &[&link, &today, &day_dims()],
+        )
+        .await
+        .unwrap();
     client.batch_execute("COMMIT").await.unwrap();
     let row = client
         .query_one(
@@ -263,17 +275,12 @@ fn populate(db: &std::path::Path, link: i64) -> u64 {
     )
     .unwrap();
     // Per-day breakdowns: cardinalities of a busy link.
-    for (dim, values) in DIMENSIONS {
-        conn.execute(
-            "WITH RECURSIVE d(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM d WHERE n < 364), \
-             v(k) AS (SELECT 0 UNION ALL SELECT k + 1 FROM v WHERE k < ?3 - 1) \
-             INSERT INTO visit_dims (link_id, dim, day_start, value, clicks) \
-             SELECT ?1, ?2, ?4 - n * 86400, ?2 || '-' || k, 24000 / ?3 + (k = 0) * (24000 % ?3) \
-             FROM d, v",
-            rusqlite::params![link, dim, values, today],
-        )
-        .unwrap();
-    }
+    conn.execute(
+        "WITH RECURSIVE d(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM d WHERE n < 364) \
+         INSERT INTO visit_day_dims (link_id, day_start, dims) SELECT ?1, ?2 - n * 86400, ?3 FROM d",
+        rusqlite::params![link, today, day_dims()],
+    )
+    .unwrap();
     conn.execute_batch("COMMIT").unwrap();
     let total: i64 = conn
         .query_row(

@@ -1010,3 +1010,66 @@ async fn a_version_3_database_moves_to_id_order_in_place() {
         assert_eq!(found("", code).await, Some(result.as_ref().unwrap().id.0));
     }
 }
+
+#[tokio::test]
+async fn breakdowns_of_version_5_pack_into_one_row_per_link_and_day() {
+    if !postgres_or_say("breakdowns_of_version_5_pack_into_one_row_per_link_and_day") {
+        return;
+    }
+    use hop::store::{AnalyticsStore, StatsScope, StoreOptions, postgres::PgStore};
+    let dir = common::data_dir();
+    let url = dir.database_url().unwrap().to_owned();
+    let options = StoreOptions::default();
+    PgStore::create_at_version(&url, &options, 5).await.unwrap();
+    common::execute_sql(
+        dir.path(),
+        "INSERT INTO visit_dims (link_id, dim, day_start, value, clicks) VALUES \
+         (1, 'browser', 0, 'Firefox', 3), (1, 'browser', 0, 'Chrome', 2), \
+         (1, 'country', 0, '', 5), (1, 'referrer', 0, 'example.org:8080', 1), \
+         (1, 'browser', 86400, 'Firefox', 4), (2, 'city', 0, 'Linköping', 7), \
+         (2, 'city', 0, '\"quoted\"', 1)",
+    );
+    let store = PgStore::connect(&url, &options).await.unwrap();
+    let dims = |link: i64, to: i64| {
+        let store = store.clone();
+        async move {
+            let scope = StatsScope::Link(hop::domain::link::LinkId(link));
+            let mut dims = store.stats(scope, 0, to, 0).await.unwrap().dims;
+            dims.sort();
+            dims
+        }
+    };
+    let own = |v: &[(&str, &str, u64)]| -> Vec<(String, String, u64)> {
+        v.iter()
+            .map(|(d, val, n)| (d.to_string(), val.to_string(), *n))
+            .collect()
+    };
+    assert_eq!(
+        dims(1, 86_400).await,
+        own(&[
+            ("browser", "Chrome", 2),
+            ("browser", "Firefox", 3),
+            ("country", "", 5),
+            ("referrer", "example.org:8080", 1),
+        ])
+    );
+    assert_eq!(
+        dims(1, 2 * 86_400).await[1],
+        ("browser".into(), "Firefox".into(), 7)
+    );
+    assert_eq!(
+        dims(2, 86_400).await,
+        own(&[("city", "\"quoted\"", 1), ("city", "Linköping", 7)])
+    );
+    // Folded into months, the second day's row joins the first's (the 1st of
+    // January 1970): the counts stay, the rows become one per link.
+    store.prune(0, 3 * 86_400).await.unwrap();
+    assert_eq!(
+        dims(1, 2 * 86_400).await[1],
+        ("browser".into(), "Firefox".into(), 7)
+    );
+    assert_eq!(
+        common::count_rows(dir.path(), "SELECT COUNT(*) FROM visit_day_dims"),
+        2
+    );
+}

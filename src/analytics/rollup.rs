@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 pub const HOUR_S: i64 = 3600;
 pub const DAY_S: i64 = 86_400;
 
-/// The dimensions visits are broken down by, as stored in `visit_dims.dim`.
+/// The dimensions visits are broken down by, as named in `visit_day_dims.dims`.
 /// `source` is how the visitor came: `link` or `qr` (scanned the link's QR code).
 pub const DIMENSIONS: [&str; 9] = [
     "country", "region", "city", "referrer", "browser", "os", "device", "language", "source",
@@ -54,21 +54,42 @@ pub fn runs(times: &[i64], unit: i64) -> impl Iterator<Item = (i64, i64)> + '_ {
     })
 }
 
+/// The key of one dimension's value in a day's breakdowns: `"country:SE"`, `"city:"`
+/// (unknown). Dimension names hold no `:`, so the first one splits it back.
+pub fn dim_key(dim: &str, value: &str) -> String {
+    format!("{dim}:{value}")
+}
+
+/// A breakdown key and its summed clicks, as a stats answer lists it: (dimension,
+/// value, clicks); `None` for a key [`dim_key`] did not make.
+pub fn split_dim_key(key: &str, clicks: i64) -> Option<(String, String, u64)> {
+    let (dim, value) = key.split_once(':')?;
+    Some((dim.to_owned(), value.to_owned(), clicks.max(0) as u64))
+}
+
+/// A link's human visits of one day by dimension, as stored in one row: a JSON object
+/// from [`dim_key`] to visits (`{"browser:Firefox": 3, "country:SE": 3, …}`). One row
+/// per link and day instead of one per dimension value: a visit to a link seen for the
+/// first time that day writes one row, not nine.
+pub fn dims_json(counts: &BTreeMap<String, i64>) -> String {
+    serde_json::to_string(counts).expect("a map of strings to integers always encodes")
+}
+
 /// A batch's rollups, each key once and in key order (so that writers touch rows in
 /// the same order and concurrent writers cannot deadlock).
 #[derive(Debug, Default)]
-pub struct Rollups<'a> {
+pub struct Rollups {
     /// (link, hour start) → (humans, bots).
     pub hours: BTreeMap<(i64, i64), (i64, i64)>,
-    /// (link, dimension, day start, value) → human visits.
-    pub dims: BTreeMap<(i64, &'static str, i64, &'a str), i64>,
+    /// (link, day start) → the day's human visits by dimension, as [`dims_json`].
+    pub days: BTreeMap<(i64, i64), String>,
     /// (link, hour start) → clicks not yet in the links' totals: every visit except
     /// those a click-limit reservation already counted.
     pub uncounted: BTreeMap<(i64, i64), i64>,
 }
 
-impl<'a> Rollups<'a> {
-    pub fn of(groups: &'a [VisitGroup]) -> Self {
+impl Rollups {
+    pub fn of(groups: &[VisitGroup]) -> Self {
         let mut hours: BTreeMap<(i64, i64), (i64, i64)> = BTreeMap::new();
         let mut uncounted: BTreeMap<(i64, i64), i64> = BTreeMap::new();
         // Human visits are first counted per (link, day, all nine values), then spread
@@ -96,15 +117,20 @@ impl<'a> Rollups<'a> {
                 *profiles.entry((link, day, values)).or_default() += n;
             }
         }
-        let mut dims = BTreeMap::new();
+        let mut dims: BTreeMap<(i64, i64), BTreeMap<String, i64>> = BTreeMap::new();
         for ((link, day, values), clicks) in profiles {
+            let counts = dims.entry((link, day)).or_default();
             for (dim, value) in DIMENSIONS.iter().zip(values) {
-                *dims.entry((link, *dim, day, value)).or_default() += clicks;
+                *counts.entry(dim_key(dim, value)).or_default() += clicks;
             }
         }
+        let days = dims
+            .into_iter()
+            .map(|(key, counts)| (key, dims_json(&counts)))
+            .collect();
         Self {
             hours,
-            dims,
+            days,
             uncounted,
         }
     }
@@ -120,5 +146,20 @@ mod tests {
         let found: Vec<(i64, i64)> = runs(&times, HOUR_S).collect();
         assert_eq!(found, [(0, 3), (3600, 1), (0, 1), (-3600, 1)]);
         assert_eq!(runs(&[], DAY_S).count(), 0);
+    }
+
+    #[test]
+    fn breakdown_keys_split_at_the_first_colon() {
+        let key = dim_key("referrer", "example.org:8080");
+        assert_eq!(key, "referrer:example.org:8080");
+        assert_eq!(
+            split_dim_key(&key, 4),
+            Some(("referrer".into(), "example.org:8080".into(), 4))
+        );
+        assert_eq!(
+            split_dim_key("city:", 1),
+            Some(("city".into(), "".into(), 1))
+        );
+        assert_eq!(split_dim_key("nodim", 1), None);
     }
 }

@@ -18,7 +18,7 @@
 use super::{LOCK_PARTITIONS, LOCK_RETENTION, PgStore, describe, pool_error, within};
 use crate::analytics::block::{self, EncodedBlock, MAX_VISITS};
 use crate::analytics::enrich::VisitGroup;
-use crate::analytics::rollup::{DAY_S, Rollups, floor_to};
+use crate::analytics::rollup::{DAY_S, Rollups, floor_to, split_dim_key};
 use crate::domain::link::{LinkId, now_ms};
 use crate::store::{AnalyticsStore, PeriodCounts, StatsRows, StatsScope, StoreError, StoredVisit};
 use async_trait::async_trait;
@@ -133,7 +133,7 @@ pub(super) async fn ensure_partitions(
 async fn write_visits(
     client: &mut deadpool_postgres::Client,
     blocks: &[EncodedBlock],
-    rollups: &Rollups<'_>,
+    rollups: &Rollups,
     batch_ids: &[String],
 ) -> Result<bool, tokio_postgres::Error> {
     let tx = client.transaction().await?;
@@ -191,33 +191,27 @@ async fn write_visits(
         tx.execute(&statement, &[&links, &hours, &humans, &bots])
             .await?;
     }
-    if !rollups.dims.is_empty() {
-        let n = rollups.dims.len();
-        let (mut links, mut dims, mut days, mut values, mut clicks) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
+    if !rollups.days.is_empty() {
+        let n = rollups.days.len();
+        let (mut links, mut days, mut dims) = (
             Vec::with_capacity(n),
             Vec::with_capacity(n),
             Vec::with_capacity(n),
         );
-        for (&(link, dim, day, value), &count) in &rollups.dims {
+        for (&(link, day), counts) in &rollups.days {
             links.push(link);
-            dims.push(dim);
             days.push(day);
-            values.push(value);
-            clicks.push(count);
+            dims.push(counts.as_str());
         }
         let statement = tx
             .prepare_cached(
-                "INSERT INTO visit_dims AS v (link_id, dim, day_start, value, clicks) \
-                 SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], \
-                 $5::bigint[]) \
-                 ON CONFLICT (link_id, dim, day_start, value) DO UPDATE \
-                 SET clicks = v.clicks + excluded.clicks",
+                "INSERT INTO visit_day_dims AS v (link_id, day_start, dims) \
+                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[]::jsonb[]) \
+                 ON CONFLICT (link_id, day_start) DO UPDATE \
+                 SET dims = hop_add_dims(v.dims, excluded.dims)",
             )
             .await?;
-        tx.execute(&statement, &[&links, &dims, &days, &values, &clicks])
-            .await?;
+        tx.execute(&statement, &[&links, &days, &dims]).await?;
     }
     // The links' click totals, for every visit a click-limit reservation has not
     // already counted: in the same commit as the stats, so a crash loses both or
@@ -312,17 +306,16 @@ async fn read_stats(
     // once per dimension whenever it chose a scan by day or of the table.)
     let by_dim = client
         .prepare_cached(&format!(
-            "SELECT dim, value, SUM(clicks)::bigint FROM visit_dims \
-             WHERE day_start >= $1 AND day_start < $2 AND {filter} \
-             GROUP BY dim, value"
+            "SELECT b.key, SUM(b.value::bigint)::bigint \
+             FROM visit_day_dims, jsonb_each_text(visit_day_dims.dims) AS b \
+             WHERE day_start >= $1 AND day_start < $2 AND {filter} GROUP BY b.key"
         ))
         .await?;
     let mut dims = Vec::new();
     for row in client.query(&by_dim, &[&day_from, &to, &param]).await? {
-        dims.push((
-            row.try_get::<_, String>(0)?,
-            row.try_get::<_, String>(1)?,
-            row.try_get::<_, i64>(2)? as u64,
+        dims.extend(split_dim_key(
+            row.try_get::<_, &str>(0)?,
+            row.try_get::<_, i64>(1)?,
         ));
     }
     let top_links = if top == 0 {
@@ -540,12 +533,16 @@ impl AnalyticsStore for PgStore {
         // row of the month's first day), as on SQLite.
         tx.execute(
             &format!(
-                "INSERT INTO visit_dims AS v (link_id, dim, day_start, value, clicks) \
-                 SELECT link_id, dim, {MONTH_START} AS month, value, SUM(clicks)::bigint \
-                 FROM visit_dims WHERE day_start < $1 AND day_start <> {MONTH_START} \
-                 GROUP BY link_id, dim, month, value ORDER BY link_id, dim, month, value \
-                 ON CONFLICT (link_id, dim, day_start, value) \
-                 DO UPDATE SET clicks = v.clicks + excluded.clicks"
+                "INSERT INTO visit_day_dims AS v (link_id, day_start, dims) \
+                 SELECT link_id, month, jsonb_object_agg(key, total) FROM ( \
+                   SELECT link_id, {MONTH_START} AS month, b.key, \
+                     SUM(b.value::bigint) AS total \
+                   FROM visit_day_dims, jsonb_each_text(visit_day_dims.dims) AS b \
+                   WHERE day_start < $1 AND day_start <> {MONTH_START} \
+                   GROUP BY link_id, month, b.key) AS sums \
+                 GROUP BY link_id, month ORDER BY link_id, month \
+                 ON CONFLICT (link_id, day_start) \
+                 DO UPDATE SET dims = hop_add_dims(v.dims, excluded.dims)"
             ),
             &[&hourly_before],
         )
@@ -553,7 +550,8 @@ impl AnalyticsStore for PgStore {
         let dims_folded = tx
             .execute(
                 &format!(
-                    "DELETE FROM visit_dims WHERE day_start < $1 AND day_start <> {MONTH_START}"
+                    "DELETE FROM visit_day_dims \
+                     WHERE day_start < $1 AND day_start <> {MONTH_START}"
                 ),
                 &[&hourly_before],
             )
@@ -571,7 +569,7 @@ impl AnalyticsStore for PgStore {
             // this; a failure (say, a role that does not own the tables) is not the
             // fold's, so it is logged and autovacuum is left to it.
             if let Err(error) = client
-                .batch_execute("VACUUM (ANALYZE) visit_hourly, visit_dims")
+                .batch_execute("VACUUM (ANALYZE) visit_hourly, visit_day_dims")
                 .await
             {
                 tracing::warn!(error = %describe(&error), "vacuum after the rollup fold failed");

@@ -79,6 +79,8 @@ enum Kind {
     Int4,
     Bool,
     Text,
+    /// JSON, text in SQLite and `jsonb` in PostgreSQL.
+    Json,
     Bytes,
 }
 
@@ -89,6 +91,7 @@ impl Kind {
             Kind::Int4 => "integer[]",
             Kind::Bool => "boolean[]",
             Kind::Text => "text[]",
+            Kind::Json => "text[]::jsonb[]",
             Kind::Bytes => "bytea[]",
         }
     }
@@ -105,7 +108,7 @@ struct Table {
     conflict: &'static str,
 }
 
-use Kind::{Bool, Bytes, Int4, Int8, Text};
+use Kind::{Bool, Bytes, Int4, Int8, Json, Text};
 
 const DO_NOTHING: &str = "ON CONFLICT DO NOTHING";
 
@@ -231,14 +234,8 @@ const LINK_TABLES: &[Table] = &[
         conflict: DO_NOTHING,
     },
     Table {
-        name: "visit_dims",
-        columns: &[
-            ("link_id", Int8),
-            ("dim", Text),
-            ("day_start", Int8),
-            ("value", Text),
-            ("clicks", Int8),
-        ],
+        name: "visit_day_dims",
+        columns: &[("link_id", Int8), ("day_start", Int8), ("dims", Json)],
         by: Some("link_id"),
         conflict: DO_NOTHING,
     },
@@ -276,7 +273,7 @@ impl Column {
             Int8 => Column::Int8(Vec::new()),
             Int4 => Column::Int4(Vec::new()),
             Bool => Column::Bool(Vec::new()),
-            Text => Column::Text(Vec::new()),
+            Text | Json => Column::Text(Vec::new()),
             Bytes => Column::Bytes(Vec::new()),
         }
     }
@@ -451,7 +448,7 @@ pub async fn copy_from_sqlite(
            UNION ALL SELECT MAX(link_id) FROM link_clicks_hourly \
            UNION ALL SELECT MAX(link_id) FROM visit_hourly \
            UNION ALL SELECT MAX(link_id) FROM visit_daily \
-           UNION ALL SELECT MAX(link_id) FROM visit_dims \
+           UNION ALL SELECT MAX(link_id) FROM visit_day_dims \
            UNION ALL SELECT MAX(link_id) FROM visit_blocks)",
         [],
         |row| row.get(0),

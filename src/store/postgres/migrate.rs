@@ -18,6 +18,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0003_stream_batches.sql"),
     include_str!("../../../migrations/postgres/0004_link_ids.sql"),
     include_str!("../../../migrations/postgres/0005_links_by_id.sql"),
+    include_str!("../../../migrations/postgres/0006_visit_day_dims.sql"),
 ];
 
 fn failed(error: tokio_postgres::Error) -> ConnectError {

@@ -2,8 +2,8 @@
 //! together.
 //!
 //! A batch of visits is one writer job: the raw visits go in as a few blocks (see
-//! [`crate::analytics::block`]) if kept, then each (link, hour) and (link, dimension,
-//! day, value) is summed in memory first and written once, in key order, so a batch of
+//! [`crate::analytics::block`]) if kept, then each (link, hour) and each link's day of
+//! breakdowns (one row per link and day) is summed in memory first and written once, in key order, so a batch of
 //! thousands of visits to a few links costs a few dozen statements. Raw visits and
 //! rollups commit in the same transaction: N redirects stored give exactly N in every
 //! rollup. The links' click totals (`link_clicks`, `link_clicks_hourly`) are added in
@@ -16,7 +16,7 @@ use crate::analytics::block::{
     self, BlockError, BlockProfile, EncodedBlock, MAX_VISITS, ProfileTable,
 };
 use crate::analytics::enrich::VisitGroup;
-use crate::analytics::rollup::{DAY_S, DIMENSIONS, Rollups, floor_to};
+use crate::analytics::rollup::{DAY_S, Rollups, floor_to, split_dim_key};
 use crate::domain::link::LinkId;
 use crate::store::{AnalyticsStore, PeriodCounts, StatsRows, StatsScope, StoreError, StoredVisit};
 use async_trait::async_trait;
@@ -27,6 +27,14 @@ use std::sync::Arc;
 /// SQL: the first day of `day_start`'s UTC month, in Unix seconds.
 const MONTH_START: &str =
     "CAST(strftime('%s', day_start, 'unixepoch', 'start of month') AS INTEGER)";
+
+/// SQL: the stored breakdowns of a day (`visit_day_dims.dims`) with the incoming ones
+/// (`excluded.dims`) added key by key, for an upsert.
+const ADD_DIMS: &str = "(SELECT json_group_object(key, total) FROM ( \
+     SELECT key, SUM(value) AS total FROM ( \
+       SELECT key, value FROM json_each(visit_day_dims.dims) \
+       UNION ALL SELECT key, value FROM json_each(excluded.dims)) \
+     GROUP BY key))";
 
 fn insert_blocks(conn: &Connection, blocks: &[EncodedBlock]) -> rusqlite::Result<()> {
     let mut insert = conn.prepare_cached(
@@ -48,7 +56,7 @@ fn insert_blocks(conn: &Connection, blocks: &[EncodedBlock]) -> rusqlite::Result
 fn add_rollups(conn: &Connection, groups: &[VisitGroup]) -> rusqlite::Result<()> {
     let Rollups {
         hours,
-        dims,
+        days,
         uncounted,
     } = Rollups::of(groups);
     let mut hourly = conn.prepare_cached(
@@ -59,13 +67,12 @@ fn add_rollups(conn: &Connection, groups: &[VisitGroup]) -> rusqlite::Result<()>
     for ((link, hour), (humans, bots)) in hours {
         hourly.execute(params![link, hour, humans, bots])?;
     }
-    let mut daily = conn.prepare_cached(
-        "INSERT INTO visit_dims (link_id, dim, day_start, value, clicks) \
-         VALUES (?1, ?2, ?3, ?4, ?5) \
-         ON CONFLICT (link_id, dim, day_start, value) DO UPDATE SET clicks = clicks + ?5",
-    )?;
-    for ((link, dim, day, value), clicks) in dims {
-        daily.execute(params![link, dim, day, value, clicks])?;
+    let mut daily = conn.prepare_cached(&format!(
+        "INSERT INTO visit_day_dims (link_id, day_start, dims) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (link_id, day_start) DO UPDATE SET dims = {ADD_DIMS}"
+    ))?;
+    for ((link, day), dims) in days {
+        daily.execute(params![link, day, dims])?;
     }
     add_click_totals(conn, &uncounted)
 }
@@ -245,23 +252,14 @@ fn read_stats(
     )?;
     let (filter, param) = scope_filter(scope);
     let sql = format!(
-        "SELECT dim, value, SUM(clicks) FROM visit_dims \
-         WHERE dim = ?4 AND day_start >= ?1 AND day_start < ?2 AND {filter} \
-         GROUP BY value"
+        "SELECT b.key, SUM(b.value) FROM visit_day_dims, json_each(visit_day_dims.dims) AS b \
+         WHERE day_start >= ?1 AND day_start < ?2 AND {filter} GROUP BY b.key"
     );
     let mut statement = conn.prepare_cached(&sql)?;
     let mut dims = Vec::new();
-    for dim in DIMENSIONS {
-        let rows = statement.query_map(params![floor_to(from, DAY_S), to, param, dim], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, i64>(2)? as u64,
-            ))
-        })?;
-        for row in rows {
-            dims.push(row?);
-        }
+    let mut rows = statement.query(params![floor_to(from, DAY_S), to, param])?;
+    while let Some(row) = rows.next()? {
+        dims.extend(split_dim_key(row.get_ref(0)?.as_str()?, row.get(1)?));
     }
     let top_links = if top == 0 {
         Vec::new()
@@ -392,16 +390,20 @@ impl AnalyticsStore for SqliteStore {
                 // (the row of the month's first day): a year of a busy link is then a
                 // few dozen thousand rows to read instead of hundreds of thousands.
                 conn.prepare_cached(&format!(
-                    "INSERT INTO visit_dims (link_id, dim, day_start, value, clicks) \
-                     SELECT link_id, dim, {MONTH_START} AS month, value, SUM(clicks) \
-                     FROM visit_dims WHERE day_start < ?1 AND day_start <> {MONTH_START} \
-                     GROUP BY link_id, dim, month, value \
-                     ON CONFLICT (link_id, dim, day_start, value) \
-                     DO UPDATE SET clicks = clicks + excluded.clicks"
+                    "INSERT INTO visit_day_dims (link_id, day_start, dims) \
+                     SELECT link_id, month, json_group_object(key, total) FROM ( \
+                       SELECT link_id, {MONTH_START} AS month, b.key AS key, \
+                         SUM(b.value) AS total \
+                       FROM visit_day_dims, json_each(visit_day_dims.dims) AS b \
+                       WHERE day_start < ?1 AND day_start <> {MONTH_START} \
+                       GROUP BY link_id, month, b.key) \
+                     WHERE true GROUP BY link_id, month \
+                     ON CONFLICT (link_id, day_start) DO UPDATE SET dims = {ADD_DIMS}"
                 ))?
                 .execute([hourly_before])?;
                 conn.prepare_cached(&format!(
-                    "DELETE FROM visit_dims WHERE day_start < ?1 AND day_start <> {MONTH_START}"
+                    "DELETE FROM visit_day_dims \
+                     WHERE day_start < ?1 AND day_start <> {MONTH_START}"
                 ))?
                 .execute([hourly_before])?;
                 conn.prepare_cached("DELETE FROM stream_batches WHERE stored_at < ?1")?
@@ -609,6 +611,77 @@ mod tests {
         assert_eq!(rows.hourly.iter().map(|h| h.humans).sum::<u64>(), 7);
         assert_eq!(store.prune(2600, 0).await.unwrap().0, 5);
         assert_eq!(list_all(&store, 1, 10).await.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn breakdown_rows_of_version_7_pack_into_one_row_per_link_and_day() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hop.db");
+        let rows: [(i64, &str, i64, &str, i64); 7] = [
+            (1, "browser", 0, "Firefox", 3),
+            (1, "browser", 0, "Chrome", 2),
+            (1, "country", 0, "", 5),
+            (1, "referrer", 0, "example.org:8080", 1),
+            (1, "browser", 86_400, "Firefox", 4),
+            (2, "city", 0, "Linköping", 7),
+            (2, "city", 0, "\"quoted\"", 1),
+        ];
+        {
+            SqliteStore::create_at_version(&path, 7).unwrap();
+            let conn = Connection::open(&path).unwrap();
+            for row in rows {
+                conn.execute(
+                    "INSERT INTO visit_dims (link_id, dim, day_start, value, clicks) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![row.0, row.1, row.2, row.3, row.4],
+                )
+                .unwrap();
+            }
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let dims = |link: i64, to: i64| {
+            let scope = StatsScope::Link(LinkId(link));
+            let mut dims = store
+                .read(|conn| read_stats(conn, scope, 0, to, 0))
+                .unwrap()
+                .dims;
+            dims.sort();
+            dims
+        };
+        let own = |v: &[(&str, &str, u64)]| -> Vec<(String, String, u64)> {
+            v.iter()
+                .map(|(d, val, n)| (d.to_string(), val.to_string(), *n))
+                .collect()
+        };
+        assert_eq!(
+            dims(1, 86_400),
+            own(&[
+                ("browser", "Chrome", 2),
+                ("browser", "Firefox", 3),
+                ("country", "", 5),
+                ("referrer", "example.org:8080", 1),
+            ])
+        );
+        assert_eq!(
+            dims(1, 2 * 86_400)[1],
+            ("browser".into(), "Firefox".into(), 7)
+        );
+        assert_eq!(
+            dims(2, 86_400),
+            own(&[("city", "\"quoted\"", 1), ("city", "Linköping", 7)])
+        );
+        let conn = Connection::open(&path).unwrap();
+        let packed: i64 = conn
+            .query_row("SELECT COUNT(*) FROM visit_day_dims", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(packed, 3);
+        // New visits of a migrated day join its row.
+        with_links(&store, 1).await;
+        store
+            .record_visits(Arc::new(vec![group(1, "Firefox", vec![1000])]), false)
+            .await
+            .unwrap();
+        assert_eq!(dims(1, 86_400)[1], ("browser".into(), "Firefox".into(), 4));
     }
 
     #[tokio::test]

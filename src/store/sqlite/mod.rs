@@ -56,6 +56,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0005_disabled_reason.sql"),
     include_str!("../../../migrations/sqlite/0006_stream_batches.sql"),
     include_str!("../../../migrations/sqlite/0007_links_by_id.sql"),
+    include_str!("../../../migrations/sqlite/0008_visit_day_dims.sql"),
 ];
 
 type MigrationStep = fn(&Connection) -> rusqlite::Result<()>;

@@ -17,6 +17,7 @@
 #   BENCH_BROWSER=1        requests carry browser headers: visits are humans, stored
 #                          with every breakdown (bench/random_codes.lua)
 #   BENCH_COMPARE_OFF=0    also run the rounds with analytics_enabled = false
+#   BENCH_HOP_ENV          HOP_* settings for every hop of the run, space-separated
 #   BENCH_DATABASE_URL     PostgreSQL instead of SQLite (bench/lib.sh)
 # Pinning, CPU accounting and wrk are as in run.sh (bench/lib.sh); nginx answering a
 # fixed 302 is measured first with the same script, as the ceiling of this client.
@@ -30,6 +31,7 @@ ROUNDS=${BENCH_ROUNDS:-10}
 DURATION=${BENCH_DURATION:-10}
 export BENCH_BROWSER=${BENCH_BROWSER:-1}
 COMPARE_OFF=${BENCH_COMPARE_OFF:-0}
+read -r -a HOP_ENV <<<"${BENCH_HOP_ENV:-}"
 CONNECTIONS=64
 SERVER_CPU=0
 CLIENT_CPU=1
@@ -68,7 +70,7 @@ measure nginx "$NGINX_WORKER" "http://127.0.0.1:$NGINX_PORT/" "$BENCH/random_cod
 rounds() {
   local label=$1
   shift
-  start_hop HOP_CACHE_MAX_BYTES="$COLD_CACHE_BYTES" "$@"
+  start_hop HOP_CACHE_MAX_BYTES="$COLD_CACHE_BYTES" "${HOP_ENV[@]}" "$@"
   for round in $(seq "$ROUNDS"); do
     measure "$label-$round" "$HOP_PID" "http://127.0.0.1:$HOP_PORT/" \
       "$BENCH/random_codes.lua" "$CODES"
@@ -87,7 +89,7 @@ fi
 {
   echo "# hop: $ROUNDS consecutive cold rounds over $LINKS links"
   echo
-  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $COMMIT, $BACKEND. hop on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU (1 thread, $CONNECTIONS connections), $DURATION s per round, cache $COLD_CACHE_BYTES bytes, browser headers: $BENCH_BROWSER."
+  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $COMMIT, $BACKEND. hop on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU (1 thread, $CONNECTIONS connections), $DURATION s per round, cache $COLD_CACHE_BYTES bytes, browser headers: $BENCH_BROWSER, settings: ${HOP_ENV[*]:-defaults}."
   echo
   echo "nginx (fixed 302, same script): ${RPS[nginx]} req/s"
   echo

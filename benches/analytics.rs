@@ -165,17 +165,14 @@ const DIMENSIONS: [(&str, i64); 8] = [
 /// A busy day's breakdowns as stored (`visit_day_dims.dims`): 24,000 humans spread
 /// over each dimension's values, the remainder on the first.
 fn day_dims() -> String {
-    let mut counts = std::collections::BTreeMap::new();
+    let mut counts = Vec::new();
     for (dim, values) in DIMENSIONS {
         for k in 0..values {
             let clicks = 24_000 / values + if k == 0 { 24_000 % values } else { 0 };
-            counts.insert(
-                hop::analytics::rollup::dim_key(dim, &format!("{dim}-{k}")),
-                clicks,
-            );
+            counts.push((dim, format!("{dim}-{k}"), clicks));
         }
     }
-    hop::analytics::rollup::dims_json(&counts)
+    hop::analytics::rollup::dims_json(counts.iter().map(|(d, v, n)| (*d, v.as_str(), *n)))
 }
 
 /// [`populate`] on PostgreSQL: the same rows, with generate_series.

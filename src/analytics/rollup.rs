@@ -3,7 +3,7 @@
 //! backends write exactly these sums, so a stats answer cannot differ by backend.
 
 use crate::analytics::enrich::{Profile, VisitGroup};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 pub const HOUR_S: i64 = 3600;
 pub const DAY_S: i64 = 86_400;
@@ -54,25 +54,38 @@ pub fn runs(times: &[i64], unit: i64) -> impl Iterator<Item = (i64, i64)> + '_ {
     })
 }
 
-/// The key of one dimension's value in a day's breakdowns: `"country:SE"`, `"city:"`
-/// (unknown). Dimension names hold no `:`, so the first one splits it back.
-pub fn dim_key(dim: &str, value: &str) -> String {
-    format!("{dim}:{value}")
-}
-
-/// A breakdown key and its summed clicks, as a stats answer lists it: (dimension,
-/// value, clicks); `None` for a key [`dim_key`] did not make.
+/// A breakdown key of a day's row and its summed clicks, as a stats answer lists them:
+/// (dimension, value, clicks). A key is `"dimension:value"` (`"country:SE"`, `"city:"`
+/// for unknown); dimension names hold no `:`, so the first one splits it. `None` for a
+/// key [`dims_json`] did not write.
 pub fn split_dim_key(key: &str, clicks: i64) -> Option<(String, String, u64)> {
     let (dim, value) = key.split_once(':')?;
     Some((dim.to_owned(), value.to_owned(), clicks.max(0) as u64))
 }
 
 /// A link's human visits of one day by dimension, as stored in one row: a JSON object
-/// from [`dim_key`] to visits (`{"browser:Firefox": 3, "country:SE": 3, …}`). One row
+/// from `"dimension:value"` to visits (`{"browser:Firefox": 3, "country:SE": 3, …}`). One row
 /// per link and day instead of one per dimension value: a visit to a link seen for the
-/// first time that day writes one row, not nine.
-pub fn dims_json(counts: &BTreeMap<String, i64>) -> String {
-    serde_json::to_string(counts).expect("a map of strings to integers always encodes")
+/// first time that day writes one row, not nine. `counts` names each (dimension,
+/// value) once.
+pub fn dims_json<'a>(counts: impl IntoIterator<Item = (&'a str, &'a str, i64)>) -> String {
+    use std::io::Write;
+    let mut out = Vec::with_capacity(256);
+    let mut key = String::new();
+    out.push(b'{');
+    for (i, (dim, value, clicks)) in counts.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        key.clear();
+        key.push_str(dim);
+        key.push(':');
+        key.push_str(value);
+        serde_json::to_writer(&mut out, &key).expect("writing into a Vec cannot fail");
+        write!(out, ":{clicks}").expect("writing into a Vec cannot fail");
+    }
+    out.push(b'}');
+    String::from_utf8(out).expect("serde_json writes UTF-8")
 }
 
 /// A batch's rollups, each key once and in key order (so that writers touch rows in
@@ -92,9 +105,10 @@ impl Rollups {
     pub fn of(groups: &[VisitGroup]) -> Self {
         let mut hours: BTreeMap<(i64, i64), (i64, i64)> = BTreeMap::new();
         let mut uncounted: BTreeMap<(i64, i64), i64> = BTreeMap::new();
-        // Human visits are first counted per (link, day, all nine values), then spread
-        // over the dimensions: a batch is a few visitor profiles with many visits each.
-        let mut profiles: HashMap<(i64, i64, [&str; 9]), i64> = HashMap::new();
+        // Human visits per (link, day): each run of a group adds its nine values, which
+        // are summed per (dimension, value) once the batch is in. Rows of a day are
+        // what the store writes, so this is one allocation per row, not per value.
+        let mut days: BTreeMap<(i64, i64), Vec<(u8, &str, i64)>> = BTreeMap::new();
         for group in groups {
             let profile = &group.profile;
             let link = profile.link_id;
@@ -114,19 +128,26 @@ impl Rollups {
             }
             let values = dimension_values(profile);
             for (day, n) in runs(&group.times, DAY_S) {
-                *profiles.entry((link, day, values)).or_default() += n;
+                let entries = days.entry((link, day)).or_default();
+                entries.extend((0..).zip(values).map(|(dim, value)| (dim, value, n)));
             }
         }
-        let mut dims: BTreeMap<(i64, i64), BTreeMap<String, i64>> = BTreeMap::new();
-        for ((link, day, values), clicks) in profiles {
-            let counts = dims.entry((link, day)).or_default();
-            for (dim, value) in DIMENSIONS.iter().zip(values) {
-                *counts.entry(dim_key(dim, value)).or_default() += clicks;
-            }
-        }
-        let days = dims
+        let days = days
             .into_iter()
-            .map(|(key, counts)| (key, dims_json(&counts)))
+            .map(|(key, mut entries)| {
+                entries.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+                entries.dedup_by(|next, kept| {
+                    let same = (next.0, next.1) == (kept.0, kept.1);
+                    if same {
+                        kept.2 += next.2;
+                    }
+                    same
+                });
+                let counts = entries
+                    .iter()
+                    .map(|&(dim, value, n)| (DIMENSIONS[dim as usize], value, n));
+                (key, dims_json(counts))
+            })
             .collect();
         Self {
             hours,
@@ -150,10 +171,8 @@ mod tests {
 
     #[test]
     fn breakdown_keys_split_at_the_first_colon() {
-        let key = dim_key("referrer", "example.org:8080");
-        assert_eq!(key, "referrer:example.org:8080");
         assert_eq!(
-            split_dim_key(&key, 4),
+            split_dim_key("referrer:example.org:8080", 4),
             Some(("referrer".into(), "example.org:8080".into(), 4))
         );
         assert_eq!(
@@ -161,5 +180,54 @@ mod tests {
             Some(("city".into(), "".into(), 1))
         );
         assert_eq!(split_dim_key("nodim", 1), None);
+        let json = dims_json([("city", "\"Malmö\"", 2), ("country", "", 1)]);
+        let parsed: BTreeMap<String, i64> = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            parsed.into_iter().collect::<Vec<_>>(),
+            [("city:\"Malmö\"".to_owned(), 2), ("country:".to_owned(), 1)]
+        );
+    }
+
+    #[test]
+    fn a_day_sums_its_values_over_every_group_of_the_batch() {
+        use crate::analytics::enrich::Profile;
+        let group = |browser: &'static str, bot: bool, times: Vec<i64>| VisitGroup {
+            profile: Profile {
+                link_id: 7,
+                browser,
+                os: "Linux",
+                device: "desktop",
+                bot,
+                language: None,
+                referrer_host: None,
+                referrer_url: None,
+                country: Some("SE".into()),
+                region: None,
+                city: None,
+                ip: None,
+                qr: false,
+                counted: false,
+            },
+            times,
+        };
+        let day = DAY_S * 1000;
+        let groups = [
+            group("Firefox", false, vec![0, 1, day]),
+            group("Chrome", false, vec![2]),
+            group("Firefox", false, vec![3]),
+            group("Bot", true, vec![4]),
+        ];
+        let rollups = Rollups::of(&groups);
+        let first: BTreeMap<String, i64> = serde_json::from_str(&rollups.days[&(7, 0)]).unwrap();
+        assert_eq!(first["browser:Firefox"], 3);
+        assert_eq!(first["browser:Chrome"], 1);
+        assert_eq!(first["country:SE"], 4);
+        assert_eq!(first["source:link"], 4);
+        assert!(!first.contains_key("browser:Bot"));
+        assert_eq!(first.len(), 2 + 8);
+        let second: BTreeMap<String, i64> =
+            serde_json::from_str(&rollups.days[&(7, DAY_S)]).unwrap();
+        assert_eq!(second["browser:Firefox"], 1);
+        assert_eq!(rollups.hours[&(7, 0)], (4, 1));
     }
 }

@@ -101,6 +101,9 @@ pub struct Rollups {
     pub uncounted: BTreeMap<(i64, i64), i64>,
 }
 
+/// One (dimension index into [`DIMENSIONS`], value, visits) of a day being summed.
+type DayEntry<'a> = (u8, &'a str, i64);
+
 impl Rollups {
     pub fn of(groups: &[VisitGroup]) -> Self {
         let mut hours: BTreeMap<(i64, i64), (i64, i64)> = BTreeMap::new();
@@ -108,7 +111,7 @@ impl Rollups {
         // Human visits per (link, day): each run of a group adds its nine values, which
         // are summed per (dimension, value) once the batch is in. Rows of a day are
         // what the store writes, so this is one allocation per row, not per value.
-        let mut days: BTreeMap<(i64, i64), Vec<(u8, &str, i64)>> = BTreeMap::new();
+        let mut days: BTreeMap<(i64, i64), Vec<DayEntry<'_>>> = BTreeMap::new();
         for group in groups {
             let profile = &group.profile;
             let link = profile.link_id;

@@ -99,6 +99,27 @@ async fn ingest() {
             .with_geo(GeoIp::open(geoip_database()).unwrap())
             .with_ip_retention(IpRetention::Truncated),
     );
+    // The visits' links (1 to 1000) exist: their click totals reference them.
+    for id in 1..=1000 {
+        stores
+            .links
+            .insert_link(hop::store::NewLink {
+                id: hop::domain::link::LinkId(id),
+                domain: String::new(),
+                code: format!("l-{id}"),
+                url: "https://example.com/".into(),
+                title: None,
+                created_at: 1,
+                expires_at: None,
+                max_clicks: None,
+                redirect: hop::domain::link::RedirectType::Found,
+                owner: None,
+                tags: Vec::new(),
+                password_hash: None,
+            })
+            .await
+            .unwrap();
+    }
     let mut rates = Vec::new();
     for round in 0..INGEST_ROUNDS {
         let analytics = Analytics::new(INGEST_VISITS);

@@ -280,6 +280,30 @@ pub struct Profile {
     pub counted: bool,
 }
 
+#[cfg(test)]
+impl Profile {
+    /// A human on desktop Linux visiting `link_id` with `browser`, nothing else known:
+    /// the tests' starting point, changed field by field.
+    pub(crate) fn for_test(link_id: i64, browser: &'static str) -> Self {
+        Profile {
+            link_id,
+            browser,
+            os: "Linux",
+            device: "desktop",
+            bot: false,
+            language: None,
+            referrer_host: None,
+            referrer_url: None,
+            country: None,
+            region: None,
+            city: None,
+            ip: None,
+            qr: false,
+            counted: false,
+        }
+    }
+}
+
 /// Visits of one enriched profile: what the pipeline stores.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VisitGroup {

@@ -64,10 +64,10 @@ pub fn split_dim_key(key: &str, clicks: i64) -> Option<(String, String, u64)> {
 }
 
 /// A link's human visits of one day by dimension, as stored in one row: a JSON object
-/// from `"dimension:value"` to visits (`{"browser:Firefox": 3, "country:SE": 3, …}`). One row
-/// per link and day instead of one per dimension value: a visit to a link seen for the
-/// first time that day writes one row, not nine. `counts` names each (dimension,
-/// value) once.
+/// from `"dimension:value"` to visits (`{"browser:Firefox": 3, "country:SE": 3, …}`).
+/// One row per link and day instead of one per dimension value: a visit to a link seen
+/// for the first time that day writes one row, not nine. `counts` names each
+/// (dimension, value) once.
 pub fn dims_json<'a>(counts: impl IntoIterator<Item = (&'a str, &'a str, i64)>) -> String {
     use std::io::Write;
     let mut out = Vec::with_capacity(256);
@@ -196,20 +196,9 @@ mod tests {
         use crate::analytics::enrich::Profile;
         let group = |browser: &'static str, bot: bool, times: Vec<i64>| VisitGroup {
             profile: Profile {
-                link_id: 7,
-                browser,
-                os: "Linux",
-                device: "desktop",
                 bot,
-                language: None,
-                referrer_host: None,
-                referrer_url: None,
                 country: Some("SE".into()),
-                region: None,
-                city: None,
-                ip: None,
-                qr: false,
-                counted: false,
+                ..Profile::for_test(7, browser)
             },
             times,
         };

@@ -3,8 +3,9 @@
 //!
 //! A batch of visits is one writer job: the raw visits go in as a few blocks (see
 //! [`crate::analytics::block`]) if kept, then each (link, hour) and each link's day of
-//! breakdowns (one row per link and day) is summed in memory first and written once, in key order, so a batch of
-//! thousands of visits to a few links costs a few dozen statements. Raw visits and
+//! breakdowns (one row per link and day) is summed in memory first (before the job
+//! reaches the writer thread, which creates share) and written once, in key order, so
+//! a batch of thousands of visits to a few links costs a few dozen statements. Raw visits and
 //! rollups commit in the same transaction: N redirects stored give exactly N in every
 //! rollup. The links' click totals (`link_clicks`, `link_clicks_hourly`) are added in
 //! that transaction too, for every visit not already counted by a click-limit
@@ -53,12 +54,23 @@ fn insert_blocks(conn: &Connection, blocks: &[EncodedBlock]) -> rusqlite::Result
     Ok(())
 }
 
-fn add_rollups(conn: &Connection, groups: &[VisitGroup]) -> rusqlite::Result<()> {
+/// A batch as the writer stores it: its blocks (none unless raw visits are kept) and
+/// its rollups, both computed before the job reaches the one writer thread.
+fn prepare(groups: &[VisitGroup], keep_raw: bool) -> (Vec<EncodedBlock>, Rollups) {
+    let blocks = if keep_raw {
+        block::encode_groups(groups)
+    } else {
+        Vec::new()
+    };
+    (blocks, Rollups::of(groups))
+}
+
+fn add_rollups(conn: &Connection, rollups: &Rollups) -> rusqlite::Result<()> {
     let Rollups {
         hours,
         days,
         uncounted,
-    } = Rollups::of(groups);
+    } = rollups;
     let mut hourly = conn.prepare_cached(
         "INSERT INTO visit_hourly (link_id, hour_start, humans, bots) VALUES (?1, ?2, ?3, ?4) \
          ON CONFLICT (link_id, hour_start) \
@@ -74,7 +86,7 @@ fn add_rollups(conn: &Connection, groups: &[VisitGroup]) -> rusqlite::Result<()>
     for ((link, day), dims) in days {
         daily.execute(params![link, day, dims])?;
     }
-    add_click_totals(conn, &uncounted)
+    add_click_totals(conn, uncounted)
 }
 
 /// Adds clicks per (link, hour) to the links' totals and hourly click rows, in key order.
@@ -299,15 +311,11 @@ impl AnalyticsStore for SqliteStore {
         groups: Arc<Vec<VisitGroup>>,
         keep_raw: bool,
     ) -> Result<(), StoreError> {
-        let blocks = if keep_raw {
-            block::encode_groups(&groups)
-        } else {
-            Vec::new()
-        };
+        let (blocks, rollups) = prepare(&groups, keep_raw);
         self.write(move |conn| {
             in_savepoint(conn, |conn| {
                 insert_blocks(conn, &blocks)?;
-                add_rollups(conn, &groups)
+                add_rollups(conn, &rollups)
             })
         })
         .await
@@ -319,11 +327,7 @@ impl AnalyticsStore for SqliteStore {
         keep_raw: bool,
         batch_ids: Vec<String>,
     ) -> Result<bool, StoreError> {
-        let blocks = if keep_raw {
-            block::encode_groups(&groups)
-        } else {
-            Vec::new()
-        };
+        let (blocks, rollups) = prepare(&groups, keep_raw);
         let now = crate::domain::link::now_ms();
         self.write(move |conn| {
             in_savepoint(conn, |conn| {
@@ -340,7 +344,7 @@ impl AnalyticsStore for SqliteStore {
                     record.execute(params![id, now])?;
                 }
                 insert_blocks(conn, &blocks)?;
-                add_rollups(conn, &groups)?;
+                add_rollups(conn, &rollups)?;
                 Ok(true)
             })
         })
@@ -423,20 +427,8 @@ mod tests {
     fn group(link_id: i64, browser: &'static str, times: Vec<i64>) -> VisitGroup {
         VisitGroup {
             profile: Profile {
-                link_id,
-                browser,
-                os: "Linux",
-                device: "desktop",
-                bot: false,
-                language: None,
                 referrer_host: Some("example.org".into()),
-                referrer_url: None,
-                country: None,
-                region: None,
-                city: None,
-                ip: None,
-                qr: false,
-                counted: false,
+                ..Profile::for_test(link_id, browser)
             },
             times,
         }

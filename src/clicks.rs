@@ -6,12 +6,12 @@
 //! take the clicks that have no visit to carry them: analytics off, a full visit
 //! queue, or visits the pipeline had to give up.
 //!
-//! Such a click adds one to an in-memory sum for (link, UTC hour) and moves on; it never
+//! Such a click adds one to an in-memory sum for its link and moves on; it never
 //! waits on the database and never wakes another task. The sums live in a few
 //! mutex-guarded shards (picked by link id) so that worker threads rarely meet on
 //! the same lock. The [`run_click_writer`] task swaps the shards out every
-//! `click_flush_interval_ms` and writes them in one transaction (each link's total and
-//! its hourly row). A failed write keeps the sums for the next attempt. On shutdown
+//! `click_flush_interval_ms` and writes them in one transaction (each link's total, in
+//! link order). A failed write keeps the sums for the next attempt. On shutdown
 //! the writer takes what is left and flushes it, so a graceful stop loses no click.
 //!
 //! Why sums and not a queue of events: a queue costs a wake-up of the writer for
@@ -28,15 +28,15 @@
 //! `HEAD`s, which reserve nothing) answer 410 without a write.
 
 use crate::cache::CachedLink;
-use crate::domain::link::{LinkId, UnixMillis, hour_start};
+use crate::domain::link::LinkId;
 use crate::store::{ClickDelta, ClickStore};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// Clicks per (link, start of UTC hour in Unix seconds) not yet written.
-type Sums = HashMap<(LinkId, i64), u64>;
+/// Clicks per link not yet written.
+type Sums = HashMap<LinkId, u64>;
 
 /// Counted clicks waiting to be written, and the limited links known to be used up.
 pub struct Clicks {
@@ -57,11 +57,11 @@ impl Clicks {
         })
     }
 
-    /// Counts a click made at `at`; never waits on I/O.
-    pub fn record_at(&self, link: LinkId, at: UnixMillis) {
+    /// Counts `clicks` clicks on `link`; never waits on I/O.
+    pub fn add(&self, link: LinkId, clicks: u64) {
         let shard = &self.shards[link.0 as usize & (self.shards.len() - 1)];
         let mut sums = shard.lock().expect("click shard poisoned");
-        *sums.entry((link, hour_start(at))).or_default() += 1;
+        *sums.entry(link).or_default() += clicks;
     }
 
     /// Takes every sum recorded so far, leaving the shards empty.
@@ -148,11 +148,7 @@ async fn flush(pending: &mut Sums, store: &dyn ClickStore) {
     }
     let deltas: Vec<ClickDelta> = pending
         .iter()
-        .map(|(&(link, hour_start), &clicks)| ClickDelta {
-            link,
-            hour_start,
-            clicks,
-        })
+        .map(|(&link, &clicks)| ClickDelta { link, clicks })
         .collect();
     match store.add_clicks(deltas).await {
         Ok(()) => pending.clear(),
@@ -166,14 +162,6 @@ async fn flush(pending: &mut Sums, store: &dyn ClickStore) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hours_start_on_the_hour() {
-        assert_eq!(hour_start(0), 0);
-        assert_eq!(hour_start(3_599_999), 0);
-        assert_eq!(hour_start(3_600_000), 3600);
-        assert_eq!(hour_start(-1), -3600);
-    }
 
     #[test]
     fn a_refused_limit_is_remembered_until_the_limit_is_raised() {
@@ -202,14 +190,14 @@ mod tests {
     }
 
     #[test]
-    fn sums_are_exact_across_threads_and_hours() {
+    fn sums_are_exact_across_threads() {
         let clicks = Clicks::new();
         std::thread::scope(|scope| {
             for t in 0..4 {
                 let clicks = &clicks;
                 scope.spawn(move || {
                     for i in 0..1000 {
-                        clicks.record_at(LinkId(i % 7), if t % 2 == 0 { 10 } else { 3_600_010 });
+                        clicks.add(LinkId(i % 7 + t), 1);
                     }
                 });
             }
@@ -217,8 +205,10 @@ mod tests {
         let mut sums = Sums::new();
         clicks.take(&mut sums);
         assert_eq!(sums.values().sum::<u64>(), 4000);
-        assert_eq!(sums[&(LinkId(0), 0)], 2 * 143);
-        assert_eq!(sums[&(LinkId(0), 3600)], 2 * 143);
+        // Links 0..=9: thread t counts 143 or 142 clicks on each of links t..t+7.
+        assert_eq!(sums[&LinkId(0)], 143);
+        assert_eq!(sums[&LinkId(3)], 4 * 143);
+        assert_eq!(sums[&LinkId(9)], 142);
         let mut again = Sums::new();
         clicks.take(&mut again);
         assert!(again.is_empty());

@@ -83,14 +83,6 @@ async fn four_processes_keep_click_limits_exact_and_codes_unique() {
         ),
         100
     );
-    assert_eq!(
-        common::count_rows(
-            dir.path(),
-            "SELECT CAST(SUM(h.clicks) AS BIGINT) FROM link_clicks_hourly h \
-             JOIN links l ON l.id = h.link_id WHERE l.code = 'hundred'"
-        ),
-        100
-    );
 
     // Generated codes from every node at once: all distinct, each from its own lease.
     let mut tasks = Vec::new();

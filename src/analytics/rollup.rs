@@ -96,9 +96,9 @@ pub struct Rollups {
     pub hours: BTreeMap<(i64, i64), (i64, i64)>,
     /// (link, day start) → the day's human visits by dimension, as [`dims_json`].
     pub days: BTreeMap<(i64, i64), String>,
-    /// (link, hour start) → clicks not yet in the links' totals: every visit except
-    /// those a click-limit reservation already counted.
-    pub uncounted: BTreeMap<(i64, i64), i64>,
+    /// Link → clicks not yet in its total: every visit except those a click-limit
+    /// reservation already counted.
+    pub uncounted: BTreeMap<i64, i64>,
 }
 
 /// One (dimension index into [`DIMENSIONS`], value, visits) of a day being summed.
@@ -107,7 +107,7 @@ type DayEntry<'a> = (u8, &'a str, i64);
 impl Rollups {
     pub fn of(groups: &[VisitGroup]) -> Self {
         let mut hours: BTreeMap<(i64, i64), (i64, i64)> = BTreeMap::new();
-        let mut uncounted: BTreeMap<(i64, i64), i64> = BTreeMap::new();
+        let mut uncounted: BTreeMap<i64, i64> = BTreeMap::new();
         // Human visits per (link, day): each run of a group adds its nine values, which
         // are summed per (dimension, value) once the batch is in. Rows of a day are
         // what the store writes, so this is one allocation per row, not per value.
@@ -115,10 +115,10 @@ impl Rollups {
         for group in groups {
             let profile = &group.profile;
             let link = profile.link_id;
+            if !profile.counted {
+                *uncounted.entry(link).or_default() += group.times.len() as i64;
+            }
             for (hour, n) in runs(&group.times, HOUR_S) {
-                if !profile.counted {
-                    *uncounted.entry((link, hour)).or_default() += n;
-                }
                 let counts = hours.entry((link, hour)).or_default();
                 if profile.bot {
                     counts.1 += n;

@@ -28,12 +28,6 @@ pub fn now_ms() -> UnixMillis {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-/// The start of the UTC hour `at` falls in, in Unix seconds (how click counts are
-/// bucketed).
-pub fn hour_start(at: UnixMillis) -> i64 {
-    at.div_euclid(3_600_000) * 3600
-}
-
 /// RFC 3339 text for a Unix-milliseconds time, in UTC, always with milliseconds
 /// (`2030-01-01T00:00:00.000Z`) so that every timestamp has the same shape.
 ///

@@ -188,7 +188,7 @@ impl Visitor {
 pub fn record_click(state: &AppState, link: LinkId, headers: &HeaderMap, visitor: Visitor) {
     let now = now_ms();
     if !capture_visit(state, link, now, headers, visitor, false) {
-        state.clicks.record_at(link, now);
+        state.clicks.add(link, 1);
     }
 }
 
@@ -207,7 +207,7 @@ pub async fn reserve_click(
     if state
         .stores
         .clicks
-        .reserve_click(link.id, max_clicks, now)
+        .reserve_click(link.id, max_clicks)
         .await?
     {
         capture_visit(state, link.id, now, headers, visitor, true);

@@ -165,12 +165,10 @@ pub struct RedirectRecord {
     pub admin_disabled: bool,
 }
 
-/// Clicks to add to one link in one UTC hour.
+/// Clicks to add to one link's total.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClickDelta {
     pub link: LinkId,
-    /// Unix seconds at the start of the hour.
-    pub hour_start: i64,
     pub clicks: u64,
 }
 
@@ -295,20 +293,15 @@ pub trait DomainStore: Send + Sync {
 
 #[async_trait]
 pub trait ClickStore: Send + Sync {
-    /// Adds click counts to the links' totals and hourly rows, all or nothing.
+    /// Adds click counts to the links' totals, all or nothing.
     async fn add_clicks(&self, deltas: Vec<ClickDelta>) -> Result<(), StoreError>;
     /// Counts one click on a link that has a click limit, if the limit allows it.
-    /// `true`: the click was within `max_clicks` and is now counted in the link's total
-    /// and in the hour of `at`, durably (committed before this returns, so a crash
-    /// cannot give the click back). `false`: the limit is used up; nothing changed.
+    /// `true`: the click was within `max_clicks` and is now counted in the link's
+    /// total, durably (committed before this returns, so a crash cannot give the click
+    /// back). `false`: the limit is used up; nothing changed.
     /// Concurrent reservations on one link never take more than `max_clicks` in all,
     /// whichever process makes them.
-    async fn reserve_click(
-        &self,
-        link: LinkId,
-        max_clicks: u64,
-        at: UnixMillis,
-    ) -> Result<bool, StoreError>;
+    async fn reserve_click(&self, link: LinkId, max_clicks: u64) -> Result<bool, StoreError>;
 }
 
 #[async_trait]

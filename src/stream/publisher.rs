@@ -316,8 +316,8 @@ impl Publisher {
         self.metrics
             .dropped_visits
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        for (link, at) in batch.uncounted_clicks() {
-            self.clicks.record_at(LinkId(link), at);
+        for link in batch.uncounted_clicks() {
+            self.clicks.add(LinkId(link), 1);
         }
     }
 }

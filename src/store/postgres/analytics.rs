@@ -217,16 +217,12 @@ async fn write_visits(
     // already counted: in the same commit as the stats, so a crash loses both or
     // neither.
     if !rollups.uncounted.is_empty() {
-        let mut totals: std::collections::BTreeMap<i64, i64> = Default::default();
-        let (mut links, mut hours, mut clicks) = (Vec::new(), Vec::new(), Vec::new());
-        for (&(link, hour), &n) in &rollups.uncounted {
-            links.push(link);
-            hours.push(hour);
-            clicks.push(n);
-            *totals.entry(link).or_default() += n;
-        }
-        // Totals first, then hours: the order reservations lock them in.
-        let (total_links, total_clicks): (Vec<i64>, Vec<i64>) = totals.into_iter().unzip();
+        // In link order, as every writer of the totals locks them.
+        let (total_links, total_clicks): (Vec<i64>, Vec<i64>) = rollups
+            .uncounted
+            .iter()
+            .map(|(&link, &n)| (link, n))
+            .unzip();
         let statement = tx
             .prepare_cached(
                 "INSERT INTO link_clicks AS c (link_id, clicks) \
@@ -236,14 +232,6 @@ async fn write_visits(
             .await?;
         tx.execute(&statement, &[&total_links, &total_clicks])
             .await?;
-        let statement = tx
-            .prepare_cached(
-                "INSERT INTO link_clicks_hourly AS h (link_id, hour_start, clicks) \
-                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) \
-                 ON CONFLICT (link_id, hour_start) DO UPDATE SET clicks = h.clicks + excluded.clicks",
-            )
-            .await?;
-        tx.execute(&statement, &[&links, &hours, &clicks]).await?;
     }
     tx.commit().await?;
     Ok(true)

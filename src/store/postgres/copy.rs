@@ -206,12 +206,6 @@ const LINK_TABLES: &[Table] = &[
         conflict: DO_NOTHING,
     },
     Table {
-        name: "link_clicks_hourly",
-        columns: &[("link_id", Int8), ("hour_start", Int8), ("clicks", Int8)],
-        by: Some("link_id"),
-        conflict: DO_NOTHING,
-    },
-    Table {
         name: "visit_hourly",
         columns: &[
             ("link_id", Int8),
@@ -445,7 +439,6 @@ pub async fn copy_from_sqlite(
         "SELECT COALESCE(MAX(m), -1) + 1 FROM (\
            SELECT MAX(id) AS m FROM links UNION ALL SELECT MAX(link_id) FROM link_tags \
            UNION ALL SELECT MAX(link_id) FROM link_clicks \
-           UNION ALL SELECT MAX(link_id) FROM link_clicks_hourly \
            UNION ALL SELECT MAX(link_id) FROM visit_hourly \
            UNION ALL SELECT MAX(link_id) FROM visit_daily \
            UNION ALL SELECT MAX(link_id) FROM visit_day_dims \

@@ -569,73 +569,36 @@ impl ClickStore for PgStore {
         // key order, so that concurrent flushes from several processes lock rows in
         // the same order and cannot deadlock.
         let mut totals: BTreeMap<i64, i64> = BTreeMap::new();
-        let mut hours: BTreeMap<(i64, i64), i64> = BTreeMap::new();
         for delta in &deltas {
             *totals.entry(delta.link.0).or_default() += delta.clicks as i64;
-            *hours.entry((delta.link.0, delta.hour_start)).or_default() += delta.clicks as i64;
         }
-        let (total_links, total_clicks): (Vec<i64>, Vec<i64>) = totals.into_iter().unzip();
-        let mut hour_links = Vec::with_capacity(hours.len());
-        let mut hour_starts = Vec::with_capacity(hours.len());
-        let mut hour_clicks = Vec::with_capacity(hours.len());
-        for ((link, hour), clicks) in hours {
-            hour_links.push(link);
-            hour_starts.push(hour);
-            hour_clicks.push(clicks);
-        }
-        self.timed(async {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let total = tx
-            .prepare_cached(
-                "INSERT INTO link_clicks AS c (link_id, clicks) \
-                 SELECT * FROM unnest($1::bigint[], $2::bigint[]) \
-                 ON CONFLICT (link_id) DO UPDATE SET clicks = c.clicks + excluded.clicks",
-            )
-            .await?;
-        tx.execute(&total, &[&total_links, &total_clicks]).await?;
-        let hourly = tx
-            .prepare_cached(
-                "INSERT INTO link_clicks_hourly AS h (link_id, hour_start, clicks) \
-                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) \
-                 ON CONFLICT (link_id, hour_start) DO UPDATE SET clicks = h.clicks + excluded.clicks",
-            )
-            .await?;
-        tx.execute(&hourly, &[&hour_links, &hour_starts, &hour_clicks])
-            .await?;
-        tx.commit().await?;
+        let (links, clicks): (Vec<i64>, Vec<i64>) = totals.into_iter().unzip();
+        // One statement: atomic on its own.
+        self.execute(
+            "INSERT INTO link_clicks AS c (link_id, clicks) \
+             SELECT * FROM unnest($1::bigint[], $2::bigint[]) \
+             ON CONFLICT (link_id) DO UPDATE SET clicks = c.clicks + excluded.clicks",
+            &[&links, &clicks],
+        )
+        .await?;
         Ok(())
-        })
-        .await
     }
 
-    async fn reserve_click(
-        &self,
-        link: LinkId,
-        max_clicks: u64,
-        at: UnixMillis,
-    ) -> Result<bool, StoreError> {
+    async fn reserve_click(&self, link: LinkId, max_clicks: u64) -> Result<bool, StoreError> {
         if max_clicks == 0 {
             return Ok(false);
         }
         let max = i64::try_from(max_clicks).unwrap_or(i64::MAX);
-        let hour_start = at.div_euclid(3_600_000) * 3600;
         // One statement, so one atomic step on the server whichever process sends it:
         // the total goes up only while it is under the limit (the row lock makes
-        // concurrent reservations of the same link wait for each other and re-check),
-        // and the hour is counted only when the total was.
+        // concurrent reservations of the same link wait for each other and re-check).
         let counted = self
             .query_opt(
-                "WITH counted AS ( \
-                   INSERT INTO link_clicks AS c (link_id, clicks) VALUES ($1, 1) \
-                   ON CONFLICT (link_id) DO UPDATE SET clicks = c.clicks + 1 \
-                   WHERE c.clicks < $2 \
-                   RETURNING link_id) \
-                 INSERT INTO link_clicks_hourly AS h (link_id, hour_start, clicks) \
-                 SELECT link_id, $3, 1 FROM counted \
-                 ON CONFLICT (link_id, hour_start) DO UPDATE SET clicks = h.clicks + 1 \
+                "INSERT INTO link_clicks AS c (link_id, clicks) VALUES ($1, 1) \
+                 ON CONFLICT (link_id) DO UPDATE SET clicks = c.clicks + 1 \
+                 WHERE c.clicks < $2 \
                  RETURNING 1",
-                &[&link.0, &max, &hour_start],
+                &[&link.0, &max],
             )
             .await?;
         Ok(counted.is_some())

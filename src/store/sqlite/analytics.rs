@@ -7,7 +7,7 @@
 //! reaches the writer thread, which creates share) and written once, in key order, so
 //! a batch of thousands of visits to a few links costs a few dozen statements. Raw visits and
 //! rollups commit in the same transaction: N redirects stored give exactly N in every
-//! rollup. The links' click totals (`link_clicks`, `link_clicks_hourly`) are added in
+//! rollup. The links' click totals (`link_clicks`) are added in
 //! that transaction too, for every visit not already counted by a click-limit
 //! reservation: totals and stats come from the same commit, so a crash loses both or
 //! neither.
@@ -89,22 +89,13 @@ fn add_rollups(conn: &Connection, rollups: &Rollups) -> rusqlite::Result<()> {
     add_click_totals(conn, uncounted)
 }
 
-/// Adds clicks per (link, hour) to the links' totals and hourly click rows, in key order.
-fn add_click_totals(conn: &Connection, clicks: &BTreeMap<(i64, i64), i64>) -> rusqlite::Result<()> {
+/// Adds clicks per link to the links' totals, in key order.
+fn add_click_totals(conn: &Connection, clicks: &BTreeMap<i64, i64>) -> rusqlite::Result<()> {
     let mut total = conn.prepare_cached(
         "INSERT INTO link_clicks (link_id, clicks) VALUES (?1, ?2) \
          ON CONFLICT (link_id) DO UPDATE SET clicks = clicks + ?2",
     )?;
-    let mut hourly = conn.prepare_cached(
-        "INSERT INTO link_clicks_hourly (link_id, hour_start, clicks) VALUES (?1, ?2, ?3) \
-         ON CONFLICT (link_id, hour_start) DO UPDATE SET clicks = clicks + ?3",
-    )?;
-    let mut links: BTreeMap<i64, i64> = BTreeMap::new();
-    for (&(link, hour), &n) in clicks {
-        hourly.execute(params![link, hour, n])?;
-        *links.entry(link).or_default() += n;
-    }
-    for (link, n) in links {
+    for (&link, &n) in clicks {
         total.execute(params![link, n])?;
     }
     Ok(())
@@ -546,10 +537,6 @@ mod tests {
         assert_eq!(
             rows("SELECT link_id, 0, clicks FROM link_clicks ORDER BY 1"),
             [(1, 0, 3), (2, 0, 1)]
-        );
-        assert_eq!(
-            rows("SELECT link_id, hour_start, clicks FROM link_clicks_hourly ORDER BY 1, 2"),
-            [(1, 0, 2), (1, 3600, 1), (2, 0, 1)]
         );
         // The stats count every stored visit.
         assert_eq!(

@@ -29,7 +29,7 @@ use super::{
 };
 use crate::domain::code::CodeBook;
 use crate::domain::link::{
-    KeyId, Link, LinkChanges, LinkId, RedirectType, UnixMillis, UserId, hour_start, now_ms,
+    KeyId, Link, LinkChanges, LinkId, RedirectType, UnixMillis, UserId, now_ms,
 };
 use async_trait::async_trait;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
@@ -57,6 +57,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0006_stream_batches.sql"),
     include_str!("../../../migrations/sqlite/0007_links_by_id.sql"),
     include_str!("../../../migrations/sqlite/0008_visit_day_dims.sql"),
+    include_str!("../../../migrations/sqlite/0009_drop_link_clicks_hourly.sql"),
 ];
 
 type MigrationStep = fn(&Connection) -> rusqlite::Result<()>;
@@ -1083,24 +1084,17 @@ impl ClickStore for SqliteStore {
     async fn add_clicks(&self, mut deltas: Vec<ClickDelta>) -> Result<(), StoreError> {
         // In key order, consecutive updates land on the same B-tree pages: measured
         // about a third cheaper than hash-map order when clicks spread over many links.
-        deltas.sort_unstable_by_key(|d| (d.link, d.hour_start));
+        deltas.sort_unstable_by_key(|d| d.link);
         self.write(move |conn| {
             in_savepoint(conn, |conn| {
                 let mut total = conn.prepare_cached(
                     "INSERT INTO link_clicks (link_id, clicks) VALUES (?1, ?2) \
                      ON CONFLICT (link_id) DO UPDATE SET clicks = clicks + ?2",
                 )?;
-                let mut hourly = conn.prepare_cached(
-                    "INSERT INTO link_clicks_hourly (link_id, hour_start, clicks) \
-                     VALUES (?1, ?2, ?3) \
-                     ON CONFLICT (link_id, hour_start) DO UPDATE SET clicks = clicks + ?3",
-                )?;
                 for delta in &deltas {
-                    let clicks = delta.clicks as i64;
                     // A link may have been deleted since the click; its row still exists
                     // (deletes are soft), so counts stay consistent for analytics.
-                    total.execute(params![delta.link.0, clicks])?;
-                    hourly.execute(params![delta.link.0, delta.hour_start, clicks])?;
+                    total.execute(params![delta.link.0, delta.clicks as i64])?;
                 }
                 Ok(())
             })
@@ -1108,38 +1102,20 @@ impl ClickStore for SqliteStore {
         .await
     }
 
-    async fn reserve_click(
-        &self,
-        link: LinkId,
-        max_clicks: u64,
-        at: UnixMillis,
-    ) -> Result<bool, StoreError> {
+    async fn reserve_click(&self, link: LinkId, max_clicks: u64) -> Result<bool, StoreError> {
         let max = i64::try_from(max_clicks).unwrap_or(i64::MAX);
-        let hour = hour_start(at);
         // A writer job like a create: concurrent reservations share one commit, and
         // the writer thread runs them one after another, so the comparison with the
-        // limit and the increment cannot interleave. Two statements, so a savepoint:
-        // a failing hourly upsert must take the total back with it.
+        // limit and the increment cannot interleave.
         self.write(move |conn| {
-            in_savepoint(conn, |conn| {
-                let counted = conn
-                    .prepare_cached(
-                        "INSERT INTO link_clicks (link_id, clicks) SELECT ?1, 1 WHERE ?2 >= 1 \
-                         ON CONFLICT (link_id) DO UPDATE SET clicks = clicks + 1 \
-                         WHERE clicks < ?2",
-                    )?
-                    .execute(params![link.0, max])?;
-                if counted == 0 {
-                    return Ok(false);
-                }
-                conn.prepare_cached(
-                    "INSERT INTO link_clicks_hourly (link_id, hour_start, clicks) \
-                     VALUES (?1, ?2, 1) \
-                     ON CONFLICT (link_id, hour_start) DO UPDATE SET clicks = clicks + 1",
+            let counted = conn
+                .prepare_cached(
+                    "INSERT INTO link_clicks (link_id, clicks) SELECT ?1, 1 WHERE ?2 >= 1 \
+                     ON CONFLICT (link_id) DO UPDATE SET clicks = clicks + 1 \
+                     WHERE clicks < ?2",
                 )?
-                .execute(params![link.0, hour])?;
-                Ok(true)
-            })
+                .execute(params![link.0, max])?;
+            Ok(counted == 1)
         })
         .await
     }
@@ -1629,32 +1605,24 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn clicks_add_to_totals_and_hours() {
+    async fn clicks_add_to_totals() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("hop.db")).unwrap();
         let link = store.insert_link(new_link("abc")).await.unwrap();
-        let delta = |hour_start, clicks| ClickDelta {
+        let other = store.insert_link(new_link("abd")).await.unwrap();
+        let delta = |link: &Link, clicks| ClickDelta {
             link: link.id,
-            hour_start,
             clicks,
         };
         store
-            .add_clicks(vec![delta(3600, 2), delta(7200, 3)])
+            .add_clicks(vec![delta(&other, 4), delta(&link, 2), delta(&link, 3)])
             .await
             .unwrap();
-        store.add_clicks(vec![delta(3600, 1)]).await.unwrap();
-        assert_eq!(
-            store.link_by_code("", "abc").await.unwrap().unwrap().clicks,
-            6
-        );
-        let hours: Vec<(i64, i64)> = store
-            .read(|conn| {
-                conn.prepare("SELECT hour_start, clicks FROM link_clicks_hourly ORDER BY 1")?
-                    .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
-                    .collect()
-            })
-            .unwrap();
-        assert_eq!(hours, vec![(3600, 3), (7200, 3)]);
+        store.add_clicks(vec![delta(&link, 1)]).await.unwrap();
+        for (code, clicks) in [("abc", 6), ("abd", 4)] {
+            let stored = store.link_by_code("", code).await.unwrap().unwrap();
+            assert_eq!(stored.clicks, clicks, "{code}");
+        }
     }
 
     /// A link with the allocator's next generated code.

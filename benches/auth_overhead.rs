@@ -88,13 +88,12 @@ async fn handler(setup: &Setup, n: usize) -> f64 {
         .await
         .unwrap()
         .unwrap();
-    let key = std::sync::Arc::new(key);
     let start = Instant::now();
     for i in 0..n {
         let code = setup.codes[i % LINKS].clone();
         let response = links::get_link(
             State(setup.state.clone()),
-            Caller(key.clone()),
+            Caller(key.user.clone()),
             CodePath(code),
             hop::http::extract::DomainQuery(None),
         )

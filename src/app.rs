@@ -18,7 +18,7 @@ use crate::domain::url::UrlPolicy;
 use crate::hosts::Hosts;
 use crate::http::connections::{self, ConnectionGate, ConnectionLimits};
 use crate::http::{self, AppState, Limits, Settings, Shared};
-use crate::store::{self, ApiKey, IdempotencyStore, NewApiKey, Stores, User};
+use crate::store::{self, ApiKey, IdempotencyStore, NewApiKey, SessionStore, Stores, User};
 use crate::stream::publisher::{Publisher, StreamMetrics, run_lag_probe};
 use crate::tier::message::Change;
 use crate::tier::{self, Event, RedisTier};
@@ -152,6 +152,7 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
         max_header_bytes: config.max_header_bytes,
         root_redirect: optional_header(&config.root_redirect)?,
         not_found_redirect: optional_header(&config.not_found_redirect)?,
+        session_idle: Duration::from_secs(config.session_idle_minutes * 60),
     };
     let connections = Arc::new(ConnectionGate::new(connection_limits(config)?));
     let blocklist = Arc::new(Blocklist::load(
@@ -178,7 +179,11 @@ pub async fn build(config: &Config) -> anyhow::Result<(AppState, Background)> {
         Duration::from_millis(config.click_flush_interval_ms),
         clicks_stopped,
     ));
-    let maintenance = tokio::spawn(run_maintenance(stores.idempotency.clone()));
+    let maintenance = tokio::spawn(run_maintenance(
+        stores.idempotency.clone(),
+        stores.sessions.clone(),
+        Duration::from_secs(config.session_idle_minutes * 60),
+    ));
     let mut stream_tasks = Vec::new();
     let (publisher, stream) = match config.stream_settings() {
         Some(settings) if config.analytics_enabled => {
@@ -402,8 +407,14 @@ async fn run_blocklist_refresh(state: AppState) {
     }
 }
 
-/// Periodic housekeeping: forgets idempotency keys older than their 24 hours.
-async fn run_maintenance(idempotency: Arc<dyn IdempotencyStore>) {
+/// Periodic housekeeping: forgets idempotency keys older than their 24 hours, and
+/// dashboard sessions idle past `session_idle` (those are refused when used anyway;
+/// this keeps the table from growing with every sign-in never signed out).
+async fn run_maintenance(
+    idempotency: Arc<dyn IdempotencyStore>,
+    sessions: Arc<dyn SessionStore>,
+    session_idle: Duration,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(600));
     loop {
         tick.tick().await;
@@ -412,6 +423,12 @@ async fn run_maintenance(idempotency: Arc<dyn IdempotencyStore>) {
             Ok(0) => {}
             Ok(purged) => tracing::info!(purged, "expired idempotency keys removed"),
             Err(error) => tracing::warn!(%error, "purging idempotency keys failed"),
+        }
+        let idle_since = now_ms() - session_idle.as_millis() as i64;
+        match sessions.delete_idle_sessions(idle_since).await {
+            Ok(0) => {}
+            Ok(ended) => tracing::info!(ended, "idle dashboard sessions ended"),
+            Err(error) => tracing::warn!(%error, "ending idle sessions failed"),
         }
     }
 }
@@ -456,8 +473,8 @@ pub async fn issue_key(
 }
 
 /// Creates an admin key (for the user `admin`, created if needed) if no active key
-/// exists, so a fresh install is usable. Returns the secret to show once.
-pub async fn bootstrap_admin_key(stores: &Stores) -> anyhow::Result<Option<String>> {
+/// exists, so a fresh install is usable. Returns the user and the secret to show once.
+pub async fn bootstrap_admin_key(stores: &Stores) -> anyhow::Result<Option<(User, String)>> {
     if stores.keys.count_active_keys().await? > 0 {
         return Ok(None);
     }
@@ -467,7 +484,7 @@ pub async fn bootstrap_admin_key(stores: &Stores) -> anyhow::Result<Option<Strin
         None => stores.keys.insert_user("admin", true).await?,
     };
     let (_, secret) = issue_key(stores, &user, "bootstrap", None).await?;
-    Ok(Some(secret))
+    Ok(Some((user, secret)))
 }
 
 /// Builds hop from `config` and serves it on `listener` until `shutdown` completes
@@ -484,10 +501,32 @@ pub async fn serve(
         config.listen = listener.local_addr()?.to_string();
     }
     let (state, background) = build(&config).await?;
-    if let Some(secret) = bootstrap_admin_key(&state.stores).await? {
+    // `app` became a reserved path with the dashboard; a link made before keeps its
+    // row, but /app is the dashboard's now.
+    if let Ok(Some(_)) = state.stores.links.link_by_code("", "app").await {
+        tracing::warn!(
+            link.code = "app",
+            "a link with the code `app` exists, made before /app became the dashboard: \
+             its short URL now opens the dashboard; give its target a new alias"
+        );
+    }
+    if let Some((user, secret)) = bootstrap_admin_key(&state.stores).await? {
         eprintln!(
             "hop: no API key existed, so an admin key was created. Store it now: it will not be shown again.\n{secret}"
         );
+        // And the dashboard's way in, for an admin without a password.
+        if let Some((_, None)) = state.stores.sessions.user_for_sign_in(&user.name).await? {
+            let link = crate::http::dashboard::new_password_link(
+                &state.stores,
+                &state.settings.base_url,
+                user.id,
+            )
+            .await?;
+            eprintln!(
+                "hop: to sign in to the dashboard as `{}`, set a password within 24 hours at\n{link}",
+                user.name
+            );
+        }
     }
     let timeout = Duration::from_secs(config.shutdown_timeout_s);
     let drain = Duration::from_millis(config.shutdown_drain_ms);

@@ -172,6 +172,19 @@ pub enum UsersCommand {
     },
     /// List users with their role and number of usable keys.
     List,
+    /// Set a user's password for the web dashboard (/app), ending their sessions.
+    ///
+    /// The password is read from the terminal (asked twice, not shown), or as one line
+    /// of standard input when it is not a terminal: `echo "$PW" | hop users passwd NAME`.
+    Passwd {
+        name: String,
+        /// Remove the password instead: the user can no longer sign in.
+        #[arg(long, conflicts_with = "link")]
+        remove: bool,
+        /// Print a one-time link (valid 24 hours) where the user sets it themselves.
+        #[arg(long)]
+        link: bool,
+    },
     /// Remove a user and revoke their keys (their links stay).
     Remove {
         name: String,
@@ -606,6 +619,40 @@ async fn run_users(command: UsersCommand, config: &Config) -> anyhow::Result<()>
                 );
             }
         }
+        UsersCommand::Passwd {
+            name, link: true, ..
+        } => {
+            let Some(user) = stores.keys.user_by_name(&name).await? else {
+                anyhow::bail!("no user named `{name}`");
+            };
+            let base_url = config.public_base().map_err(anyhow::Error::msg)?;
+            let link = crate::http::dashboard::new_password_link(
+                &stores,
+                base_url.as_str().trim_end_matches('/'),
+                user.id,
+            )
+            .await?;
+            println!("`{name}` sets a new password within 24 hours at:\n{link}");
+        }
+        UsersCommand::Passwd { name, remove, .. } => {
+            let hash = if remove {
+                None
+            } else {
+                let password = read_new_password(&name)?;
+                Some(
+                    tokio::task::spawn_blocking(move || crate::domain::password::hash(&password))
+                        .await?,
+                )
+            };
+            if !stores.sessions.set_password(&name, hash).await? {
+                anyhow::bail!("no user named `{name}`");
+            }
+            if remove {
+                println!("Removed the password of `{name}` and ended their sessions.");
+            } else {
+                println!("Set the password of `{name}`; their other sessions are ended.");
+            }
+        }
         UsersCommand::Remove { name, force } => {
             let users = stores.keys.list_users().await?;
             let target = users.iter().find(|(user, _)| user.name == name);
@@ -625,6 +672,56 @@ async fn run_users(command: UsersCommand, config: &Config) -> anyhow::Result<()>
         }
     }
     Ok(())
+}
+
+/// A new password from the terminal (typed twice, echo off) or one line of stdin.
+fn read_new_password(name: &str) -> anyhow::Result<String> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    let read_line = || -> anyhow::Result<String> {
+        let mut line = String::new();
+        stdin.lock().read_line(&mut line)?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    };
+    let password = if stdin.is_terminal() {
+        let ask = |prompt: &str| -> anyhow::Result<String> {
+            eprint!("{prompt}");
+            std::io::stderr().flush()?;
+            let line = without_echo(&stdin, read_line);
+            eprintln!();
+            line
+        };
+        let first = ask(&format!("New password for `{name}`: "))?;
+        if ask("Once more: ")? != first {
+            anyhow::bail!("the two passwords differ; nothing was changed");
+        }
+        first
+    } else {
+        read_line()?
+    };
+    if !crate::domain::password::is_valid_for_account(&password) {
+        anyhow::bail!(
+            "a password must be {} to {} characters without control characters; nothing \
+             was changed",
+            crate::domain::password::MIN_ACCOUNT_CHARS,
+            crate::domain::password::MAX_CHARS
+        );
+    }
+    Ok(password)
+}
+
+/// Runs `read` with the terminal's echo off, restoring it after.
+fn without_echo<T>(stdin: &std::io::Stdin, read: impl FnOnce() -> T) -> T {
+    use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
+    let Ok(saved) = tcgetattr(stdin) else {
+        return read();
+    };
+    let mut quiet = saved.clone();
+    quiet.local_modes.remove(LocalModes::ECHO);
+    let _ = tcsetattr(stdin, OptionalActions::Now, &quiet);
+    let result = read();
+    let _ = tcsetattr(stdin, OptionalActions::Now, &saved);
+    result
 }
 
 async fn run_keys(command: KeysCommand, config: &Config) -> anyhow::Result<()> {

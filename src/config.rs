@@ -123,6 +123,9 @@ pub struct Config {
     /// How often counted clicks are written to the database, in milliseconds.
     #[serde(deserialize_with = "lenient")]
     pub click_flush_interval_ms: u64,
+    /// How long a dashboard session lasts without being used, in minutes.
+    #[serde(deserialize_with = "lenient")]
+    pub session_idle_minutes: u64,
     /// How long a graceful shutdown waits for in-flight requests, in seconds.
     #[serde(deserialize_with = "lenient")]
     pub shutdown_timeout_s: u64,
@@ -250,6 +253,7 @@ impl Default for Config {
             cache_ttl_s: 300,
             negative_cache_ttl_ms: 2000,
             click_flush_interval_ms: 1000,
+            session_idle_minutes: 480,
             shutdown_timeout_s: 30,
             shutdown_drain_ms: 0,
             request_timeout_ms: 10_000,
@@ -394,6 +398,9 @@ negative_cache_ttl_ms = 2000
 
 # How often counted clicks are written to the database, in milliseconds.
 click_flush_interval_ms = 1000
+
+# How long a dashboard (/app) session lasts without being used, in minutes.
+session_idle_minutes = 480
 
 # How long a graceful shutdown waits for in-flight requests, in seconds.
 shutdown_timeout_s = 30
@@ -698,6 +705,7 @@ impl Config {
             ("max_body_bytes", self.max_body_bytes as u64),
             ("max_bulk_body_bytes", self.max_bulk_body_bytes as u64),
             ("click_flush_interval_ms", self.click_flush_interval_ms),
+            ("session_idle_minutes", self.session_idle_minutes),
             ("request_timeout_ms", self.request_timeout_ms),
             ("header_read_timeout_ms", self.header_read_timeout_ms),
             ("cache_max_bytes", self.cache_max_bytes),
@@ -1049,7 +1057,7 @@ mod tests {
         let from_file = Config::from_table(DEFAULT_TOML.parse().unwrap()).unwrap();
         let defaults = Config::default();
         assert_eq!(format!("{from_file:?}"), format!("{defaults:?}"));
-        assert_eq!(Config::keys().len(), 56);
+        assert_eq!(Config::keys().len(), 57);
     }
 
     #[test]

@@ -458,6 +458,7 @@ async fn a_full_disk_says_disk_full_and_readyz_fails() {
         .arg(hop_binary())
         .env_remove(common::TEST_DATABASE_VAR)
         .env_remove(common::TEST_SCHEMA_VAR)
+        .env_remove(common::TEST_BROWSER_VAR)
         .env("FULL_DIR", dir.path());
     let server = HopProcess::start_command(command, dir.path(), &[]);
     let key = server

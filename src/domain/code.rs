@@ -31,6 +31,7 @@ pub const MAX_ALIAS_LEN: usize = 64;
 /// This is the one list: the router's own top-level paths must all appear here.
 pub const RESERVED_PATHS: &[&str] = &[
     "api",
+    "app",
     "docs",
     "healthz",
     "readyz",

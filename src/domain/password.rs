@@ -1,4 +1,4 @@
-//! Link passwords: validated, stored as Argon2id PHC strings (salted, slow on
+//! Link and user passwords: validated, stored as Argon2id PHC strings (salted, slow on
 //! purpose, since people choose guessable passwords), verified in constant time by
 //! the argon2 crate. Hashing and verifying take tens of milliseconds: callers run
 //! them off the async workers.
@@ -10,10 +10,23 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 pub const MIN_CHARS: usize = 4;
 pub const MAX_CHARS: usize = 128;
 
+/// Shortest password a user may sign in with: an account opens every link and key
+/// of its user, so it asks for more than a link's password.
+pub const MIN_ACCOUNT_CHARS: usize = 8;
+
 /// Whether `password` may protect a link.
 pub fn is_valid(password: &str) -> bool {
+    is_valid_between(password, MIN_CHARS)
+}
+
+/// Whether `password` may be a user's sign-in password.
+pub fn is_valid_for_account(password: &str) -> bool {
+    is_valid_between(password, MIN_ACCOUNT_CHARS)
+}
+
+fn is_valid_between(password: &str, min_chars: usize) -> bool {
     let chars = password.chars().count();
-    (MIN_CHARS..=MAX_CHARS).contains(&chars) && !password.chars().any(char::is_control)
+    (min_chars..=MAX_CHARS).contains(&chars) && !password.chars().any(char::is_control)
 }
 
 /// The stored form of a password (Argon2id with a random salt, PHC string format).
@@ -56,5 +69,8 @@ mod tests {
         assert!(!is_valid("123"));
         assert!(!is_valid(&"x".repeat(129)));
         assert!(!is_valid("abc\u{0}def"));
+        assert!(!is_valid_for_account("1234567"));
+        assert!(is_valid_for_account("12345678"));
+        assert!(!is_valid_for_account(&"x".repeat(129)));
     }
 }

@@ -5,7 +5,7 @@ use super::AppState;
 use super::auth::Lookup;
 use super::problem::ApiError;
 use crate::domain::link::UserId;
-use crate::store::ApiKey;
+use crate::store::User;
 use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
@@ -16,7 +16,6 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 
 /// A JSON body, parsed strictly: over the size limit is 413, malformed or mistyped
 /// JSON 400 with the path of the offending field.
@@ -184,28 +183,28 @@ pub fn presented_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     }
 }
 
-/// The authenticated API key behind a request (shared with the key cache).
-pub struct Caller(pub Arc<ApiKey>);
+/// The user behind a request: the owner of an API key, or of a dashboard session.
+pub struct Caller(pub User);
 
 impl Caller {
-    /// The user the key belongs to: the owner of what the caller creates.
+    /// The user: the owner of what the caller creates.
     pub fn user(&self) -> UserId {
-        self.0.user.id
+        self.0.id
     }
 
     /// Whose links a listing shows: the caller's own, or everyone's (`None`) for admins.
     pub fn visible_owner(&self) -> Option<UserId> {
-        (!self.0.user.admin).then_some(self.0.user.id)
+        (!self.0.admin).then_some(self.0.id)
     }
 
-    /// Whether the key's user is an admin (manages domains, sees every link).
+    /// Whether the user is an admin (manages domains, sees every link).
     pub fn is_admin(&self) -> bool {
-        self.0.user.admin
+        self.0.admin
     }
 
     /// Whether this caller may see and change `owner`'s links.
     pub fn can_access(&self, owner: Option<UserId>) -> bool {
-        self.0.user.admin || owner == Some(self.0.user.id)
+        self.0.admin || owner == Some(self.0.id)
     }
 }
 
@@ -215,13 +214,13 @@ impl FromRequestParts<AppState> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         // Already read and checked by the rate-limit middleware.
         if let Some(super::ratelimit::AuthenticatedKey(key)) = parts.extensions.remove() {
-            return Ok(Caller(key));
+            return Ok(Caller(key.user.clone()));
         }
         let secret = presented_key(&parts.headers)?.ok_or(ApiError::Unauthorized(
             "an API key is required: send `Authorization: Bearer <API key>`",
         ))?;
         match state.keys.lookup(&state.stores, secret).await? {
-            Lookup::Usable(key) => Ok(Caller(key)),
+            Lookup::Usable(key) => Ok(Caller(key.user.clone())),
             Lookup::Revoked => Err(ApiError::Unauthorized("API key has been revoked")),
             Lookup::Expired => Err(ApiError::Unauthorized("API key has expired")),
             Lookup::Unknown => Err(ApiError::Unauthorized("API key is not valid")),

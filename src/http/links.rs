@@ -945,10 +945,20 @@ pub async fn list_links(
     params: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<LinkPage>, ApiError> {
     let pairs = query_pairs(params)?;
+    link_page(&state, &caller, pairs).await.map(Json)
+}
+
+/// One page of the links `caller` may see, for the listing parameters in `pairs` (the
+/// API's and the dashboard's links page).
+pub async fn link_page(
+    state: &AppState,
+    caller: &Caller,
+    pairs: Vec<(String, String)>,
+) -> Result<LinkPage, ApiError> {
     let owner = caller.visible_owner();
     let mut query = parse_list_params(pairs, owner)?;
     if let Some(name) = query.domain.take() {
-        query.domain = Some(site_of(&state, Some(&name))?.as_str().to_owned());
+        query.domain = Some(site_of(state, Some(&name))?.as_str().to_owned());
     }
     let (limit, sort) = (query.limit, query.sort);
     // One more than asked for says whether another page exists.
@@ -966,13 +976,13 @@ pub async fn list_links(
     } else {
         None
     };
-    Ok(Json(LinkPage {
+    Ok(LinkPage {
         items: links
             .into_iter()
-            .map(|link| LinkBody::new(link, &state))
+            .map(|link| LinkBody::new(link, state))
             .collect(),
         next_cursor,
-    }))
+    })
 }
 
 /// A tag and how many links carry it.

@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod connections;
+pub mod dashboard;
 pub mod domains;
 pub mod extract;
 pub mod health;
@@ -72,6 +73,8 @@ pub struct Settings {
     pub root_redirect: Option<HeaderValue>,
     /// Where unknown codes and pages redirect browsers (`not_found_redirect`), if set.
     pub not_found_redirect: Option<HeaderValue>,
+    /// How long a dashboard session lasts unused (`session_idle_minutes`).
+    pub session_idle: std::time::Duration,
 }
 
 impl Settings {
@@ -200,6 +203,7 @@ pub fn router(state: AppState) -> Router {
                 )),
         )
         .merge(health::router())
+        .merge(dashboard::router())
         .merge(openapi::router())
         .merge(redirect::router())
         .fallback(not_found)

@@ -7,7 +7,7 @@ use super::problem::ApiError;
 use super::redirect::{Visitor, load_entry, request_site, unknown};
 use super::{AppState, escape_html, negotiate};
 use crate::cache::{CachedLink, Entry};
-use crate::domain::link::{LinkId, now_ms};
+use crate::domain::link::now_ms;
 use axum::Form;
 use axum::body::Body;
 use axum::extract::rejection::{FormRejection, PathRejection};
@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use axum::response::{Html, IntoResponse};
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -27,32 +27,50 @@ pub const ATTEMPT_WINDOW: Duration = Duration::from_secs(300);
 /// Entries kept before expired ones are swept (bounds the map under a scan).
 const SWEEP_ABOVE: usize = 10_000;
 
-/// Counts password attempts per (link, client address) in fixed windows.
+/// Counts password attempts per subject in fixed windows: a link and a client address
+/// for link passwords (`"{link id}:{address}"`), an account or an address for the
+/// dashboard's sign-in (`"sign-in:…"`).
 #[derive(Default)]
 pub struct AttemptLimiter {
-    windows: Mutex<HashMap<(LinkId, IpAddr), (Instant, u32)>>,
+    windows: Mutex<HashMap<String, (Instant, u32)>>,
 }
 
 impl AttemptLimiter {
-    /// Counts an attempt; `Err(seconds)` when the client must wait that long.
-    pub fn attempt(&self, link: LinkId, client: IpAddr) -> Result<(), u64> {
+    /// Counts an attempt, of at most `max` per window; `Err(seconds)` when the client
+    /// must wait that long.
+    pub fn attempt(&self, subject: &str, max: u32) -> Result<(), u64> {
         let now = Instant::now();
         let mut windows = self.windows.lock().expect("attempt limiter poisoned");
         if windows.len() > SWEEP_ABOVE {
             windows.retain(|_, (start, _)| now.duration_since(*start) < ATTEMPT_WINDOW);
         }
-        let (start, count) = windows.entry((link, client)).or_insert((now, 0));
+        if !windows.contains_key(subject) {
+            windows.insert(subject.to_owned(), (now, 0));
+        }
+        let (start, count) = windows.get_mut(subject).expect("inserted above");
         if now.duration_since(*start) >= ATTEMPT_WINDOW {
             *start = now;
             *count = 0;
         }
-        if *count >= MAX_ATTEMPTS {
+        if *count >= max {
             let left = ATTEMPT_WINDOW.saturating_sub(now.duration_since(*start));
             return Err(left.as_secs().max(1));
         }
         *count += 1;
         Ok(())
     }
+}
+
+/// Counts a password attempt on `subject`, of at most `max` per [`ATTEMPT_WINDOW`];
+/// `Err(seconds)` when it must wait that long. In a cluster the attempts are counted in
+/// Redis, so that spreading guesses over the nodes gains nothing; without Redis (or
+/// with it unavailable), in this process.
+pub async fn attempt(state: &AppState, subject: &str, max: u32) -> Result<(), u64> {
+    let in_cluster = match &state.tier {
+        Some(tier) => tier.attempt(subject, max, ATTEMPT_WINDOW).await,
+        None => None,
+    };
+    in_cluster.unwrap_or_else(|| state.attempts.attempt(subject, max))
 }
 
 /// The form a protected link shows (status 200), or shows again after a wrong
@@ -156,17 +174,7 @@ pub async fn submit_password(
     // The same client address as every other limit: behind a trusted proxy the peer is
     // the proxy, and limiting it would let one guesser lock everyone out of the link.
     let client = super::ratelimit::request_client(&state, peer.ip(), &headers);
-    // In a cluster the attempts are counted in Redis, so that spreading guesses over
-    // the nodes gains nothing; without Redis (or with it unavailable), here.
-    let in_cluster = match &state.tier {
-        Some(tier) => {
-            let subject = format!("{}:{client}", link.id.0);
-            tier.attempt(&subject, MAX_ATTEMPTS, ATTEMPT_WINDOW).await
-        }
-        None => None,
-    };
-    let attempt = in_cluster.unwrap_or_else(|| state.attempts.attempt(link.id, client));
-    if let Err(wait) = attempt {
+    if let Err(wait) = attempt(&state, &format!("{}:{client}", link.id.0), MAX_ATTEMPTS).await {
         let mut response = negotiate(&headers, ApiError::TooManyAttempts(wait));
         if let Ok(value) = HeaderValue::from_str(&wait.to_string()) {
             response.headers_mut().insert(header::RETRY_AFTER, value);

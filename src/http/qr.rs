@@ -10,6 +10,7 @@ use super::AppState;
 use super::extract::{Caller, CodePath};
 use super::links::{owned_link, site_of};
 use super::problem::ApiError;
+use crate::domain::link::Link;
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -119,6 +120,21 @@ pub async fn link_qr(
     let (format, size, domain) = parse_params(pairs)?;
     let site = site_of(&state, domain.as_deref())?;
     let link = owned_link(&state, &caller, &site, &code).await?;
+    image_response(&state, &link, format, size)
+}
+
+/// The dashboard's SVG of a link's QR code, `size` pixels on a side.
+pub fn svg_response(state: &AppState, link: &Link, size: u32) -> Result<Response, ApiError> {
+    image_response(state, link, Format::Svg, size)
+}
+
+/// A link's QR code as an image answer.
+fn image_response(
+    state: &AppState,
+    link: &Link,
+    format: Format,
+    size: u32,
+) -> Result<Response, ApiError> {
     // The marker tells analytics a visit came from a scan; the redirect ignores it.
     let short_url = format!(
         "{}?{}",

@@ -326,6 +326,70 @@ pub trait KeyStore: Send + Sync {
     async fn count_active_keys(&self) -> Result<u64, StoreError>;
 }
 
+/// A signed-in dashboard session, as the store holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub user: User,
+    /// Sent back with every form of the session (the CSRF token).
+    pub csrf_token: String,
+    pub created_at: UnixMillis,
+    pub last_seen_at: UnixMillis,
+}
+
+/// Users' passwords and the dashboard's sessions. A session is known only by the
+/// SHA-256 of its cookie's token; a session of a removed user is no session.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Sets (or with `None` removes) a user's password hash and ends every session of
+    /// theirs; `false` if there is no such user.
+    async fn set_password(&self, name: &str, hash: Option<String>) -> Result<bool, StoreError>;
+    /// The user (not removed) with this name and their password hash, if they have one.
+    async fn user_for_sign_in(
+        &self,
+        name: &str,
+    ) -> Result<Option<(User, Option<String>)>, StoreError>;
+    /// Stores a new session, durably.
+    async fn insert_session(
+        &self,
+        token_hash: [u8; 32],
+        user: UserId,
+        csrf_token: &str,
+        now: UnixMillis,
+    ) -> Result<(), StoreError>;
+    /// The session with this token hash, if its user is not removed.
+    async fn session(&self, token_hash: &[u8; 32]) -> Result<Option<Session>, StoreError>;
+    /// Records that the session was used at `now`.
+    async fn touch_session(&self, token_hash: &[u8; 32], now: UnixMillis)
+    -> Result<(), StoreError>;
+    /// Ends one session; ending one that does not exist is not an error.
+    async fn delete_session(&self, token_hash: &[u8; 32]) -> Result<(), StoreError>;
+    /// Ends the sessions last used before `before` (idle past the limit), and forgets
+    /// password links expired by then; returns how many sessions.
+    async fn delete_idle_sessions(&self, before: UnixMillis) -> Result<u64, StoreError>;
+    /// Stores a one-time password link for `user`, usable until `expires_at`.
+    async fn insert_password_link(
+        &self,
+        token_hash: [u8; 32],
+        user: UserId,
+        expires_at: UnixMillis,
+    ) -> Result<(), StoreError>;
+    /// The user a password link (not expired at `now`) is for.
+    async fn password_link(
+        &self,
+        token_hash: &[u8; 32],
+        now: UnixMillis,
+    ) -> Result<Option<User>, StoreError>;
+    /// Uses a password link: sets the user's password hash, ends their sessions and
+    /// forgets their password links, all at once; `None` (nothing changed) if the link
+    /// is unknown or expired at `now`.
+    async fn use_password_link(
+        &self,
+        token_hash: &[u8; 32],
+        password_hash: String,
+        now: UnixMillis,
+    ) -> Result<Option<User>, StoreError>;
+}
+
 #[async_trait]
 pub trait MetaStore: Send + Sync {
     /// The secret called `name`, created from `fresh` the first time it is asked for.
@@ -520,6 +584,7 @@ pub struct Stores {
     pub meta: Arc<dyn MetaStore>,
     pub idempotency: Arc<dyn IdempotencyStore>,
     pub analytics: Arc<dyn AnalyticsStore>,
+    pub sessions: Arc<dyn SessionStore>,
 }
 
 /// Backend settings from the configuration that are not part of the URL.
@@ -639,7 +704,8 @@ pub async fn connect(url: &str, options: &StoreOptions) -> Result<Stores, Connec
                 keys: store.clone(),
                 meta: store.clone(),
                 idempotency: store.clone(),
-                analytics: store,
+                analytics: store.clone(),
+                sessions: store,
             })
         }
         Backend::Postgres => {
@@ -651,7 +717,8 @@ pub async fn connect(url: &str, options: &StoreOptions) -> Result<Stores, Connec
                 keys: store.clone(),
                 meta: store.clone(),
                 idempotency: store.clone(),
-                analytics: store,
+                analytics: store.clone(),
+                sessions: store,
             })
         }
     }

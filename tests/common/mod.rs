@@ -385,10 +385,18 @@ pub fn count_rows(data_dir: &Path, sql: &str) -> i64 {
             })
         });
     }
-    let conn = rusqlite::Connection::open(data_dir.join("hop.db")).unwrap();
-    conn.query_row(sql, [], |row| row.get::<_, Option<i64>>(0))
-        .unwrap()
+    sqlite(data_dir)
+        .query_row(sql, [], |row| row.get::<_, Option<i64>>(0))
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
         .unwrap_or(0)
+}
+
+/// A connection to a data directory's SQLite store that waits out the server's
+/// writes (a checkpoint holds its lock for a moment) instead of failing with "locked".
+fn sqlite(data_dir: &Path) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(data_dir.join("hop.db")).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    conn
 }
 
 /// Runs `sql` (statements separated by `;`) on `data_dir`'s store.
@@ -404,8 +412,7 @@ pub fn execute_sql(data_dir: &Path, sql: &str) {
             })
         });
     }
-    rusqlite::Connection::open(data_dir.join("hop.db"))
-        .unwrap()
+    sqlite(data_dir)
         .execute_batch(sql)
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
@@ -454,9 +461,14 @@ pub fn hop_command() -> Command {
     let mut command = Command::new(hop_binary());
     command
         .env_remove(TEST_DATABASE_VAR)
-        .env_remove(TEST_SCHEMA_VAR);
+        .env_remove(TEST_SCHEMA_VAR)
+        .env_remove(TEST_BROWSER_VAR);
     command
 }
+
+/// The variable that makes tests/browser.rs fail, instead of passing with a note, when
+/// Chromium or playwright-core is missing (`.ci/run` sets it).
+pub const TEST_BROWSER_VAR: &str = "HOP_TEST_BROWSER";
 
 /// A `hop serve` child process.
 pub struct HopProcess {
@@ -487,7 +499,8 @@ impl HopProcess {
             .arg(format!("ulimit -n {file_limit} && exec \"$0\" \"$@\""))
             .arg(hop_binary())
             .env_remove(TEST_DATABASE_VAR)
-            .env_remove(TEST_SCHEMA_VAR);
+            .env_remove(TEST_SCHEMA_VAR)
+            .env_remove(TEST_BROWSER_VAR);
         Self::start_command(command, data_dir, extra_env)
     }
 

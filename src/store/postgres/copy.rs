@@ -121,6 +121,7 @@ const META_TABLES: &[Table] = &[
             ("is_admin", Bool),
             ("created_at", Int8),
             ("removed_at", Int8),
+            ("password_hash", Text),
         ],
         by: None,
         conflict: DO_NOTHING,

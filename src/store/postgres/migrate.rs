@@ -20,6 +20,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0005_links_by_id.sql"),
     include_str!("../../../migrations/postgres/0006_visit_day_dims.sql"),
     include_str!("../../../migrations/postgres/0007_drop_link_clicks_hourly.sql"),
+    include_str!("../../../migrations/postgres/0008_sessions.sql"),
 ];
 
 fn failed(error: tokio_postgres::Error) -> ConnectError {

@@ -25,6 +25,7 @@ pub mod copy;
 mod links;
 mod migrate;
 mod replicas;
+mod sessions;
 
 use super::{
     ApiKey, CODE_KEY_SETTING, ClickDelta, ClickStore, ConnectError, Domain, DomainRemoval,

@@ -21,6 +21,7 @@
 mod analytics;
 pub mod files;
 pub mod lock;
+mod sessions;
 
 use super::{
     ApiKey, CODE_KEY_SETTING, ClickDelta, ClickStore, Domain, DomainRemoval, DomainStore,
@@ -58,6 +59,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0007_links_by_id.sql"),
     include_str!("../../../migrations/sqlite/0008_visit_day_dims.sql"),
     include_str!("../../../migrations/sqlite/0009_drop_link_clicks_hourly.sql"),
+    include_str!("../../../migrations/sqlite/0010_sessions.sql"),
 ];
 
 type MigrationStep = fn(&Connection) -> rusqlite::Result<()>;

@@ -1,0 +1,323 @@
+//! The dashboard's pages as maud templates. maud escapes every interpolated value
+//! (`(value)`) for HTML text and attributes, so titles, target URLs and tags that
+//! users or visitors control are shown as text, never run; nothing here writes raw
+//! HTML (`PreEscaped`) except the doctype.
+
+use super::app_path;
+use crate::domain::link::{Link, format_ms, now_ms};
+use crate::http::AppState;
+use crate::http::links::{LinkBody, LinkPage};
+use crate::store::Session;
+use maud::{DOCTYPE, Markup, html};
+
+/// An asset's URL, with the binary's version so that a new hop is a new URL.
+fn asset(state: &AppState, name: &str) -> String {
+    app_path(
+        state,
+        &format!("/assets/{name}?v={}", env!("CARGO_PKG_VERSION")),
+    )
+}
+
+/// Every page: the head, the top bar (with the user and sign-out when signed in) and
+/// `body` as the main content.
+fn layout(state: &AppState, title: &str, session: Option<&Session>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="color-scheme" content="light dark";
+                title { (title) " · hop" }
+                link rel="stylesheet" href=(asset(state, "app.css"));
+                script src=(asset(state, "app.js")) defer {}
+            }
+            body {
+                a.skip href="#main" { "Skip to content" }
+                header.top {
+                    a.brand href=(app_path(state, "/links")) { "hop" }
+                    @if let Some(session) = session {
+                        nav aria-label="Main" {
+                            a href=(app_path(state, "/links")) { "Links" }
+                            a href=(app_path(state, "/links/new")) { "New link" }
+                        }
+                        form.signout method="post" action=(app_path(state, "/logout")) {
+                            input type="hidden" name="csrf" value=(session.csrf_token);
+                            span.user title=(if session.user.admin { "admin" } else { "user" }) {
+                                (session.user.name)
+                            }
+                            button type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                main id="main" tabindex="-1" { (body) }
+            }
+        }
+    }
+}
+
+/// A message in a live region, so that screen readers announce it.
+fn alert(message: Option<&str>) -> Markup {
+    html! {
+        @if let Some(message) = message {
+            p.alert role="alert" { (message) }
+        }
+    }
+}
+
+pub fn sign_in(state: &AppState, name: &str, error: Option<&str>) -> Markup {
+    let body = html! {
+        section.narrow {
+            h1 { "Sign in" }
+            (alert(error))
+            form method="post" action=(app_path(state, "/login")) {
+                label for="name" { "Name" }
+                input id="name" name="name" type="text" autocomplete="username" required
+                    autofocus value=(name);
+                label for="password" { "Password" }
+                input id="password" name="password" type="password"
+                    autocomplete="current-password" required;
+                button type="submit" { "Sign in" }
+            }
+            p.hint {
+                "No password yet? An admin sets one with "
+                code { "hop users passwd NAME" } "."
+            }
+        }
+    };
+    layout(state, "Sign in", None, body)
+}
+
+pub fn set_password(
+    state: &AppState,
+    user: &crate::store::User,
+    token: &str,
+    error: Option<&str>,
+) -> Markup {
+    let body = html! {
+        section.narrow {
+            h1 { "Set your password" }
+            p { "For " strong { (user.name) } ". This link works once." }
+            (alert(error))
+            form method="post" action=(app_path(state, &format!("/setup/{token}"))) {
+                input type="text" name="name" value=(user.name) autocomplete="username" hidden;
+                label for="password" { "New password" }
+                input id="password" name="password" type="password" required autofocus
+                    autocomplete="new-password" minlength="8" maxlength="128"
+                    aria-describedby="password-hint";
+                p.hint id="password-hint" { "8 to 128 characters." }
+                label for="again" { "Once more" }
+                input id="again" name="again" type="password" required
+                    autocomplete="new-password";
+                button type="submit" { "Set password and sign in" }
+            }
+        }
+    };
+    layout(state, "Set your password", None, body)
+}
+
+pub fn refused(reason: &str) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { "Not done · hop" }
+            }
+            body {
+                main {
+                    h1 { "Not done" }
+                    p role="alert" { (reason) }
+                    p { "Nothing was changed." }
+                }
+            }
+        }
+    }
+}
+
+/// What the links page shows: the search as typed, and the page found (or why not).
+pub struct LinksView<'a> {
+    pub q: &'a str,
+    pub tag: &'a str,
+    pub sort: &'a str,
+    pub listing: Option<&'a LinkPage>,
+    pub error: Option<&'a str>,
+}
+
+/// The sorts the links page offers: (API value, label).
+const SORTS: &[(&str, &str)] = &[
+    ("-createdAt", "Newest first"),
+    ("createdAt", "Oldest first"),
+    ("-clicks", "Most clicked"),
+    ("clicks", "Least clicked"),
+];
+
+/// A link's state in words: what a visitor gets now.
+fn link_state(link: &LinkBody, now: &str) -> &'static str {
+    if link.disabled {
+        "disabled"
+    } else if link.expires_at.as_deref().is_some_and(|at| at <= now) {
+        // Both are RFC 3339 in UTC with milliseconds: text order is time order.
+        "expired"
+    } else if link.max_clicks.is_some_and(|max| link.clicks >= max) {
+        "used up"
+    } else if link.password_protected {
+        "password"
+    } else {
+        "active"
+    }
+}
+
+pub fn links(state: &AppState, session: &Session, view: &LinksView<'_>) -> Markup {
+    let now = format_ms(now_ms());
+    let body = html! {
+        div.heading {
+            h1 { "Links" }
+            a.button href=(app_path(state, "/links/new")) { "New link" }
+        }
+        form.search method="get" action=(app_path(state, "/links")) role="search" {
+            div {
+                label for="q" { "Search" }
+                input id="q" name="q" type="search" value=(view.q)
+                    placeholder="code, URL or title";
+            }
+            div {
+                label for="tag" { "Tag" }
+                input id="tag" name="tag" type="text" value=(view.tag);
+            }
+            div {
+                label for="sort" { "Sort" }
+                select id="sort" name="sort" {
+                    @for (value, label) in SORTS {
+                        option value=(value) selected[*value == view.sort] { (label) }
+                    }
+                }
+            }
+            button type="submit" { "Search" }
+        }
+        (alert(view.error))
+        @if let Some(listing) = view.listing {
+            @if listing.items.is_empty() {
+                p.empty { "No links found." }
+            } @else {
+                table.links {
+                    caption.visually-hidden { "Your links" }
+                    thead {
+                        tr {
+                            th scope="col" { "Short URL" }
+                            th scope="col" { "Target" }
+                            th scope="col" { "Title" }
+                            th scope="col" { "Tags" }
+                            th scope="col" { "Clicks" }
+                            th scope="col" { "State" }
+                        }
+                    }
+                    tbody {
+                        @for link in &listing.items {
+                            tr {
+                                td data-label="Short URL" {
+                                    a.short href=(link.short_url) { (link.short_url) }
+                                    " "
+                                    button.copy type="button" hidden data-copy=(link.short_url)
+                                        aria-label=(format!("Copy {}", link.short_url)) { "Copy" }
+                                }
+                                td.target data-label="Target" {
+                                    a href=(link.url) rel="noreferrer" { (link.url) }
+                                }
+                                td data-label="Title" { (link.title.as_deref().unwrap_or("")) }
+                                td data-label="Tags" {
+                                    @for tag in &link.tags { span.tag { (tag) } " " }
+                                }
+                                td.number data-label="Clicks" { (link.clicks) }
+                                td data-label="State" {
+                                    @let link_state = link_state(link, &now);
+                                    span class=(format!("state state-{}", link_state.replace(' ', "-"))) {
+                                        (link_state)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                @if let Some(cursor) = &listing.next_cursor {
+                    nav.pages aria-label="Pages" {
+                        a href=(next_page(state, view, cursor)) rel="next" { "Next page" }
+                    }
+                }
+            }
+        }
+    };
+    layout(state, "Links", Some(session), body)
+}
+
+/// The links page after `cursor`, with the same search.
+fn next_page(state: &AppState, view: &LinksView<'_>, cursor: &str) -> String {
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("q", view.q)
+        .append_pair("tag", view.tag)
+        .append_pair("sort", view.sort)
+        .append_pair("cursor", cursor)
+        .finish();
+    format!("{}?{query}", app_path(state, "/links"))
+}
+
+pub fn new_link(
+    state: &AppState,
+    session: &Session,
+    form: &super::NewLinkForm,
+    error: Option<&str>,
+) -> Markup {
+    let body = html! {
+        section.narrow {
+            h1 { "New link" }
+            (alert(error))
+            form method="post" action=(app_path(state, "/links/new")) {
+                input type="hidden" name="csrf" value=(session.csrf_token);
+                label for="url" { "Target URL" }
+                input id="url" name="url" type="url" required autofocus value=(form.url)
+                    placeholder="https://example.com/a/long/page";
+                label for="alias" { "Alias " span.optional { "(optional)" } }
+                input id="alias" name="alias" type="text" value=(form.alias)
+                    pattern="[A-Za-z0-9_\\-]{1,64}" aria-describedby="alias-hint";
+                p.hint id="alias-hint" { "Letters, digits, - and _. Empty: a generated code." }
+                label for="title" { "Title " span.optional { "(optional)" } }
+                input id="title" name="title" type="text" value=(form.title) maxlength="512";
+                label for="tags" { "Tags " span.optional { "(optional)" } }
+                input id="tags" name="tags" type="text" value=(form.tags)
+                    aria-describedby="tags-hint";
+                p.hint id="tags-hint" { "Separated by commas." }
+                button type="submit" { "Create" }
+            }
+        }
+    };
+    layout(state, "New link", Some(session), body)
+}
+
+pub fn created(state: &AppState, session: &Session, link: &Link) -> Markup {
+    let short_url = state.settings.short_url(&link.domain, &link.code);
+    let body = html! {
+        section.narrow {
+            h1 { "Link created" }
+            label for="short-url" { "Short URL" }
+            div.copyline {
+                input id="short-url" type="text" readonly value=(short_url);
+                button.copy type="button" hidden data-copy=(short_url) { "Copy" }
+            }
+            p { "Goes to " a href=(link.url) rel="noreferrer" { (link.url) } }
+            @if let Some(title) = &link.title { p { "Title: " (title) } }
+            figure.qr {
+                img src=(app_path(state, &format!("/links/{}/qr.svg", link.code)))
+                    width="256" height="256"
+                    alt=(format!("QR code for {short_url}"));
+                figcaption { "Scans count as visits from a QR code." }
+            }
+            p {
+                a.button href=(app_path(state, "/links/new")) { "Create another" }
+                " "
+                a href=(app_path(state, "/links")) { "All links" }
+            }
+        }
+    };
+    layout(state, "Link created", Some(session), body)
+}

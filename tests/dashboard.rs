@@ -574,3 +574,170 @@ async fn passwd_link_lets_a_user_set_their_own_password() {
     let unknown = users(&server, &["passwd", "nobody", "--link"], "").await;
     assert!(!unknown.status.success());
 }
+
+#[tokio::test]
+async fn the_link_page_edits_disables_and_deletes() {
+    let server = TestServer::start().await;
+    user_with_password(&server, "gina", "gina's password").await;
+    let mut browser = Browser::new(&server);
+    assert_eq!(
+        browser.sign_in("gina", "gina's password").await.status(),
+        303
+    );
+    let csrf = browser.csrf("/app/links/new").await;
+    let created = browser
+        .post(
+            "/app/links/new",
+            &[
+                ("csrf", &csrf),
+                ("url", "https://example.com/old"),
+                ("alias", "edit-me"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let page = browser.get("/app/links/edit-me").await;
+    assert_eq!(page.status(), 200);
+    let text = page.text().await.unwrap();
+    assert!(text.contains("value=\"https://example.com/old\""), "{text}");
+    assert!(text.contains("/app/links/edit-me/qr.png?download"));
+
+    // A new target, title, tags and limit: saved, and the redirect follows at once.
+    let saved = browser
+        .post(
+            "/app/links/edit-me",
+            &[
+                ("csrf", &csrf),
+                ("url", "https://example.com/new"),
+                ("title", "Renamed <b>bold</b>"),
+                ("tags", "one, two"),
+                ("expires_at", ""),
+                ("max_clicks", "5"),
+                ("redirect_type", "307"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status(), 303);
+    assert_eq!(location(&saved), "/app/links/edit-me?saved");
+    let redirect = server.get("/edit-me").await;
+    assert_eq!(redirect.status(), 307);
+    assert_eq!(location(&redirect), "https://example.com/new");
+    let text = browser
+        .get("/app/links/edit-me?saved")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("Saved."));
+    assert!(text.contains("Renamed &lt;b&gt;bold&lt;/b&gt;"), "{text}");
+    let key = hop_key(&server, "gina").await;
+    let link = server.get_json_as(&key, "/api/v1/links/edit-me").await;
+    assert_eq!(link["maxClicks"], 5);
+    assert_eq!(link["tags"], json!(["one", "two"]));
+
+    // Bad values: the form again with the reason, nothing changed.
+    for (field, value, reason) in [
+        ("url", "javascript:alert(1)", "scheme"),
+        ("max_clicks", "many", "whole number"),
+        ("expires_at", "tomorrow", "expiresAt"),
+    ] {
+        let mut form = vec![
+            ("csrf", csrf.as_str()),
+            ("url", "https://example.com/new"),
+            ("title", "Renamed <b>bold</b>"),
+            ("tags", "one, two"),
+            ("max_clicks", "5"),
+            ("redirect_type", "307"),
+        ];
+        form.retain(|(name, _)| *name != field);
+        form.push((field, value));
+        let refused = browser.post("/app/links/edit-me", &form).await;
+        assert_eq!(refused.status(), 400, "{field}");
+        let text = refused.text().await.unwrap();
+        assert!(text.contains("role=\"alert\""), "{field}: {text}");
+        assert!(text.contains(reason), "{field}: {text}");
+    }
+    assert_eq!(
+        location(&server.get("/edit-me").await),
+        "https://example.com/new"
+    );
+    // Without the token: refused.
+    let forged = browser
+        .post(
+            "/app/links/edit-me",
+            &[("csrf", "x"), ("url", "https://evil.example/")],
+        )
+        .await;
+    assert_eq!(forged.status(), 403);
+
+    // Disable: visitors get 410; enable again.
+    let off = browser
+        .post(
+            "/app/links/edit-me/disabled",
+            &[("csrf", &csrf), ("disabled", "true")],
+        )
+        .await;
+    assert_eq!(off.status(), 303);
+    assert_eq!(server.get("/edit-me").await.status(), 410);
+    assert!(
+        browser
+            .get("/app/links/edit-me")
+            .await
+            .text()
+            .await
+            .unwrap()
+            .contains("Enable")
+    );
+    let on = browser
+        .post(
+            "/app/links/edit-me/disabled",
+            &[("csrf", &csrf), ("disabled", "false")],
+        )
+        .await;
+    assert_eq!(on.status(), 303);
+    assert_eq!(server.get("/edit-me").await.status(), 307);
+
+    // The QR code downloads as a PNG of the asked size.
+    let png = browser
+        .get("/app/links/edit-me/qr.png?download&size=512")
+        .await;
+    assert_eq!(png.status(), 200);
+    assert_eq!(png.headers()[header::CONTENT_TYPE], "image/png");
+    assert!(
+        png.headers()[header::CONTENT_DISPOSITION]
+            .to_str()
+            .unwrap()
+            .contains("edit-me-qr.png")
+    );
+    assert!(png.bytes().await.unwrap().starts_with(b"\x89PNG"));
+    assert_eq!(
+        browser
+            .get("/app/links/edit-me/qr.png?size=9")
+            .await
+            .status(),
+        400
+    );
+
+    // Someone else's link, or none: a 404 page, and no change.
+    server
+        .create_ok(json!({"url": "https://example.com/admins", "alias": "not-gina"}))
+        .await;
+    assert_eq!(browser.get("/app/links/not-gina").await.status(), 404);
+    let theirs = browser
+        .post("/app/links/not-gina/delete", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(theirs.status(), 404);
+    assert_eq!(server.get("/not-gina").await.status(), 302);
+
+    // Delete asks first; then the code stops redirecting.
+    let confirm = browser.get("/app/links/edit-me/delete").await;
+    assert_eq!(confirm.status(), 200);
+    assert!(confirm.text().await.unwrap().contains("Delete edit-me?"));
+    let deleted = browser
+        .post("/app/links/edit-me/delete", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(deleted.status(), 303);
+    assert_eq!(location(&deleted), "/app/links");
+    assert_eq!(server.get("/edit-me").await.status(), 404);
+    assert_eq!(browser.get("/app/links/edit-me").await.status(), 404);
+}

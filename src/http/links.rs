@@ -1071,6 +1071,19 @@ pub async fn update_link(
 ) -> Result<Json<LinkBody>, ApiError> {
     let site = site_of(&state, domain.as_deref())?;
     let request = body.into_request()?;
+    let link = update(&state, &caller, &site, &code, request).await?;
+    Ok(Json(LinkBody::new(link, &state)))
+}
+
+/// Validates and applies a change to `caller`'s link `code` in `site` (the API's
+/// PATCH and the dashboard's edit forms); returns the link as it now is.
+pub async fn update(
+    state: &AppState,
+    caller: &Caller,
+    site: &Site,
+    code: &str,
+    request: PatchRequest,
+) -> Result<Link, ApiError> {
     if request.disabled_reason.is_some() && !caller.is_admin() {
         return Err(ApiError::Forbidden(
             "only an admin can set or clear `disabledReason`",
@@ -1078,7 +1091,7 @@ pub async fn update_link(
     }
     let mut changes = request.validate(&state.settings.url_policy, now_ms())?;
     if let Some(url) = &changes.url {
-        check_target(&state, url.as_str())?;
+        check_target(state, url.as_str())?;
     }
     if let Some(password) = changes.password.take() {
         changes.password_hash = Some(match password {
@@ -1086,7 +1099,7 @@ pub async fn update_link(
             None => None,
         });
     }
-    let link = owned_link(&state, &caller, &site, &code).await?;
+    let link = owned_link(state, caller, site, code).await?;
     if link.disabled_reason.is_some() && changes.disabled == Some(false) && !caller.is_admin() {
         return Err(ApiError::Forbidden(
             "an admin disabled this link (see `disabledReason`); only an admin can enable it",
@@ -1094,7 +1107,7 @@ pub async fn update_link(
     }
     if changes.is_empty() {
         // Nothing to change: nothing is written, and updatedAt stays.
-        return Ok(Json(LinkBody::new(link, &state)));
+        return Ok(link);
     }
     let updated = state
         .stores
@@ -1106,7 +1119,7 @@ pub async fn update_link(
     // against a new limit.
     state.link_changed(&updated.domain, &updated.code).await;
     tracing::debug!(link.code = %updated.code, "link updated");
-    Ok(Json(LinkBody::new(updated, &state)))
+    Ok(updated)
 }
 
 /// Delete a link; its code stops redirecting at once.
@@ -1128,12 +1141,23 @@ pub async fn delete_link(
     DomainQuery(domain): DomainQuery,
 ) -> Result<StatusCode, ApiError> {
     let site = site_of(&state, domain.as_deref())?;
-    let link = owned_link(&state, &caller, &site, &code).await?;
+    delete(&state, &caller, &site, &code).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes `caller`'s link `code` in `site`; its code stops redirecting at once.
+pub async fn delete(
+    state: &AppState,
+    caller: &Caller,
+    site: &Site,
+    code: &str,
+) -> Result<(), ApiError> {
+    let link = owned_link(state, caller, site, code).await?;
     if !state.stores.links.delete_link(link.id).await? {
         return Err(ApiError::NotFound(format!("no link with code `{code}`")));
     }
     state.link_changed(&link.domain, &link.code).await;
     state.clicks.forget(link.id);
     tracing::debug!(link.code = %link.code, "link deleted");
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }

@@ -40,7 +40,7 @@ pub enum QrFormat {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
+pub enum Format {
     Svg,
     Png,
 }
@@ -120,16 +120,12 @@ pub async fn link_qr(
     let (format, size, domain) = parse_params(pairs)?;
     let site = site_of(&state, domain.as_deref())?;
     let link = owned_link(&state, &caller, &site, &code).await?;
-    image_response(&state, &link, format, size)
+    image(&state, &link, format, size)
 }
 
-/// The dashboard's SVG of a link's QR code, `size` pixels on a side.
-pub fn svg_response(state: &AppState, link: &Link, size: u32) -> Result<Response, ApiError> {
-    image_response(state, link, Format::Svg, size)
-}
-
-/// A link's QR code as an image answer.
-fn image_response(
+/// A link's QR code as an image answer, `size` pixels on a side (the API's and the
+/// dashboard's).
+pub fn image(
     state: &AppState,
     link: &Link,
     format: Format,

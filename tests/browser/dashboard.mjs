@@ -107,7 +107,38 @@ await rows.first().getByRole("button", { name: /Copy/ }).click();
 assert.equal(await page.evaluate(() => navigator.clipboard.readText()), shortUrl);
 await noXss();
 
-// 4. A form posted without the CSRF token changes nothing.
+// 4. The link's page: change the target and see the redirect follow; disable;
+//    delete after the confirmation.
+await page.goto(`${base}/app/links`);
+await page.getByRole("link", { name: `${base}/browser-1` }).click();
+await page.getByRole("heading", { name: "browser-1" }).waitFor();
+await shot("link");
+await page.getByLabel("Target URL").fill("https://example.com/changed");
+await page.getByLabel("Redirect").selectOption("301");
+await page.getByRole("button", { name: "Save" }).click();
+await page.getByRole("status").filter({ hasText: "Saved." }).waitFor();
+let followed = await context.request.get(shortUrl, { maxRedirects: 0 });
+assert.equal(followed.status(), 301);
+assert.equal(followed.headers().location, "https://example.com/changed");
+await page.getByRole("button", { name: "Disable" }).click();
+await page.getByRole("button", { name: "Enable" }).waitFor();
+assert.equal((await context.request.get(shortUrl, { maxRedirects: 0 })).status(), 410);
+await page.getByRole("button", { name: "Enable" }).click();
+await page.getByRole("button", { name: "Disable" }).waitFor();
+const download = page.waitForEvent("download");
+await page.getByRole("link", { name: "PNG, 1024 px" }).click();
+assert.equal((await download).suggestedFilename(), "browser-1-qr.png");
+await page.getByRole("link", { name: "Delete…" }).click();
+await page.getByRole("heading", { name: "Delete browser-1?" }).waitFor();
+await page.getByRole("link", { name: "Keep it" }).click();
+await page.getByRole("heading", { name: "browser-1" }).waitFor();
+await page.getByRole("link", { name: "Delete…" }).click();
+await page.getByRole("button", { name: "Delete" }).click();
+await page.waitForURL(`${base}/app/links`);
+assert.equal((await context.request.get(shortUrl, { maxRedirects: 0 })).status(), 404);
+assert.equal(await page.locator("table.links tbody tr").count(), 2);
+
+// 5. A form posted without the CSRF token changes nothing.
 const forged = await page.evaluate(async () => {
   const response = await fetch("/app/links/new", {
     method: "POST",
@@ -118,7 +149,7 @@ const forged = await page.evaluate(async () => {
 });
 assert.equal(forged, 403);
 
-// 5. Keyboard: the skip link comes first, and every form control has a label.
+// 6. Keyboard: the skip link comes first, and every form control has a label.
 await page.goto(`${base}/app/links`);
 await page.keyboard.press("Tab");
 assert.equal(await page.evaluate(() => document.activeElement.textContent), "Skip to content");
@@ -129,7 +160,7 @@ const unlabelled = await page.evaluate(() =>
 );
 assert.deepEqual(unlabelled, []);
 
-// 6. On a phone: one column, nothing wider than the screen.
+// 7. On a phone: one column, nothing wider than the screen.
 await page.setViewportSize({ width: 375, height: 800 });
 await page.goto(`${base}/app/links`);
 const overflow = await page.evaluate(
@@ -139,7 +170,7 @@ assert.ok(overflow <= 0, `the links page is ${overflow}px wider than a 375px scr
 await shot("links-mobile");
 await page.setViewportSize({ width: 1280, height: 800 });
 
-// 7. Sign out; a wrong password; the right one.
+// 8. Sign out; a wrong password; the right one.
 await page.getByRole("button", { name: "Sign out" }).click();
 await page.waitForURL(`${base}/app/login`);
 await page.goto(`${base}/app/links`);

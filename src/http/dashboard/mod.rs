@@ -17,11 +17,11 @@
 mod pages;
 
 use super::extract::Caller;
-use super::links::{create, link_page, owned_link, site_of};
+use super::links::{create, delete, link_page, owned_link, site_of, update};
 use super::problem::ApiError;
 use super::protected::{MAX_ATTEMPTS, attempt};
 use super::{AppState, secure_common};
-use crate::domain::link::{LinkRequest, now_ms};
+use crate::domain::link::{Link, LinkRequest, PatchRequest, format_ms, now_ms};
 use crate::store::Session;
 use axum::Form;
 use axum::Router;
@@ -54,7 +54,14 @@ pub fn router() -> Router<AppState> {
         .route("/app/logout", post(sign_out))
         .route("/app/links", get(list_links))
         .route("/app/links/new", get(new_link_page).post(create_link))
+        .route("/app/links/{code}", get(link_page_view).post(edit_link))
+        .route("/app/links/{code}/disabled", post(set_disabled))
+        .route(
+            "/app/links/{code}/delete",
+            get(delete_confirmation).post(delete_link),
+        )
         .route("/app/links/{code}/qr.svg", get(link_qr))
+        .route("/app/links/{code}/qr.png", get(link_qr_png))
         .route("/app/assets/{name}", get(asset))
 }
 
@@ -595,13 +602,7 @@ impl NewLinkForm {
             let text = text.trim();
             (!text.is_empty()).then(|| text.to_owned())
         };
-        let tags: Vec<String> = self
-            .tags
-            .split(',')
-            .map(str::trim)
-            .filter(|tag| !tag.is_empty())
-            .map(str::to_owned)
-            .collect();
+        let tags = split_tags(&self.tags);
         LinkRequest {
             url: self.url.trim().to_owned(),
             alias: optional(&self.alias),
@@ -659,22 +660,355 @@ async fn create_link(
     }
 }
 
+/// The signed-in user's link `code` (default domain), or the answer to give instead:
+/// the sign-in redirect, or a 404 page for a code that is not theirs.
+async fn own_link(
+    state: &AppState,
+    signed_in: Result<SignedIn, Response>,
+    code: &str,
+) -> Result<(SignedIn, Link), Response> {
+    let signed_in = signed_in?;
+    let caller = signed_in.caller();
+    let link = match site_of(state, None) {
+        Ok(site) => owned_link(state, &caller, &site, code).await,
+        Err(error) => Err(error),
+    };
+    match link {
+        Ok(link) => Ok((signed_in, link)),
+        Err(ApiError::NotFound(_)) => Err(page(
+            StatusCode::NOT_FOUND,
+            pages::refused(&format!("You have no link with the code {code}.")),
+        )),
+        Err(error) => Err(error.into_response()),
+    }
+}
+
+/// `?download`: the QR code as an attachment instead of shown in the page.
+#[derive(Deserialize)]
+struct QrQuery {
+    download: Option<String>,
+    size: Option<u32>,
+}
+
 async fn link_qr(
     State(state): State<AppState>,
     signed_in: Result<SignedIn, Response>,
     Path(code): Path<String>,
+    query: Result<Query<QrQuery>, QueryRejection>,
 ) -> Response {
-    let signed_in = match signed_in {
-        Ok(signed_in) => signed_in,
+    qr_answer(&state, signed_in, &code, query, super::qr::Format::Svg).await
+}
+
+async fn link_qr_png(
+    State(state): State<AppState>,
+    signed_in: Result<SignedIn, Response>,
+    Path(code): Path<String>,
+    query: Result<Query<QrQuery>, QueryRejection>,
+) -> Response {
+    qr_answer(&state, signed_in, &code, query, super::qr::Format::Png).await
+}
+
+async fn qr_answer(
+    state: &AppState,
+    signed_in: Result<SignedIn, Response>,
+    code: &str,
+    query: Result<Query<QrQuery>, QueryRejection>,
+    format: super::qr::Format,
+) -> Response {
+    let (_, link) = match own_link(state, signed_in, code).await {
+        Ok(found) => found,
         Err(response) => return response,
     };
-    let caller = signed_in.caller();
-    let link = match site_of(&state, None) {
-        Ok(site) => owned_link(&state, &caller, &site, &code).await,
-        Err(error) => Err(error),
+    let Ok(Query(query)) = query else {
+        return StatusCode::BAD_REQUEST.into_response();
     };
-    match link.and_then(|link| super::qr::svg_response(&state, &link, 256)) {
-        Ok(response) => response,
+    let size = query.size.unwrap_or(256);
+    if !(super::qr::MIN_SIZE..=super::qr::MAX_SIZE).contains(&size) {
+        return page(
+            StatusCode::BAD_REQUEST,
+            pages::refused(&format!(
+                "A QR code is {} to {} pixels on a side.",
+                super::qr::MIN_SIZE,
+                super::qr::MAX_SIZE
+            )),
+        );
+    }
+    let extension = match format {
+        super::qr::Format::Svg => "svg",
+        super::qr::Format::Png => "png",
+    };
+    match super::qr::image(state, &link, format, size) {
+        Ok(mut response) => {
+            if query.download.is_some()
+                && let Ok(value) = HeaderValue::from_str(&format!(
+                    "attachment; filename=\"{}-qr.{extension}\"",
+                    link.code
+                ))
+            {
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_DISPOSITION, value);
+            }
+            response
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+/// `?saved`: the page after a change says so.
+#[derive(Deserialize)]
+struct DetailQuery {
+    saved: Option<String>,
+}
+
+async fn link_page_view(
+    State(state): State<AppState>,
+    signed_in: Result<SignedIn, Response>,
+    Path(code): Path<String>,
+    query: Result<Query<DetailQuery>, QueryRejection>,
+) -> Response {
+    let (signed_in, link) = match own_link(&state, signed_in, &code).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let saved = query.is_ok_and(|Query(q)| q.saved.is_some());
+    let form = EditForm::of(&link);
+    let notice = saved.then_some("Saved.");
+    page(
+        StatusCode::OK,
+        pages::detail(&state, &signed_in.session, &link, &form, notice, None),
+    )
+}
+
+/// The edit form, as typed. Only the fields that differ from the link are sent as
+/// a change, so an unchanged past expiry or a limit already reached can stay.
+#[derive(Deserialize, Default)]
+pub struct EditForm {
+    #[serde(default)]
+    csrf: String,
+    pub url: String,
+    #[serde(default)]
+    pub title: String,
+    #[serde(default)]
+    pub tags: String,
+    /// RFC 3339, empty for none.
+    #[serde(default)]
+    pub expires_at: String,
+    #[serde(default)]
+    pub max_clicks: String,
+    #[serde(default)]
+    pub redirect_type: String,
+}
+
+impl EditForm {
+    /// The form filled in with the link as it is.
+    fn of(link: &Link) -> Self {
+        Self {
+            csrf: String::new(),
+            url: link.url.clone(),
+            title: link.title.clone().unwrap_or_default(),
+            tags: link.tags.join(", "),
+            expires_at: link.expires_at.map(format_ms).unwrap_or_default(),
+            max_clicks: link.max_clicks.map(|n| n.to_string()).unwrap_or_default(),
+            redirect_type: link.redirect.code().to_string(),
+        }
+    }
+
+    /// The change this form asks for, against the link as it is now.
+    fn request(&self, link: &Link) -> Result<PatchRequest, String> {
+        let now = Self::of(link);
+        let text = |typed: &str| {
+            let typed = typed.trim();
+            (!typed.is_empty()).then(|| typed.to_owned())
+        };
+        let changed = |typed: &str, current: &str| typed.trim() != current;
+        let max_clicks = match self.max_clicks.trim() {
+            "" => None,
+            typed => Some(
+                typed
+                    .parse::<i64>()
+                    .map_err(|_| format!("Max clicks must be a whole number (got {typed})."))?,
+            ),
+        };
+        let redirect_type = self
+            .redirect_type
+            .trim()
+            .parse::<u16>()
+            .map_err(|_| "Choose a redirect type.".to_owned())?;
+        let tags = split_tags(&self.tags);
+        Ok(PatchRequest {
+            url: changed(&self.url, &now.url).then(|| self.url.trim().to_owned()),
+            title: changed(&self.title, &now.title).then(|| text(&self.title)),
+            expires_at: changed(&self.expires_at, &now.expires_at).then(|| text(&self.expires_at)),
+            max_clicks: changed(&self.max_clicks, &now.max_clicks).then_some(max_clicks),
+            redirect_type: (redirect_type != link.redirect.code()).then_some(redirect_type),
+            disabled: None,
+            disabled_reason: None,
+            tags: (split_tags(&now.tags) != tags).then_some(tags),
+            password: None,
+        })
+    }
+}
+
+/// Tags as typed: separated by commas, blanks dropped.
+fn split_tags(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|tag| !tag.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The answer to a failed change: the detail page with the form as typed and why,
+/// for what the person typed wrong; the error itself for anything else.
+fn change_refused(
+    state: &AppState,
+    signed_in: &SignedIn,
+    link: &Link,
+    form: &EditForm,
+    error: ApiError,
+) -> Response {
+    let status = error.kind().0;
+    if !status.is_client_error() {
+        return error.into_response();
+    }
+    page(
+        status,
+        pages::detail(
+            state,
+            &signed_in.session,
+            link,
+            form,
+            None,
+            Some(&error.public_detail()),
+        ),
+    )
+}
+
+async fn edit_link(
+    State(state): State<AppState>,
+    signed_in: Result<SignedIn, Response>,
+    Path(code): Path<String>,
+    headers: HeaderMap,
+    form: Result<Form<EditForm>, FormRejection>,
+) -> Response {
+    let (signed_in, link) = match own_link(&state, signed_in, &code).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let Form(form) = match form {
+        Ok(form) => form,
+        Err(rejection) => return bad_form(rejection),
+    };
+    if let Some(refused) = refused_form(&signed_in, &headers, &form.csrf) {
+        return refused;
+    }
+    let request = match form.request(&link) {
+        Ok(request) => request,
+        Err(problem) => {
+            return page(
+                StatusCode::BAD_REQUEST,
+                pages::detail(
+                    &state,
+                    &signed_in.session,
+                    &link,
+                    &form,
+                    None,
+                    Some(&problem),
+                ),
+            );
+        }
+    };
+    let caller = signed_in.caller();
+    let site = match site_of(&state, None) {
+        Ok(site) => site,
+        Err(error) => return error.into_response(),
+    };
+    match update(&state, &caller, &site, &code, request).await {
+        Ok(link) => see_other(&state, &format!("/links/{}?saved", link.code)),
+        Err(error) => change_refused(&state, &signed_in, &link, &form, error),
+    }
+}
+
+#[derive(Deserialize)]
+struct DisabledForm {
+    csrf: String,
+    disabled: bool,
+}
+
+async fn set_disabled(
+    State(state): State<AppState>,
+    signed_in: Result<SignedIn, Response>,
+    Path(code): Path<String>,
+    headers: HeaderMap,
+    form: Result<Form<DisabledForm>, FormRejection>,
+) -> Response {
+    let (signed_in, link) = match own_link(&state, signed_in, &code).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let Form(form) = match form {
+        Ok(form) => form,
+        Err(rejection) => return bad_form(rejection),
+    };
+    if let Some(refused) = refused_form(&signed_in, &headers, &form.csrf) {
+        return refused;
+    }
+    let request = PatchRequest {
+        disabled: Some(form.disabled),
+        ..PatchRequest::default()
+    };
+    let site = match site_of(&state, None) {
+        Ok(site) => site,
+        Err(error) => return error.into_response(),
+    };
+    match update(&state, &signed_in.caller(), &site, &code, request).await {
+        Ok(link) => see_other(&state, &format!("/links/{}?saved", link.code)),
+        Err(error) => {
+            let form = EditForm::of(&link);
+            change_refused(&state, &signed_in, &link, &form, error)
+        }
+    }
+}
+
+async fn delete_confirmation(
+    State(state): State<AppState>,
+    signed_in: Result<SignedIn, Response>,
+    Path(code): Path<String>,
+) -> Response {
+    match own_link(&state, signed_in, &code).await {
+        Ok((signed_in, link)) => page(
+            StatusCode::OK,
+            pages::confirm_delete(&state, &signed_in.session, &link),
+        ),
+        Err(response) => response,
+    }
+}
+
+async fn delete_link(
+    State(state): State<AppState>,
+    signed_in: Result<SignedIn, Response>,
+    Path(code): Path<String>,
+    headers: HeaderMap,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Response {
+    let (signed_in, _) = match own_link(&state, signed_in, &code).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let Form(form) = match form {
+        Ok(form) => form,
+        Err(rejection) => return bad_form(rejection),
+    };
+    if let Some(refused) = refused_form(&signed_in, &headers, &form.csrf) {
+        return refused;
+    }
+    let site = match site_of(&state, None) {
+        Ok(site) => site,
+        Err(error) => return error.into_response(),
+    };
+    match delete(&state, &signed_in.caller(), &site, &code).await {
+        Ok(()) => see_other(&state, "/links"),
         Err(error) => error.into_response(),
     }
 }

@@ -155,18 +155,32 @@ const SORTS: &[(&str, &str)] = &[
 
 /// A link's state in words: what a visitor gets now.
 fn link_state(link: &LinkBody, now: &str) -> &'static str {
-    if link.disabled {
+    // Both times are RFC 3339 in UTC with milliseconds: text order is time order.
+    state_of(
+        link.disabled,
+        link.expires_at.as_deref().is_some_and(|at| at <= now),
+        link.max_clicks.is_some_and(|max| link.clicks >= max),
+        link.password_protected,
+    )
+}
+
+fn state_of(disabled: bool, expired: bool, used_up: bool, password: bool) -> &'static str {
+    if disabled {
         "disabled"
-    } else if link.expires_at.as_deref().is_some_and(|at| at <= now) {
-        // Both are RFC 3339 in UTC with milliseconds: text order is time order.
+    } else if expired {
         "expired"
-    } else if link.max_clicks.is_some_and(|max| link.clicks >= max) {
+    } else if used_up {
         "used up"
-    } else if link.password_protected {
+    } else if password {
         "password"
     } else {
         "active"
     }
+}
+
+/// A state as a badge.
+fn state_badge(state: &str) -> Markup {
+    html! { span class=(format!("state state-{}", state.replace(' ', "-"))) { (state) } }
 }
 
 pub fn links(state: &AppState, session: &Session, view: &LinksView<'_>) -> Markup {
@@ -217,7 +231,8 @@ pub fn links(state: &AppState, session: &Session, view: &LinksView<'_>) -> Marku
                         @for link in &listing.items {
                             tr {
                                 td data-label="Short URL" {
-                                    a.short href=(link.short_url) { (link.short_url) }
+                                    a.short href=(app_path(state, &format!("/links/{}", link.code)))
+                                        title="Details and changes" { (link.short_url) }
                                     " "
                                     button.copy type="button" hidden data-copy=(link.short_url)
                                         aria-label=(format!("Copy {}", link.short_url)) { "Copy" }
@@ -230,12 +245,7 @@ pub fn links(state: &AppState, session: &Session, view: &LinksView<'_>) -> Marku
                                     @for tag in &link.tags { span.tag { (tag) } " " }
                                 }
                                 td.number data-label="Clicks" { (link.clicks) }
-                                td data-label="State" {
-                                    @let link_state = link_state(link, &now);
-                                    span class=(format!("state state-{}", link_state.replace(' ', "-"))) {
-                                        (link_state)
-                                    }
-                                }
+                                td data-label="State" { (state_badge(link_state(link, &now))) }
                             }
                         }
                     }
@@ -292,6 +302,129 @@ pub fn new_link(
         }
     };
     layout(state, "New link", Some(session), body)
+}
+
+/// The redirect statuses a link may answer with: (status, label).
+const REDIRECTS: &[(u16, &str)] = &[
+    (302, "302 Found (the default: browsers ask again each time)"),
+    (301, "301 Moved Permanently (browsers may remember it)"),
+    (307, "307 Temporary Redirect"),
+    (308, "308 Permanent Redirect"),
+];
+
+/// A link's page: what it is, its QR code, and the forms that change it.
+pub fn detail(
+    state: &AppState,
+    session: &Session,
+    link: &Link,
+    form: &super::EditForm,
+    notice: Option<&str>,
+    error: Option<&str>,
+) -> Markup {
+    let short_url = state.settings.short_url(&link.domain, &link.code);
+    let now = now_ms();
+    let link_state = state_of(
+        link.disabled,
+        link.is_expired(now),
+        link.max_clicks.is_some_and(|max| link.clicks >= max),
+        link.password_hash.is_some(),
+    );
+    let qr = |ext: &str| app_path(state, &format!("/links/{}/qr.{ext}", link.code));
+    let body = html! {
+        div.heading {
+            h1 { (link.code) }
+            (state_badge(link_state))
+        }
+        @if let Some(notice) = notice { p.notice role="status" { (notice) } }
+        (alert(error))
+        div.detail {
+            section {
+                label for="short-url" { "Short URL" }
+                div.copyline {
+                    input id="short-url" type="text" readonly value=(short_url);
+                    button.copy type="button" hidden data-copy=(short_url) { "Copy" }
+                }
+                dl.facts {
+                    dt { "Clicks" } dd { (link.clicks) }
+                    dt { "Created" } dd { time datetime=(format_ms(link.created_at)) { (format_ms(link.created_at)) } }
+                    dt { "Changed" } dd { time datetime=(format_ms(link.updated_at)) { (format_ms(link.updated_at)) } }
+                    @if let Some(reason) = &link.disabled_reason {
+                        dt { "Disabled by an admin" } dd { (reason) }
+                    }
+                }
+                figure.qr {
+                    img src=(qr("svg")) width="256" height="256"
+                        alt=(format!("QR code for {short_url}"));
+                    figcaption {
+                        "Download: "
+                        a href=(format!("{}?download", qr("svg"))) download { "SVG" }
+                        " · "
+                        a href=(format!("{}?download&size=1024", qr("png"))) download { "PNG, 1024 px" }
+                    }
+                }
+            }
+            section {
+                h2 { "Change" }
+                form method="post" action=(app_path(state, &format!("/links/{}", link.code))) {
+                    input type="hidden" name="csrf" value=(session.csrf_token);
+                    label for="url" { "Target URL" }
+                    input id="url" name="url" type="url" required value=(form.url);
+                    label for="title" { "Title" }
+                    input id="title" name="title" type="text" value=(form.title) maxlength="512";
+                    label for="tags" { "Tags" }
+                    input id="tags" name="tags" type="text" value=(form.tags)
+                        aria-describedby="tags-hint";
+                    p.hint id="tags-hint" { "Separated by commas." }
+                    label for="expires_at" { "Expires at " span.optional { "(optional)" } }
+                    input id="expires_at" name="expires_at" type="text" value=(form.expires_at)
+                        placeholder="2030-01-01T00:00:00Z" aria-describedby="expires-hint";
+                    p.hint id="expires-hint" { "RFC 3339, e.g. 2030-01-01T00:00:00Z. Empty: never." }
+                    label for="max_clicks" { "Max clicks " span.optional { "(optional)" } }
+                    input id="max_clicks" name="max_clicks" type="text" inputmode="numeric"
+                        value=(form.max_clicks);
+                    label for="redirect_type" { "Redirect" }
+                    select id="redirect_type" name="redirect_type" {
+                        @for (status, label) in REDIRECTS {
+                            option value=(status) selected[status.to_string() == form.redirect_type] { (label) }
+                        }
+                    }
+                    button type="submit" { "Save" }
+                }
+                form.inline method="post" action=(app_path(state, &format!("/links/{}/disabled", link.code))) {
+                    input type="hidden" name="csrf" value=(session.csrf_token);
+                    @if link.disabled {
+                        input type="hidden" name="disabled" value="false";
+                        button.secondary type="submit" { "Enable" }
+                    } @else {
+                        input type="hidden" name="disabled" value="true";
+                        button.secondary type="submit" { "Disable" }
+                    }
+                }
+                a.danger href=(app_path(state, &format!("/links/{}/delete", link.code))) { "Delete…" }
+            }
+        }
+    };
+    layout(state, &link.code, Some(session), body)
+}
+
+pub fn confirm_delete(state: &AppState, session: &Session, link: &Link) -> Markup {
+    let short_url = state.settings.short_url(&link.domain, &link.code);
+    let body = html! {
+        section.narrow {
+            h1 { "Delete " (link.code) "?" }
+            p {
+                (short_url) " stops redirecting at once, and its code is never given out "
+                "again. Its clicks stay in the totals."
+            }
+            form method="post" action=(app_path(state, &format!("/links/{}/delete", link.code))) {
+                input type="hidden" name="csrf" value=(session.csrf_token);
+                button.danger type="submit" { "Delete" }
+                " "
+                a href=(app_path(state, &format!("/links/{}", link.code))) { "Keep it" }
+            }
+        }
+    };
+    layout(state, "Delete link", Some(session), body)
 }
 
 pub fn created(state: &AppState, session: &Session, link: &Link) -> Markup {

@@ -741,3 +741,94 @@ async fn the_link_page_edits_disables_and_deletes() {
     assert_eq!(server.get("/edit-me").await.status(), 404);
     assert_eq!(browser.get("/app/links/edit-me").await.status(), 404);
 }
+
+#[tokio::test]
+async fn api_keys_are_created_once_listed_and_revoked() {
+    let server = TestServer::start().await;
+    user_with_password(&server, "hana", "hana's password").await;
+    let other_key = hop_key(&server, "admin").await;
+    let mut browser = Browser::new(&server);
+    assert_eq!(
+        browser.sign_in("hana", "hana's password").await.status(),
+        303
+    );
+    let page = browser.get("/app/keys").await.text().await.unwrap();
+    assert!(page.contains("No keys yet."), "{page}");
+    let csrf = browser.csrf("/app/keys").await;
+
+    let created = browser
+        .post("/app/keys", &[("csrf", &csrf), ("name", "laptop <i>")])
+        .await;
+    assert_eq!(created.status(), 201);
+    let page = created.text().await.unwrap();
+    let start = page.find("value=\"hop_").expect("the secret is shown") + 7;
+    let secret = &page[start..start + page[start..].find('"').unwrap()];
+    assert!(page.contains("laptop &lt;i&gt;"));
+    // The key works as hana's.
+    let made = server
+        .create_as(
+            secret,
+            json!({"url": "https://example.com/with-the-key", "alias": "by-key"}),
+        )
+        .await;
+    assert_eq!(made.status(), 201);
+    assert!(
+        browser
+            .get("/app/links")
+            .await
+            .text()
+            .await
+            .unwrap()
+            .contains("by-key")
+    );
+    // Listed by its prefix, never again in full.
+    let page = browser.get("/app/keys").await.text().await.unwrap();
+    let at = page.find("<code>hop_").expect("the key's prefix is listed") + 6;
+    let prefix = page[at..].split('…').next().unwrap().to_owned();
+    assert!(
+        secret.starts_with(&prefix) && !page.contains(secret),
+        "{page}"
+    );
+
+    // Someone else's key cannot be revoked from here; a bad name is refused.
+    let admin_prefix = &other_key[..prefix.len()];
+    let theirs = browser
+        .post(
+            &format!("/app/keys/{admin_prefix}/revoke"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(theirs.status(), 404);
+    let listing = server.get_json_as(&other_key, "/api/v1/links").await;
+    assert!(
+        listing["items"].is_array(),
+        "the admin's key still works: {listing}"
+    );
+    let unnamed = browser
+        .post("/app/keys", &[("csrf", &csrf), ("name", " ")])
+        .await;
+    assert_eq!(unnamed.status(), 400);
+    let forged = browser
+        .post(&format!("/app/keys/{prefix}/revoke"), &[("csrf", "nope")])
+        .await;
+    assert_eq!(forged.status(), 403);
+
+    // Revoked: the key stops working at once.
+    let revoked = browser
+        .post(&format!("/app/keys/{prefix}/revoke"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(revoked.status(), 303);
+    let refused = server
+        .create_as(secret, json!({"url": "https://example.com/after"}))
+        .await;
+    assert_eq!(refused.status(), 401);
+    assert!(
+        browser
+            .get("/app/keys")
+            .await
+            .text()
+            .await
+            .unwrap()
+            .contains("revoked")
+    );
+}

@@ -138,7 +138,28 @@ await page.waitForURL(`${base}/app/links`);
 assert.equal((await context.request.get(shortUrl, { maxRedirects: 0 })).status(), 404);
 assert.equal(await page.locator("table.links tbody tr").count(), 2);
 
-// 5. A form posted without the CSRF token changes nothing.
+// 5. API keys: create one (shown once, copied), use it, revoke it.
+await page.getByRole("link", { name: "API keys" }).click();
+await page.getByLabel("Name of a new key").fill("browser test");
+await page.getByRole("button", { name: "Create key" }).click();
+await page.getByRole("heading", { name: "Key created" }).waitFor();
+const secret = await page.getByLabel("browser test").inputValue();
+await page.getByRole("button", { name: "Copy" }).click();
+assert.equal(await page.evaluate(() => navigator.clipboard.readText()), secret);
+const withKey = await context.request.get(`${base}/api/v1/links`, {
+  headers: { authorization: `Bearer ${secret}` },
+});
+assert.equal(withKey.status(), 200);
+await page.getByRole("link", { name: "All keys" }).click();
+await shot("keys");
+await page.getByRole("button", { name: `Revoke ${secret.slice(0, 12)}` }).click();
+await page.getByText("revoked").waitFor();
+const revoked = await context.request.get(`${base}/api/v1/links`, {
+  headers: { authorization: `Bearer ${secret}` },
+});
+assert.equal(revoked.status(), 401);
+
+// 6. A form posted without the CSRF token changes nothing.
 const forged = await page.evaluate(async () => {
   const response = await fetch("/app/links/new", {
     method: "POST",
@@ -149,7 +170,7 @@ const forged = await page.evaluate(async () => {
 });
 assert.equal(forged, 403);
 
-// 6. Keyboard: the skip link comes first, and every form control has a label.
+// 7. Keyboard: the skip link comes first, and every form control has a label.
 await page.goto(`${base}/app/links`);
 await page.keyboard.press("Tab");
 assert.equal(await page.evaluate(() => document.activeElement.textContent), "Skip to content");
@@ -160,7 +181,7 @@ const unlabelled = await page.evaluate(() =>
 );
 assert.deepEqual(unlabelled, []);
 
-// 7. On a phone: one column, nothing wider than the screen.
+// 8. On a phone: one column, nothing wider than the screen.
 await page.setViewportSize({ width: 375, height: 800 });
 await page.goto(`${base}/app/links`);
 const overflow = await page.evaluate(
@@ -170,7 +191,7 @@ assert.ok(overflow <= 0, `the links page is ${overflow}px wider than a 375px scr
 await shot("links-mobile");
 await page.setViewportSize({ width: 1280, height: 800 });
 
-// 8. Sign out; a wrong password; the right one.
+// 9. Sign out; a wrong password; the right one.
 await page.getByRole("button", { name: "Sign out" }).click();
 await page.waitForURL(`${base}/app/login`);
 await page.goto(`${base}/app/links`);

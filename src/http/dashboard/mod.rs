@@ -62,6 +62,8 @@ pub fn router() -> Router<AppState> {
         )
         .route("/app/links/{code}/qr.svg", get(link_qr))
         .route("/app/links/{code}/qr.png", get(link_qr_png))
+        .route("/app/keys", get(list_keys).post(create_key))
+        .route("/app/keys/{prefix}/revoke", post(revoke_key))
         .route("/app/assets/{name}", get(asset))
 }
 
@@ -1011,6 +1013,130 @@ async fn delete_link(
         Ok(()) => see_other(&state, "/links"),
         Err(error) => error.into_response(),
     }
+}
+
+async fn list_keys(
+    State(state): State<AppState>,
+    signed_in: Result<SignedIn, Response>,
+) -> Response {
+    let signed_in = match signed_in {
+        Ok(signed_in) => signed_in,
+        Err(response) => return response,
+    };
+    keys_page(&state, &signed_in, StatusCode::OK, None).await
+}
+
+/// The keys page: the user's own keys (an admin's too: other users' keys are theirs
+/// to manage), with `error` above the form.
+async fn keys_page(
+    state: &AppState,
+    signed_in: &SignedIn,
+    status: StatusCode,
+    error: Option<&str>,
+) -> Response {
+    match state
+        .stores
+        .keys
+        .list_keys(Some(signed_in.session.user.id))
+        .await
+    {
+        Ok(keys) => page(
+            status,
+            pages::keys(state, &signed_in.session, &keys, now_ms(), error),
+        ),
+        Err(error) => ApiError::from(error).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct NewKeyForm {
+    csrf: String,
+    name: String,
+}
+
+async fn create_key(
+    State(state): State<AppState>,
+    signed_in: Result<SignedIn, Response>,
+    headers: HeaderMap,
+    form: Result<Form<NewKeyForm>, FormRejection>,
+) -> Response {
+    let signed_in = match signed_in {
+        Ok(signed_in) => signed_in,
+        Err(response) => return response,
+    };
+    let Form(form) = match form {
+        Ok(form) => form,
+        Err(rejection) => return bad_form(rejection),
+    };
+    if let Some(refused) = refused_form(&signed_in, &headers, &form.csrf) {
+        return refused;
+    }
+    let name = form.name.trim();
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return keys_page(
+            &state,
+            &signed_in,
+            StatusCode::BAD_REQUEST,
+            Some("A key's name is 1 to 64 characters, without control characters."),
+        )
+        .await;
+    }
+    match crate::app::issue_key(&state.stores, &signed_in.session.user, name, None).await {
+        Ok((key, secret)) => {
+            tracing::info!(key.prefix = %key.prefix, "API key created in the dashboard");
+            page(
+                StatusCode::CREATED,
+                pages::key_created(&state, &signed_in.session, &key, &secret),
+            )
+        }
+        Err(error) => ApiError::Internal(format!("{error:#}")).into_response(),
+    }
+}
+
+async fn revoke_key(
+    State(state): State<AppState>,
+    signed_in: Result<SignedIn, Response>,
+    Path(prefix): Path<String>,
+    headers: HeaderMap,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Response {
+    let signed_in = match signed_in {
+        Ok(signed_in) => signed_in,
+        Err(response) => return response,
+    };
+    let Form(form) = match form {
+        Ok(form) => form,
+        Err(rejection) => return bad_form(rejection),
+    };
+    if let Some(refused) = refused_form(&signed_in, &headers, &form.csrf) {
+        return refused;
+    }
+    // Only a key of the user's own: another's prefix is as unknown as a made-up one.
+    let owned = match state
+        .stores
+        .keys
+        .list_keys(Some(signed_in.session.user.id))
+        .await
+    {
+        Ok(keys) => keys.iter().any(|key| key.prefix == prefix && !key.revoked),
+        Err(error) => return ApiError::from(error).into_response(),
+    };
+    if !owned {
+        return page(
+            StatusCode::NOT_FOUND,
+            pages::refused(&format!("You have no usable key {prefix}.")),
+        );
+    }
+    if let Err(error) = state.stores.keys.revoke_key(&prefix).await {
+        return ApiError::from(error).into_response();
+    }
+    // This node stops trusting it at once, the others when told (or within a second).
+    state.keys.clear();
+    state
+        .announce(vec![crate::tier::message::Change::Keys])
+        .await;
+    tracing::info!(key.prefix = %prefix, "API key revoked in the dashboard");
+    see_other(&state, "/keys")
 }
 
 /// The dashboard's stylesheet and script, compiled into the binary.

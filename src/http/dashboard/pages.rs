@@ -40,6 +40,7 @@ fn layout(state: &AppState, title: &str, session: Option<&Session>, body: Markup
                         nav aria-label="Main" {
                             a href=(app_path(state, "/links")) { "Links" }
                             a href=(app_path(state, "/links/new")) { "New link" }
+                            a href=(app_path(state, "/keys")) { "API keys" }
                         }
                         form.signout method="post" action=(app_path(state, "/logout")) {
                             input type="hidden" name="csrf" value=(session.csrf_token);
@@ -425,6 +426,101 @@ pub fn confirm_delete(state: &AppState, session: &Session, link: &Link) -> Marku
         }
     };
     layout(state, "Delete link", Some(session), body)
+}
+
+/// The user's API keys, newest first, and the form for a new one.
+pub fn keys(
+    state: &AppState,
+    session: &Session,
+    keys: &[crate::store::ApiKey],
+    now: crate::domain::link::UnixMillis,
+    error: Option<&str>,
+) -> Markup {
+    let body = html! {
+        h1 { "API keys" }
+        p {
+            "Programs use a key as " code { "Authorization: Bearer <key>" } ". "
+            "A key acts as you: it sees and changes your links."
+        }
+        (alert(error))
+        form.search method="post" action=(app_path(state, "/keys")) {
+            input type="hidden" name="csrf" value=(session.csrf_token);
+            div {
+                label for="key-name" { "Name of a new key" }
+                input id="key-name" name="name" type="text" required maxlength="64"
+                    placeholder="laptop, CI, …";
+            }
+            button type="submit" { "Create key" }
+        }
+        @if keys.is_empty() {
+            p.empty { "No keys yet." }
+        } @else {
+            table.links {
+                caption.visually-hidden { "Your API keys" }
+                thead {
+                    tr {
+                        th scope="col" { "Key" }
+                        th scope="col" { "Name" }
+                        th scope="col" { "Created" }
+                        th scope="col" { "Expires" }
+                        th scope="col" { "State" }
+                        th scope="col" { span.visually-hidden { "Revoke" } }
+                    }
+                }
+                tbody {
+                    @for key in keys {
+                        @let usable = key.is_usable(now);
+                        tr {
+                            td data-label="Key" { code { (key.prefix) "…" } }
+                            td data-label="Name" { (key.name) }
+                            td data-label="Created" { (format_ms(key.created_at)) }
+                            td data-label="Expires" {
+                                (key.expires_at.map(format_ms).unwrap_or_else(|| "never".into()))
+                            }
+                            td data-label="State" {
+                                (state_badge(if key.revoked { "revoked" } else if usable { "active" } else { "expired" }))
+                            }
+                            td {
+                                @if !key.revoked {
+                                    form.inline method="post"
+                                        action=(app_path(state, &format!("/keys/{}/revoke", key.prefix))) {
+                                        input type="hidden" name="csrf" value=(session.csrf_token);
+                                        button.secondary type="submit"
+                                            aria-label=(format!("Revoke {}", key.prefix)) { "Revoke" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    layout(state, "API keys", Some(session), body)
+}
+
+/// A new key's secret, shown this once.
+pub fn key_created(
+    state: &AppState,
+    session: &Session,
+    key: &crate::store::ApiKey,
+    secret: &str,
+) -> Markup {
+    let body = html! {
+        section.narrow {
+            h1 { "Key created" }
+            p.notice role="status" {
+                "Copy it now: hop keeps only its hash, so it is not shown again."
+            }
+            label for="secret" { (key.name) }
+            div.copyline {
+                input id="secret" type="text" readonly value=(secret);
+                button.copy type="button" hidden data-copy=(secret) { "Copy" }
+            }
+            p { a href=(app_path(state, "/keys")) { "All keys" } }
+        }
+    };
+    layout(state, "Key created", Some(session), body)
 }
 
 pub fn created(state: &AppState, session: &Session, link: &Link) -> Markup {

@@ -17,11 +17,12 @@
 mod pages;
 
 use super::extract::Caller;
-use super::links::{create, delete, link_page, owned_link, site_of, update};
+use super::links::{create, delete, link_page, owned_link, update};
 use super::problem::ApiError;
 use super::protected::{MAX_ATTEMPTS, attempt};
 use super::{AppState, secure_common};
 use crate::domain::link::{Link, LinkRequest, PatchRequest, format_ms, now_ms};
+use crate::hosts::Site;
 use crate::store::Session;
 use axum::Form;
 use axum::Router;
@@ -216,6 +217,76 @@ fn refused_form(signed_in: &SignedIn, headers: &HeaderMap, csrf: &str) -> Option
     None
 }
 
+/// A form that carries the session's CSRF token.
+pub trait CsrfField {
+    fn csrf(&self) -> &str;
+}
+
+/// A signed-in user's form post that passed the checks of [`refused_form`]. Without a
+/// session the answer is the sign-in redirect; a form that cannot be read is a 400
+/// page; a failed check is a 403 page. Either way nothing was changed.
+pub struct SignedForm<T>(SignedIn, T);
+
+impl<T> axum::extract::FromRequest<AppState> for SignedForm<T>
+where
+    T: serde::de::DeserializeOwned + CsrfField + Send,
+{
+    type Rejection = Response;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &AppState,
+    ) -> Result<Self, Response> {
+        let (mut parts, body) = request.into_parts();
+        let signed_in = SignedIn::from_request_parts(&mut parts, state).await?;
+        let headers = parts.headers.clone();
+        let request = axum::extract::Request::from_parts(parts, body);
+        let Form(form) = Form::<T>::from_request(request, state)
+            .await
+            .map_err(bad_form)?;
+        if let Some(refused) = refused_form(&signed_in, &headers, form.csrf()) {
+            return Err(refused);
+        }
+        Ok(Self(signed_in, form))
+    }
+}
+
+/// A form post from a page of this host ([`same_origin`]) before anyone is signed in:
+/// the sign-in and set-password forms.
+pub struct OriginForm<T>(T);
+
+impl<T> axum::extract::FromRequest<AppState> for OriginForm<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+{
+    type Rejection = Response;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &AppState,
+    ) -> Result<Self, Response> {
+        if !same_origin(request.headers()) {
+            return Err(forbidden("This form was sent from another site."));
+        }
+        let Form(form) = Form::<T>::from_request(request, state)
+            .await
+            .map_err(bad_form)?;
+        Ok(Self(form))
+    }
+}
+
+/// The forms' token fields.
+macro_rules! csrf_field {
+    ($($form:ty),*) => {
+        $(impl CsrfField for $form {
+            fn csrf(&self) -> &str {
+                &self.csrf
+            }
+        })*
+    };
+}
+csrf_field!(CsrfForm, NewLinkForm, EditForm, DisabledForm, NewKeyForm);
+
 /// What a form gives when axum cannot parse it: a bad request page.
 fn bad_form(rejection: FormRejection) -> Response {
     page(
@@ -251,15 +322,8 @@ async fn sign_in(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    form: Result<Form<SignInForm>, FormRejection>,
+    OriginForm(form): OriginForm<SignInForm>,
 ) -> Response {
-    let Form(form) = match form {
-        Ok(form) => form,
-        Err(rejection) => return bad_form(rejection),
-    };
-    if !same_origin(&headers) {
-        return forbidden("This form was sent from another site.");
-    }
     // Guesses are limited per account (spread over many addresses) and per address
     // (one client trying many accounts; higher, since an office shares an address).
     let client = super::ratelimit::request_client(&state, peer.ip(), &headers);
@@ -414,18 +478,10 @@ struct SetPasswordForm {
 async fn set_password(
     State(state): State<AppState>,
     Path(token): Path<String>,
-    headers: HeaderMap,
-    form: Result<Form<SetPasswordForm>, FormRejection>,
-) -> Response {
-    let Form(form) = match form {
-        Ok(form) => form,
-        Err(rejection) => return bad_form(rejection),
-    };
     // The token in the address is the secret; the origin check keeps another site's
     // page from posting a password of its choosing with a link it learnt.
-    if !same_origin(&headers) {
-        return forbidden("This form was sent from another site.");
-    }
+    OriginForm(form): OriginForm<SetPasswordForm>,
+) -> Response {
     let user = match password_link_user(&state, &token).await {
         Ok(user) => user,
         Err(response) => return response,
@@ -479,24 +535,11 @@ struct CsrfForm {
     csrf: String,
 }
 
+/// Not signed in (any more): the rejection sends the browser to sign in, as after.
 async fn sign_out(
     State(state): State<AppState>,
-    signed_in: Result<SignedIn, Response>,
-    headers: HeaderMap,
-    form: Result<Form<CsrfForm>, FormRejection>,
+    SignedForm(signed_in, _): SignedForm<CsrfForm>,
 ) -> Response {
-    let signed_in = match signed_in {
-        Ok(signed_in) => signed_in,
-        // Not signed in (any more): nothing to end.
-        Err(_) => return see_other(&state, "/login"),
-    };
-    let Form(form) = match form {
-        Ok(form) => form,
-        Err(rejection) => return bad_form(rejection),
-    };
-    if let Some(refused) = refused_form(&signed_in, &headers, &form.csrf) {
-        return refused;
-    }
     if let Err(error) = state
         .stores
         .sessions
@@ -531,13 +574,9 @@ struct ListQuery {
 
 async fn list_links(
     State(state): State<AppState>,
-    signed_in: Result<SignedIn, Response>,
+    signed_in: SignedIn,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Response {
-    let signed_in = match signed_in {
-        Ok(signed_in) => signed_in,
-        Err(response) => return response,
-    };
     let Ok(Query(query)) = query else {
         return see_other(&state, "/links");
     };
@@ -571,17 +610,11 @@ async fn list_links(
     )
 }
 
-async fn new_link_page(
-    State(state): State<AppState>,
-    signed_in: Result<SignedIn, Response>,
-) -> Response {
-    match signed_in {
-        Ok(signed_in) => page(
-            StatusCode::OK,
-            pages::new_link(&state, &signed_in.session, &NewLinkForm::default(), None),
-        ),
-        Err(response) => response,
-    }
+async fn new_link_page(State(state): State<AppState>, signed_in: SignedIn) -> Response {
+    page(
+        StatusCode::OK,
+        pages::new_link(&state, &signed_in.session, &NewLinkForm::default(), None),
+    )
 }
 
 /// The create form, as typed. Empty optional fields mean "not set".
@@ -620,27 +653,10 @@ impl NewLinkForm {
 
 async fn create_link(
     State(state): State<AppState>,
-    signed_in: Result<SignedIn, Response>,
-    headers: HeaderMap,
-    form: Result<Form<NewLinkForm>, FormRejection>,
+    SignedForm(signed_in, form): SignedForm<NewLinkForm>,
 ) -> Response {
-    let signed_in = match signed_in {
-        Ok(signed_in) => signed_in,
-        Err(response) => return response,
-    };
-    let Form(form) = match form {
-        Ok(form) => form,
-        Err(rejection) => return bad_form(rejection),
-    };
-    if let Some(refused) = refused_form(&signed_in, &headers, &form.csrf) {
-        return refused;
-    }
-    let caller = signed_in.caller();
-    let created = match site_of(&state, None) {
-        Ok(site) => create(&state, Some(caller.user()), site, form.request()).await,
-        Err(error) => Err(error),
-    };
-    match created {
+    let owner = Some(signed_in.caller().user());
+    match create(&state, owner, Site::Default, form.request()).await {
         Ok(link) => {
             tracing::debug!(link.code = %link.code, "link created in the dashboard");
             page(
@@ -664,19 +680,9 @@ async fn create_link(
 
 /// The signed-in user's link `code` (default domain), or the answer to give instead:
 /// the sign-in redirect, or a 404 page for a code that is not theirs.
-async fn own_link(
-    state: &AppState,
-    signed_in: Result<SignedIn, Response>,
-    code: &str,
-) -> Result<(SignedIn, Link), Response> {
-    let signed_in = signed_in?;
-    let caller = signed_in.caller();
-    let link = match site_of(state, None) {
-        Ok(site) => owned_link(state, &caller, &site, code).await,
-        Err(error) => Err(error),
-    };
-    match link {
-        Ok(link) => Ok((signed_in, link)),
+async fn own_link(state: &AppState, signed_in: &SignedIn, code: &str) -> Result<Link, Response> {
+    match owned_link(state, &signed_in.caller(), &Site::Default, code).await {
+        Ok(link) => Ok(link),
         Err(ApiError::NotFound(_)) => Err(page(
             StatusCode::NOT_FOUND,
             pages::refused(&format!("You have no link with the code {code}.")),
@@ -694,31 +700,31 @@ struct QrQuery {
 
 async fn link_qr(
     State(state): State<AppState>,
-    signed_in: Result<SignedIn, Response>,
+    signed_in: SignedIn,
     Path(code): Path<String>,
     query: Result<Query<QrQuery>, QueryRejection>,
 ) -> Response {
-    qr_answer(&state, signed_in, &code, query, super::qr::Format::Svg).await
+    qr_answer(&state, &signed_in, &code, query, super::qr::Format::Svg).await
 }
 
 async fn link_qr_png(
     State(state): State<AppState>,
-    signed_in: Result<SignedIn, Response>,
+    signed_in: SignedIn,
     Path(code): Path<String>,
     query: Result<Query<QrQuery>, QueryRejection>,
 ) -> Response {
-    qr_answer(&state, signed_in, &code, query, super::qr::Format::Png).await
+    qr_answer(&state, &signed_in, &code, query, super::qr::Format::Png).await
 }
 
 async fn qr_answer(
     state: &AppState,
-    signed_in: Result<SignedIn, Response>,
+    signed_in: &SignedIn,
     code: &str,
     query: Result<Query<QrQuery>, QueryRejection>,
     format: super::qr::Format,
 ) -> Response {
-    let (_, link) = match own_link(state, signed_in, code).await {
-        Ok(found) => found,
+    let link = match own_link(state, signed_in, code).await {
+        Ok(link) => link,
         Err(response) => return response,
     };
     let Ok(Query(query)) = query else {
@@ -765,12 +771,12 @@ struct DetailQuery {
 
 async fn link_page_view(
     State(state): State<AppState>,
-    signed_in: Result<SignedIn, Response>,
+    signed_in: SignedIn,
     Path(code): Path<String>,
     query: Result<Query<DetailQuery>, QueryRejection>,
 ) -> Response {
-    let (signed_in, link) = match own_link(&state, signed_in, &code).await {
-        Ok(found) => found,
+    let link = match own_link(&state, &signed_in, &code).await {
+        Ok(link) => link,
         Err(response) => return response,
     };
     let saved = query.is_ok_and(|Query(q)| q.saved.is_some());
@@ -889,22 +895,13 @@ fn change_refused(
 
 async fn edit_link(
     State(state): State<AppState>,
-    signed_in: Result<SignedIn, Response>,
     Path(code): Path<String>,
-    headers: HeaderMap,
-    form: Result<Form<EditForm>, FormRejection>,
+    SignedForm(signed_in, form): SignedForm<EditForm>,
 ) -> Response {
-    let (signed_in, link) = match own_link(&state, signed_in, &code).await {
-        Ok(found) => found,
+    let link = match own_link(&state, &signed_in, &code).await {
+        Ok(link) => link,
         Err(response) => return response,
     };
-    let Form(form) = match form {
-        Ok(form) => form,
-        Err(rejection) => return bad_form(rejection),
-    };
-    if let Some(refused) = refused_form(&signed_in, &headers, &form.csrf) {
-        return refused;
-    }
     let request = match form.request(&link) {
         Ok(request) => request,
         Err(problem) => {
@@ -922,11 +919,7 @@ async fn edit_link(
         }
     };
     let caller = signed_in.caller();
-    let site = match site_of(&state, None) {
-        Ok(site) => site,
-        Err(error) => return error.into_response(),
-    };
-    match update(&state, &caller, &site, &code, request).await {
+    match update(&state, &caller, &Site::Default, &code, request).await {
         Ok(link) => see_other(&state, &format!("/links/{}?saved", link.code)),
         Err(error) => change_refused(&state, &signed_in, &link, &form, error),
     }
@@ -940,31 +933,18 @@ struct DisabledForm {
 
 async fn set_disabled(
     State(state): State<AppState>,
-    signed_in: Result<SignedIn, Response>,
     Path(code): Path<String>,
-    headers: HeaderMap,
-    form: Result<Form<DisabledForm>, FormRejection>,
+    SignedForm(signed_in, form): SignedForm<DisabledForm>,
 ) -> Response {
-    let (signed_in, link) = match own_link(&state, signed_in, &code).await {
-        Ok(found) => found,
+    let link = match own_link(&state, &signed_in, &code).await {
+        Ok(link) => link,
         Err(response) => return response,
     };
-    let Form(form) = match form {
-        Ok(form) => form,
-        Err(rejection) => return bad_form(rejection),
-    };
-    if let Some(refused) = refused_form(&signed_in, &headers, &form.csrf) {
-        return refused;
-    }
     let request = PatchRequest {
         disabled: Some(form.disabled),
         ..PatchRequest::default()
     };
-    let site = match site_of(&state, None) {
-        Ok(site) => site,
-        Err(error) => return error.into_response(),
-    };
-    match update(&state, &signed_in.caller(), &site, &code, request).await {
+    match update(&state, &signed_in.caller(), &Site::Default, &code, request).await {
         Ok(link) => see_other(&state, &format!("/links/{}?saved", link.code)),
         Err(error) => {
             let form = EditForm::of(&link);
@@ -975,11 +955,11 @@ async fn set_disabled(
 
 async fn delete_confirmation(
     State(state): State<AppState>,
-    signed_in: Result<SignedIn, Response>,
+    signed_in: SignedIn,
     Path(code): Path<String>,
 ) -> Response {
-    match own_link(&state, signed_in, &code).await {
-        Ok((signed_in, link)) => page(
+    match own_link(&state, &signed_in, &code).await {
+        Ok(link) => page(
             StatusCode::OK,
             pages::confirm_delete(&state, &signed_in.session, &link),
         ),
@@ -989,40 +969,19 @@ async fn delete_confirmation(
 
 async fn delete_link(
     State(state): State<AppState>,
-    signed_in: Result<SignedIn, Response>,
     Path(code): Path<String>,
-    headers: HeaderMap,
-    form: Result<Form<CsrfForm>, FormRejection>,
+    SignedForm(signed_in, _): SignedForm<CsrfForm>,
 ) -> Response {
-    let (signed_in, _) = match own_link(&state, signed_in, &code).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
-    let Form(form) = match form {
-        Ok(form) => form,
-        Err(rejection) => return bad_form(rejection),
-    };
-    if let Some(refused) = refused_form(&signed_in, &headers, &form.csrf) {
-        return refused;
+    if let Err(response) = own_link(&state, &signed_in, &code).await {
+        return response;
     }
-    let site = match site_of(&state, None) {
-        Ok(site) => site,
-        Err(error) => return error.into_response(),
-    };
-    match delete(&state, &signed_in.caller(), &site, &code).await {
+    match delete(&state, &signed_in.caller(), &Site::Default, &code).await {
         Ok(()) => see_other(&state, "/links"),
         Err(error) => error.into_response(),
     }
 }
 
-async fn list_keys(
-    State(state): State<AppState>,
-    signed_in: Result<SignedIn, Response>,
-) -> Response {
-    let signed_in = match signed_in {
-        Ok(signed_in) => signed_in,
-        Err(response) => return response,
-    };
+async fn list_keys(State(state): State<AppState>, signed_in: SignedIn) -> Response {
     keys_page(&state, &signed_in, StatusCode::OK, None).await
 }
 
@@ -1056,21 +1015,8 @@ struct NewKeyForm {
 
 async fn create_key(
     State(state): State<AppState>,
-    signed_in: Result<SignedIn, Response>,
-    headers: HeaderMap,
-    form: Result<Form<NewKeyForm>, FormRejection>,
+    SignedForm(signed_in, form): SignedForm<NewKeyForm>,
 ) -> Response {
-    let signed_in = match signed_in {
-        Ok(signed_in) => signed_in,
-        Err(response) => return response,
-    };
-    let Form(form) = match form {
-        Ok(form) => form,
-        Err(rejection) => return bad_form(rejection),
-    };
-    if let Some(refused) = refused_form(&signed_in, &headers, &form.csrf) {
-        return refused;
-    }
     let name = form.name.trim();
     if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
         return keys_page(
@@ -1095,15 +1041,11 @@ async fn create_key(
 
 async fn revoke_key(
     State(state): State<AppState>,
-    signed_in: Result<SignedIn, Response>,
+    signed_in: SignedIn,
     Path(prefix): Path<String>,
     headers: HeaderMap,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
-    let signed_in = match signed_in {
-        Ok(signed_in) => signed_in,
-        Err(response) => return response,
-    };
     let Form(form) = match form {
         Ok(form) => form,
         Err(rejection) => return bad_form(rejection),

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{TestServer, create_key, database_env, execute_sql, hop_command};
+use common::{TestServer, create_key, database_env, hop_command};
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use serde_json::json;
 use std::io::Write;
@@ -187,10 +187,10 @@ async fn sign_in_create_list_and_sign_out() {
         .nth(1)
         .unwrap()
         .to_owned();
-    assert_eq!(
-        common::count_rows(server.dir.path(), "SELECT COUNT(*) FROM sessions"),
-        1
-    );
+    // Through the server's own store: no second connection to a store it is using.
+    let hash = token_hash(&token);
+    let session = server.state.stores.sessions.session(&hash).await.unwrap();
+    assert_eq!(session.expect("the session is stored").user.name, "alice");
     let stored_bytes = common::stored_bytes(server.dir.path());
     assert!(
         !stored_bytes
@@ -292,10 +292,18 @@ async fn sign_in_create_list_and_sign_out() {
             .contains("Max-Age=0")
     );
     assert_eq!(browser.get("/app/links").await.status(), 303);
-    assert_eq!(
-        common::count_rows(server.dir.path(), "SELECT COUNT(*) FROM sessions"),
-        0
-    );
+    let session = server.state.stores.sessions.session(&hash).await.unwrap();
+    assert!(session.is_none(), "the session is gone from the store");
+}
+
+/// The SHA-256 a session is stored under, from its cookie's hex token.
+fn token_hash(token: &str) -> [u8; 32] {
+    use sha2::Digest;
+    let bytes: Vec<u8> = (0..token.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&token[i..i + 2], 16).unwrap())
+        .collect();
+    sha2::Sha256::digest(bytes).into()
 }
 
 /// A key of `name`'s, through the CLI (off the runtime thread, as [`users`]).
@@ -398,15 +406,17 @@ async fn idle_sessions_end_and_a_new_password_ends_them_all() {
     );
     assert_eq!(first.get("/app/links").await.status(), 200);
 
-    // Unused for six minutes: the first session is over.
+    // Unused for six minutes: the first session is over. (Set through the server's
+    // own store: no second connection to a store it is using.)
     let six_minutes_ago = hop_now_ms() - 6 * 60_000;
-    execute_sql(
-        server.dir.path(),
-        &format!(
-            "UPDATE sessions SET last_seen_at = {six_minutes_ago} WHERE token_hash = \
-             (SELECT token_hash FROM sessions ORDER BY created_at LIMIT 1)"
-        ),
-    );
+    let first_token = first.cookie.as_ref().unwrap().split('=').nth(1).unwrap();
+    server
+        .state
+        .stores
+        .sessions
+        .touch_session(&token_hash(first_token), six_minutes_ago)
+        .await
+        .unwrap();
     let idle = first.get("/app/links").await;
     assert_eq!(idle.status(), 303);
     assert_eq!(location(&idle), "/app/login");

@@ -295,18 +295,17 @@ fn bad_form(rejection: FormRejection) -> Response {
     )
 }
 
-async fn home(state: State<AppState>, signed_in: Result<SignedIn, Response>) -> Response {
-    match signed_in {
-        Ok(_) => see_other(&state, "/links"),
-        Err(response) => response,
-    }
+/// Not signed in: the extractor's rejection sends the browser to sign in.
+async fn home(State(state): State<AppState>, _: SignedIn) -> Response {
+    see_other(&state, "/links")
 }
 
-async fn sign_in_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+async fn sign_in_page(
+    State(state): State<AppState>,
+    signed_in: Result<SignedIn, Response>,
+) -> Response {
     // Someone already signed in goes on to their links.
-    if let Some(token) = session_token(&headers)
-        && let Ok(Some(_)) = state.stores.sessions.session(&token_hash(&token)).await
-    {
+    if signed_in.is_ok() {
         return see_other(&state, "/links");
     }
     page(StatusCode::OK, pages::sign_in(&state, "", None))
@@ -681,13 +680,20 @@ async fn create_link(
 /// The signed-in user's link `code` (default domain), or the answer to give instead:
 /// the sign-in redirect, or a 404 page for a code that is not theirs.
 async fn own_link(state: &AppState, signed_in: &SignedIn, code: &str) -> Result<Link, Response> {
-    match owned_link(state, &signed_in.caller(), &Site::Default, code).await {
-        Ok(link) => Ok(link),
-        Err(ApiError::NotFound(_)) => Err(page(
+    owned_link(state, &signed_in.caller(), &Site::Default, code)
+        .await
+        .map_err(|error| link_error(code, error))
+}
+
+/// A failed link lookup or change as a page: a code that is not the user's (or no
+/// code at all) is a 404 page; anything else is the error's own answer.
+fn link_error(code: &str, error: ApiError) -> Response {
+    match error {
+        ApiError::NotFound(_) => page(
             StatusCode::NOT_FOUND,
             pages::refused(&format!("You have no link with the code {code}.")),
-        )),
-        Err(error) => Err(error.into_response()),
+        ),
+        error => error.into_response(),
     }
 }
 
@@ -972,12 +978,10 @@ async fn delete_link(
     Path(code): Path<String>,
     SignedForm(signed_in, _): SignedForm<CsrfForm>,
 ) -> Response {
-    if let Err(response) = own_link(&state, &signed_in, &code).await {
-        return response;
-    }
+    // `delete` looks the link up with the user's ownership rules itself.
     match delete(&state, &signed_in.caller(), &Site::Default, &code).await {
         Ok(()) => see_other(&state, "/links"),
-        Err(error) => error.into_response(),
+        Err(error) => link_error(&code, error),
     }
 }
 

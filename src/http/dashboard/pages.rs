@@ -57,6 +57,24 @@ fn layout(state: &AppState, title: &str, session: Option<&Session>, body: Markup
     }
 }
 
+/// A table's column headings; an empty one is the actions column, named for
+/// screen readers only.
+fn table_head(columns: &[&str]) -> Markup {
+    html! {
+        thead {
+            tr {
+                @for column in columns {
+                    @if column.is_empty() {
+                        th scope="col" { span.visually-hidden { "Actions" } }
+                    } @else {
+                        th scope="col" { (column) }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// A message in a live region, so that screen readers announce it.
 fn alert(message: Option<&str>) -> Markup {
     html! {
@@ -218,16 +236,7 @@ pub fn links(state: &AppState, session: &Session, view: &LinksView<'_>) -> Marku
             } @else {
                 table.links {
                     caption.visually-hidden { "Your links" }
-                    thead {
-                        tr {
-                            th scope="col" { "Short URL" }
-                            th scope="col" { "Target" }
-                            th scope="col" { "Title" }
-                            th scope="col" { "Tags" }
-                            th scope="col" { "Clicks" }
-                            th scope="col" { "State" }
-                        }
-                    }
+                    (table_head(&["Short URL", "Target", "Title", "Tags", "Clicks", "State"]))
                     tbody {
                         @for link in &listing.items {
                             tr {
@@ -457,16 +466,7 @@ pub fn keys(
         } @else {
             table.links {
                 caption.visually-hidden { "Your API keys" }
-                thead {
-                    tr {
-                        th scope="col" { "Key" }
-                        th scope="col" { "Name" }
-                        th scope="col" { "Created" }
-                        th scope="col" { "Expires" }
-                        th scope="col" { "State" }
-                        th scope="col" { span.visually-hidden { "Revoke" } }
-                    }
-                }
+                (table_head(&["Key", "Name", "Created", "Expires", "State", ""]))
                 tbody {
                     @for key in keys {
                         @let usable = key.is_usable(now);
